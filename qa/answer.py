@@ -1,0 +1,61 @@
+"""Plain result types returned by the public API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ABSTAIN_TEXT = "I don't know: the documents don't say."
+"""The one sentence qa answers with when the documents do not contain the answer."""
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A chunk the answer relies on; ``n`` matches the ``[n]`` marker in the answer text."""
+
+    n: int
+    source: str
+    chunk_id: str
+    text: str
+    score: float
+    start: int = 0
+    end: int = 0
+    quote: str = ""
+
+
+@dataclass
+class Timings:
+    """Where the time of one answer went, in milliseconds."""
+
+    retrieve_ms: float = 0.0
+    first_token_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass
+class Answer:
+    """An answer with its evidence.
+
+    ``text`` is what a user reads (short answer plus ``[n]`` markers, or ``ABSTAIN_TEXT``);
+    ``citations`` are the supporting chunks; ``retrieved`` every chunk the LLM was shown, best
+    first (for evaluation and debugging).
+    """
+
+    question: str
+    text: str
+    abstained: bool
+    citations: list[Citation] = field(default_factory=list)
+    retrieved: list[Citation] = field(default_factory=list)
+    timings: Timings = field(default_factory=Timings)
+    standalone_question: str = ""
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What one ``index()`` run changed."""
+
+    files: int
+    added: int
+    removed: int
+    unchanged: int
+    seconds: float
+    skipped: list[str] = field(default_factory=list)

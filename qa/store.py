@@ -1,0 +1,164 @@
+"""The Chroma vector store: embedded in ``index/`` by default, or a Chroma server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import chromadb
+from chromadb.config import Settings as ChromaSettings
+from langchain_chroma import Chroma
+from langchain_core.embeddings import Embeddings
+
+from qa.config import Settings
+from qa.errors import BackendError, IndexNotFoundError
+from qa.ingest import Chunk
+
+_BATCH = 64
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk and its relevance (cosine similarity, higher is better)."""
+
+    chunk: Chunk
+    score: float
+
+
+def fingerprint(settings: Settings) -> str:
+    """What the stored vectors depend on; a change means the index must be rebuilt."""
+    spec = {
+        "embedding_model": settings.embedding_model,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def open_client(settings: Settings) -> chromadb.ClientAPI:
+    """An embedded client on ``settings.index_dir`` or an HTTP client for a Chroma server."""
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_host:
+        try:
+            return chromadb.HttpClient(
+                host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
+            )
+        except Exception as err:  # chromadb raises bare ValueError/ConnectionError here
+            raise BackendError(
+                f"Cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
+                f" ({err}); start it with `chroma run --path index --port "
+                f"{settings.chroma_port}` or unset QA_CHROMA_HOST"
+            ) from err
+    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
+
+
+class Store:
+    """Chunks in a Chroma collection, kept in step with the documents on disk."""
+
+    def __init__(self, settings: Settings, embeddings: Embeddings) -> None:
+        self.settings = settings
+        self.client = open_client(settings)
+        self._embeddings = embeddings
+        self._fingerprint = fingerprint(settings)
+        self._db = self._open_collection()
+
+    def _open_collection(self) -> Chroma:
+        name = self.settings.collection
+        existing = {c.name for c in self.client.list_collections()}
+        if name in existing:
+            meta = self.client.get_collection(name).metadata or {}
+            if meta.get("qa_fingerprint") != self._fingerprint:
+                # Vectors from another model or chunking must not be mixed with new ones.
+                self.client.delete_collection(name)
+        return Chroma(
+            client=self.client,
+            collection_name=name,
+            embedding_function=self._embeddings,
+            collection_metadata={
+                "hnsw:space": "cosine",
+                "qa_fingerprint": self._fingerprint,
+                "embedding_model": self.settings.embedding_model,
+            },
+        )
+
+    def count(self) -> int:
+        """Number of chunks stored."""
+        return self._db._collection.count()
+
+    def sources(self) -> dict[str, int]:
+        """Chunks per source document."""
+        metas = self._db.get(include=["metadatas"])["metadatas"]
+        counts: dict[str, int] = {}
+        for meta in metas:
+            counts[str(meta["source"])] = counts.get(str(meta["source"]), 0) + 1
+        return counts
+
+    def sync(
+        self,
+        chunks: Sequence[Chunk],
+        *,
+        replace_sources: set[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[int, int, int]:
+        """Make the stored chunks of ``replace_sources`` (default: all) equal to ``chunks``.
+
+        Returns (added, removed, unchanged). Unchanged chunks are not re-embedded.
+        """
+        stored = self._db.get(include=["metadatas"])
+        in_scope = {
+            id_
+            for id_, meta in zip(stored["ids"], stored["metadatas"], strict=True)
+            if replace_sources is None or meta["source"] in replace_sources
+        }
+        wanted = {c.id: c for c in chunks}
+        new = [c for id_, c in wanted.items() if id_ not in in_scope]
+        stale = sorted(in_scope - wanted.keys())
+        for i in range(0, len(new), _BATCH):
+            batch = new[i : i + _BATCH]
+            self._db.add_texts(
+                [c.text for c in batch],
+                metadatas=[c.metadata for c in batch],
+                ids=[c.id for c in batch],
+            )
+            if progress:
+                progress(i + len(batch), len(new))
+        if stale:
+            self._db.delete(ids=stale)
+        return len(new), len(stale), len(wanted) - len(new)
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        """The ``k`` chunks most similar to ``query``, best first."""
+        if self.count() == 0:
+            raise IndexNotFoundError(
+                f"The index in {self.settings.index_dir}/ is empty; run `qa index` to index "
+                f"the documents in {self.settings.seeds_dir}/"
+            )
+        results = self._db.similarity_search_with_score(query, k=k)
+        return [
+            Hit(_to_chunk(doc.id or "", doc.page_content, doc.metadata), 1.0 - dist)
+            for doc, dist in results
+        ]
+
+    def all_chunks(self) -> list[Chunk]:
+        """Every stored chunk, in document order."""
+        got = self._db.get(include=["documents", "metadatas"])
+        chunks = [
+            _to_chunk(id_, text, meta)
+            for id_, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        ]
+        return sorted(chunks, key=lambda c: (c.source, c.n))
+
+
+def _to_chunk(id_: str, text: str, meta: dict) -> Chunk:
+    return Chunk(
+        id=id_,
+        text=text,
+        source=str(meta.get("source", "")),
+        n=int(meta.get("chunk", 0)),
+        start=int(meta.get("start", 0)),
+        end=int(meta.get("end", 0)),
+        title=str(meta.get("title", "")),
+    )

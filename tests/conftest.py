@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from langchain_core.embeddings import DeterministicFakeEmbedding
+
+import qa  # noqa: F401 - sets the offline switches before any model library loads
+from qa import Assistant, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT / "seeds" / "000_fee3450cbe0e2819.txt"
+
+
+@pytest.fixture
+def fake_embeddings() -> DeterministicFakeEmbedding:
+    return DeterministicFakeEmbedding(size=32)
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "bakery.txt").write_text(
+        "The Elm Street Bakery\n\nThe bakery opened in 1998. Its founder, Marta Kovacs, bakes "
+        "every morning.\n\nThe shop sells about 400 loaves a day.\n"
+    )
+    (folder / "ferry.md").write_text("# Ferry\n\nThe ferry crosses the river every 20 minutes.\n")
+    return folder
+
+
+@pytest.fixture
+def settings(tmp_path: Path, docs: Path) -> Settings:
+    return Settings(seeds_dir=docs, index_dir=tmp_path / "index", chunk_size=120, chunk_overlap=0)
+
+
+@pytest.fixture(scope="session")
+def real_assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+    """The shipped models over the seed article, loaded once per session."""
+    root = tmp_path_factory.mktemp("seed")
+    shutil.copy(SEED, root / SEED.name)
+    assistant = Assistant(Settings(seeds_dir=root, index_dir=root / "index"))
+    assistant.index()
+    return assistant

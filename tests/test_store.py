@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qa import Assistant, Settings
+from qa.errors import IndexNotFoundError
+
+
+def _assistant(settings: Settings, embeddings) -> Assistant:
+    return Assistant(settings, embeddings=embeddings)
+
+
+def test_reindexing_unchanged_files_does_nothing(settings, fake_embeddings) -> None:
+    first = _assistant(settings, fake_embeddings).index()
+    assert first.files == 2 and first.added > 0 and first.removed == 0
+    again = _assistant(settings, fake_embeddings).index()  # a new process, same index dir
+    assert (again.added, again.removed, again.unchanged) == (0, 0, first.added)
+
+
+def test_changed_file_replaces_its_chunks(settings, fake_embeddings, docs: Path) -> None:
+    assistant = _assistant(settings, fake_embeddings)
+    assistant.index()
+    (docs / "ferry.md").write_text("# Ferry\n\nThe ferry now crosses every 30 minutes.\n")
+    report = assistant.index()
+    assert report.added >= 1 and report.removed >= 1
+    texts = " ".join(c.text for c in assistant.store.all_chunks())
+    assert "30 minutes" in texts and "20 minutes" not in texts
+
+
+def test_deleted_file_loses_its_chunks(settings, fake_embeddings, docs: Path) -> None:
+    assistant = _assistant(settings, fake_embeddings)
+    assistant.index()
+    (docs / "ferry.md").unlink()
+    report = assistant.index()
+    assert report.removed >= 1
+    assert set(assistant.store.sources()) == {"bakery.txt"}
+
+
+def test_changed_chunking_rebuilds_instead_of_mixing(settings, fake_embeddings) -> None:
+    _assistant(settings, fake_embeddings).index()
+    bigger = settings.model_copy(update={"chunk_size": 4000})
+    report = _assistant(bigger, fake_embeddings).index()
+    assert report.unchanged == 0 and report.removed == 0
+    assert _assistant(bigger, fake_embeddings).store.count() == report.added == 2
+
+
+def test_search_on_an_empty_index_says_what_to_run(settings, fake_embeddings) -> None:
+    with pytest.raises(IndexNotFoundError, match="qa index"):
+        _assistant(settings, fake_embeddings).retrieve("anything")
+
+
+def test_search_returns_scored_chunks_with_metadata(settings, fake_embeddings) -> None:
+    assistant = _assistant(settings, fake_embeddings)
+    assistant.index()
+    hits = assistant.retrieve("ferry")
+    assert 1 <= len(hits) <= settings.top_k
+    assert all(h.chunk.source in {"bakery.txt", "ferry.md"} and h.chunk.id for h in hits)
+    assert hits == sorted(hits, key=lambda h: -h.score)
