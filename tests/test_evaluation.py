@@ -1,0 +1,258 @@
+"""Evaluation harness: normalization, scoring, run_eval with a fake assistant, gate, reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from qa.answer import ABSTAIN_TEXT, Answer, Citation, Timings
+from qa.evaluation import (
+    Baseline,
+    EvalReport,
+    check_gate,
+    contains,
+    facts_present,
+    gold_token_recall,
+    load_baseline,
+    load_gold,
+    normalize,
+    parse_gold_item,
+    run_eval,
+    squad_em,
+    squad_f1,
+    stratified_sample,
+    strip_citations,
+    summary_table,
+    update_baseline,
+    write_reports,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Twelve days", "12 days"),
+        ("thirty-seven years", "37 years"),
+        ("two hundred five", "205"),
+        ("one two", "1 2"),
+        ("4,000 people", "4000 people"),
+        ("“The Challenge” — a film", "challenge film"),
+        ("Russia\u2019s   Soyuz\u2013MS\u201119", "russia s soyuz ms 19"),
+        ("at 4:55 a.m.", "at 4 55 m"),
+    ],
+)
+def test_normalize(text: str, expected: str) -> None:
+    assert normalize(text) == expected
+
+
+def test_contains_matches_whole_tokens_only() -> None:
+    assert contains("She is 37 years old.", "thirty-seven")
+    assert contains("a crew of twelve", "12")
+    assert not contains("born in 1937", "37")
+    assert not contains("anything", "")
+
+
+def test_strip_citations() -> None:
+    assert strip_citations("It launched at 4:55 [1] in Kazakhstan [2, 3].") == (
+        "It launched at 4:55 in Kazakhstan."
+    )
+
+
+def test_facts_present_needs_every_group_and_any_alternative() -> None:
+    facts = [["4:55"], ["kazakhstan", "baikonur"]]
+    assert facts_present("At 4.55 from Baikonur", facts)
+    assert not facts_present("At 4:55 in Russia", facts)
+
+
+def test_squad_metrics_on_known_cases() -> None:
+    assert squad_em("The Eiffel Tower!", ["Eiffel tower"]) == 1.0
+    assert squad_em("Eiffel", ["Eiffel tower", "Eiffel"]) == 1.0
+    assert squad_f1("in the 10th century", ["10th and 11th centuries"]) == pytest.approx(2 / 7)
+    assert squad_f1("Rollo", ["Rollo", "Rollo the Viking"]) == 1.0
+    assert squad_f1("nothing here", ["Rollo"]) == 0.0
+    assert gold_token_recall("It was Denmark and Norway", ["Denmark, Iceland and Norway"]) == 0.75
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"id": "x", "question": "q?", "facts": [["a"]], "unanswerable": True},
+        {"id": "x", "question": "q?"},
+        {"id": "x", "question": "q?", "facts": ["not a group"]},
+        {"id": "x", "question": "q?", "answer": ["typo key"]},
+        {"id": "x", "turns": [{"question": "q?"}]},
+        {"id": "x", "turns": "q?"},
+        {"id": "x", "question": "q?", "unanswerable": True, "sources": "doc.txt"},
+    ],
+)
+def test_parse_rejects_malformed_items(raw: dict) -> None:
+    with pytest.raises(ValueError):
+        parse_gold_item(raw)
+
+
+def _write_gold(path: Path, records: list[dict]) -> Path:
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    return path
+
+
+def test_load_gold_rejects_duplicate_ids(tmp_path: Path) -> None:
+    rec = {"id": "a", "question": "q?", "unanswerable": True}
+    with pytest.raises(ValueError, match="duplicate"):
+        load_gold(_write_gold(tmp_path / "g.jsonl", [rec, rec]))
+
+
+def test_stratified_sample_is_seeded_and_keeps_order(tmp_path: Path) -> None:
+    records = [{"id": f"p{i}", "question": "q?", "answers": ["x"]} for i in range(50)]
+    records += [{"id": f"n{i}", "question": "q?", "unanswerable": True} for i in range(50)]
+    items = load_gold(_write_gold(tmp_path / "g.jsonl", records))
+    sample = stratified_sample(items, answerable=20, unanswerable=10, seed=0)
+    assert [it.id for it in sample] == [it.id for it in stratified_sample(items, seed=0)]
+    assert sum(it.answerable for it in sample) == 20 and len(sample) == 30
+    assert [it.id for it in sample] == [it.id for it in items if it in sample]
+    assert [it.id for it in load_gold(tmp_path / "g.jsonl", sample=30)] == [i.id for i in sample]
+
+
+def _cite(n: int, text: str, source: str = "doc.txt") -> Citation:
+    return Citation(n=n, source=source, chunk_id=f"c{n}", text=text, score=1.0)
+
+
+class FakeAssistant:
+    """Canned answers keyed by question; records every call."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, list[dict] | None]] = []
+        self.chunks = [_cite(1, "The weather is nice."), _cite(2, "Yulia Peresild, 37, stars.")]
+
+    def ask(self, question: str, history: list[dict] | None = None) -> Answer:
+        self.calls.append((question, history))
+        text = self.answers[question]
+        if text == "BOOM":
+            raise RuntimeError("backend down")
+        abstained = text == ABSTAIN_TEXT
+        return Answer(
+            question=question,
+            text=text,
+            abstained=abstained,
+            citations=[] if abstained else [self.chunks[1]],
+            retrieved=self.chunks,
+            timings=Timings(retrieve_ms=5, first_token_ms=100, total_ms=200),
+        )
+
+
+GOLD = [
+    {"id": "age", "question": "How old is she?", "facts": [["37"]], "sources": ["a/doc.txt"]},
+    {"id": "who", "question": "Who stars?", "answers": ["Yulia Peresild"]},
+    {"id": "miss", "question": "Who directs?", "facts": [["shipenko"]]},
+    {"id": "budget", "question": "Budget?", "unanswerable": True},
+    {"id": "boom", "question": "Crash?", "unanswerable": True},
+    {
+        "id": "conv",
+        "turns": [
+            {"question": "Who is the lead?", "facts": [["peresild"]]},
+            {"question": "How old is the lead?", "facts": [["thirty-seven"]]},
+        ],
+    },
+]
+ANSWERS = {
+    "How old is she?": "She is thirty-seven [2].",
+    "Who stars?": "Yulia Peresild stars [2].",
+    "Who directs?": ABSTAIN_TEXT,
+    "Budget?": ABSTAIN_TEXT,
+    "Crash?": "BOOM",
+    "Who is the lead?": "Yulia Peresild [2].",
+    "How old is the lead?": "37 [2]",
+}
+
+
+@pytest.fixture
+def report(tmp_path: Path) -> tuple[EvalReport, FakeAssistant]:
+    fake = FakeAssistant(ANSWERS)
+    seen: list[tuple[int, int]] = []
+    rep = run_eval(
+        fake, _write_gold(tmp_path / "gold.jsonl", GOLD), progress=lambda *a: seen.append(a)
+    )
+    assert seen[-1] == (6, 6)
+    return rep, fake
+
+
+def test_run_eval_passes_real_history_in_conversations(report) -> None:
+    _, fake = report
+    calls = dict(fake.calls)
+    assert calls["Who is the lead?"] is None
+    assert calls["How old is the lead?"] == [
+        {"role": "user", "content": "Who is the lead?"},
+        {"role": "assistant", "content": "Yulia Peresild [2]."},
+    ]
+
+
+def test_run_eval_metrics_and_items(report) -> None:
+    rep, _ = report
+    m = rep.metrics
+    passed = {it.id: it.passed for it in rep.items}
+    assert passed == {
+        "age": True,
+        "who": True,
+        "miss": False,
+        "budget": True,
+        "boom": False,
+        "conv": True,
+    }
+    assert m["fact_recall"] == pytest.approx(4 / 5)
+    assert m["false_abstain_rate"] == pytest.approx(1 / 5)
+    assert m["abstain_acc"] == 0.5
+    assert m["contains_gold"] == 1.0 and m["squad_em"] == 0.0
+    assert m["citation_grounding"] == 1.0 and m["source_hit"] == 1.0
+    assert m["hit@1"] == 0.0 and m["hit@3"] == 0.8 and m["mrr@10"] == pytest.approx(0.4)
+    assert m["errors"] == 1 and m["n_items"] == 6 and m["n_questions"] == 7
+    assert m["ttft_p50_ms"] == 100 and m["total_p95_ms"] == 200
+    boom = next(it for it in rep.items if it.id == "boom").turns[0]
+    assert boom.error == "RuntimeError: backend down"
+    assert rep.config["gold_name"] == "gold"
+    assert dict(summary_table(rep))["errors"] == "1"
+
+
+def test_gate_flags_metric_regressions_and_new_failures(report) -> None:
+    rep, _ = report
+    base = Baseline(
+        metrics={**rep.metrics, "fact_recall": 0.9, "abstain_acc": 0.54, "ttft_p50_ms": 1.0},
+        passing=["age", "miss", "gone"],
+    )
+    gate = check_gate(rep, base)
+    assert not gate.ok
+    assert [r.split(":")[0] for r in gate.regressions] == ["fact_recall"]
+    assert gate.newly_failing == ["miss"]
+    assert check_gate(rep, base, {"fact_recall": 0.2}).ok
+    assert not check_gate(rep, Baseline({"errors": 0.0}, [])).ok
+    assert check_gate(rep, None).ok
+
+
+def test_baseline_roundtrip(report, tmp_path: Path) -> None:
+    rep, _ = report
+    path = tmp_path / "baseline.json"
+    update_baseline(path, "other", rep)
+    stored = update_baseline(path, "gold", rep)
+    assert load_baseline(path, "gold") == stored
+    assert set(json.loads(path.read_text())) == {"gold", "other"}
+    assert load_baseline(path, "missing") is None
+    assert check_gate(rep, stored).ok
+
+
+def test_write_reports_escapes_html(tmp_path: Path) -> None:
+    evil = "<script>alert('x')</script>"
+    fake = FakeAssistant({"Q?": evil})
+    fake.settings = SimpleNamespace(llm_model="m", embedding_model="e", top_k=4, chunk_size=500)
+    gold = [parse_gold_item({"id": "x<y", "question": "Q?", "facts": [["37"]]})]
+    rep = run_eval(fake, gold, name="squad2-x")
+    assert rep.config["top_k"] == 4 and rep.config["gold_name"] == "squad2-x"
+    assert rep.metrics["hit@4"] == 1.0
+    write_reports(rep, tmp_path / "out")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page and "x&lt;y" in page
+    assert "http" not in page  # self-contained
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["items"][0]["turns"][0]["answer"] == evil
+    assert "x<y" in (tmp_path / "out" / "report.md").read_text()
