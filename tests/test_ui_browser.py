@@ -1,0 +1,260 @@
+"""The chat UI in a real browser (Debian chromium via Playwright), mostly over fake models.
+
+Run ``scripts/install-browser`` once first. Without chromium these tests skip locally and fail
+in CI (``CI`` set), so a missing browser never passes silently there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.embeddings import DeterministicFakeEmbedding
+from langchain_core.language_models import FakeListChatModel
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk
+
+from qa import Assistant, Settings
+from qa.ui import CSS, build_app
+
+pytestmark = [
+    pytest.mark.e2e,
+    # Gradio's queue calls pandas APIs that pandas 3 deprecates; not ours to fix.
+    pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*"),
+]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 20_000
+BOT = '[data-testid="bot"]'
+INPUT = '#qa-question textarea[data-testid="textbox"]'
+
+XSS_DOC = (
+    "The chef wrote <script>window.__xss=1</script> on the board.\n\n"
+    'Also <img src=x onerror="window.__xss=2"> and [a link](javascript:window.__xss=3).\n'
+)
+ROUTES = [
+    ("bakery open", "Quote: The bakery opened in 1998.\nAnswer: in 1998"),
+    ("loaves", "Quote: The shop sells about 400 loaves a day.\nAnswer: about 400 loaves"),
+    ("lighthouse", "Quote: The lighthouse keeper is Ada Quint.\nAnswer: Ada Quint"),
+    (
+        "chef",
+        "Quote: The chef wrote <script>window.__xss=1</script> on the board.\n"
+        "Answer: <script>window.__xss=1</script>",
+    ),
+]
+
+
+class RoutedFakeLLM(FakeListChatModel):
+    """A fake chat model that replies by keyword in the question (order-independent), and
+    records the follow-up rewrites it was asked for."""
+
+    responses: list[str] = []
+    condensed: list[str] = []
+
+    def _reply(self, messages: list[BaseMessage]) -> str:
+        last = str(messages[-1].content)
+        if "Last question:" in last:  # the follow-up rewrite step
+            self.condensed.append(last)
+            return last.rsplit("Last question:", 1)[1].strip()
+        question = last.rsplit("Question:", 1)[-1].lower()
+        for key, reply in ROUTES:
+            if key in question:
+                return reply
+        return "Quote: none\nAnswer: none"
+
+    def _call(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> str:
+        return self._reply(messages)
+
+    def _stream(
+        self, messages: list[BaseMessage], *args: Any, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        for ch in self._reply(messages):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=ch))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(assistant: Assistant) -> Iterator[str]:
+    demo = build_app(assistant, examples=["What is this document about?"])
+    port = _free_port()
+    demo.launch(
+        prevent_thread_lock=True,
+        server_name="127.0.0.1",
+        server_port=port,
+        share=False,
+        ssr_mode=False,
+        quiet=True,
+        css=CSS,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> RoutedFakeLLM:
+    return RoutedFakeLLM()
+
+
+@pytest.fixture(scope="module")
+def fake_server(tmp_path_factory: pytest.TempPathFactory, fake_llm: RoutedFakeLLM):
+    root = tmp_path_factory.mktemp("ui")
+    docs = root / "docs"
+    docs.mkdir()
+    (docs / "bakery.txt").write_text(
+        "The Elm Street Bakery\n\nThe bakery opened in 1998. Its founder, Marta Kovacs, bakes "
+        "every morning.\n\nThe shop sells about 400 loaves a day.\n"
+    )
+    (docs / "evil.md").write_text(XSS_DOC)
+    settings = Settings(
+        seeds_dir=docs, index_dir=root / "index", chunk_size=120, chunk_overlap=0, top_k=20
+    )
+    assistant = Assistant(settings, embeddings=DeterministicFakeEmbedding(size=32), llm=fake_llm)
+    assistant.index()
+    yield from _serve(assistant)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} not found; run scripts/install-browser"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    pg.dialogs = []  # type: ignore[attr-defined]
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
+    yield pg
+    context.close()
+
+
+def _open(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector(INPUT)
+
+
+def _ask(page, question: str, n: int, timeout: int = TIMEOUT_MS) -> str:
+    """Type ``question``, press Enter, wait for the ``n``-th (1-based) finished reply."""
+    from playwright.sync_api import expect
+
+    page.fill(INPUT, question)
+    page.press(INPUT, "Enter")
+    reply = page.locator(BOT).nth(n - 1)
+    expect(reply).to_contain_text("total", timeout=timeout)  # the timing line ends a reply
+    return reply.inner_text()
+
+
+def test_question_streams_a_cited_answer_with_its_source(page, fake_server) -> None:
+    _open(page, fake_server)
+    reply = _ask(page, "When did the bakery open?", 1)
+    assert "in 1998 [" in reply and "bakery.txt" in reply and "first token" in reply
+    sources = page.locator("#qa-sources")
+    assert "bakery.txt" in sources.inner_text()
+    assert page.locator("#qa-sources mark").first.inner_text() == "The bakery opened in 1998."
+
+
+def test_follow_up_uses_the_conversation(page, fake_server, fake_llm) -> None:
+    _open(page, fake_server)
+    _ask(page, "When did the bakery open?", 1)
+    fake_llm.condensed.clear()
+    reply = _ask(page, "And how many loaves does it sell?", 2)
+    assert "about 400 loaves" in reply
+    assert fake_llm.condensed and "When did the bakery open?" in fake_llm.condensed[-1]
+    assert "in 1998 [" in fake_llm.condensed[-1]  # the earlier answer, without markup
+    assert "first token" not in fake_llm.condensed[-1]
+    page.click("#qa-new-chat")
+    page.wait_for_function(f"document.querySelectorAll('{BOT}').length === 0")
+    fake_llm.condensed.clear()
+    assert "in 1998 [" in _ask(page, "When did the bakery open?", 1)
+    assert fake_llm.condensed == []  # a new chat has no history to rewrite against
+
+
+def test_uploaded_file_can_be_asked_about(page, fake_server, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    _open(page, fake_server)
+    doc = tmp_path / "lighthouse.txt"
+    doc.write_text("The lighthouse keeper is Ada Quint.\n")
+    page.get_by_text("Documents", exact=True).click()
+    page.locator("#qa-upload input[type=file]").set_input_files(str(doc))
+    expect(page.locator("#qa-report")).to_contain_text("chunks added")
+    expect(page.locator("#qa-report")).to_contain_text("lighthouse.txt")
+    expect(page.locator("#qa-status")).to_contain_text("3")  # bakery, evil, lighthouse
+    reply = _ask(page, "Who is the lighthouse keeper?", 1)
+    assert "Ada Quint" in reply
+    assert "lighthouse.txt" in page.locator("#qa-sources").inner_text()
+
+
+def test_markup_in_documents_and_answers_stays_inert(page, fake_server) -> None:
+    _open(page, fake_server)
+    reply = _ask(page, "What did the chef write?", 1)
+    assert "<script>window.__xss=1</script>" in reply  # shown as text
+    page.locator("#qa-sources details").first.wait_for()
+    sources = page.locator("#qa-sources").inner_text()
+    assert "<script>window.__xss=1</script>" in sources
+    page.wait_for_timeout(300)
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert page.dialogs == []  # type: ignore[attr-defined]
+    injected = page.evaluate(
+        "[...document.querySelectorAll('script, img[onerror], a[href^=\"javascript\"]')]"
+        ".filter(e => (e.outerHTML || '').includes('__xss')).length"
+    )
+    assert injected == 0
+
+
+def test_gradio_client_calls_the_chat_endpoint(fake_server) -> None:
+    from gradio_client import Client
+
+    client = Client(fake_server, verbose=False)
+    box, chat, sources = client.predict("When did the bakery open?", api_name="/chat")
+    assert box == ""
+    content = chat[-1]["content"]  # Gradio 6 returns a list of {"type": "text", "text": ...}
+    text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+    assert chat[0]["role"] == "user" and chat[-1]["role"] == "assistant" and "1998" in text
+    assert "bakery.txt" in sources
+
+
+@pytest.mark.slow
+def test_real_models_answer_in_the_browser(page, real_assistant: Assistant) -> None:
+    for url in _serve(real_assistant):
+        _open(page, url)
+        reply = _ask(page, "Which TV channel broadcast the launch?", 1, timeout=300_000)
+        assert "Channel One" in reply
+        page.locator("#qa-sources details .qa-chunk").first.wait_for()
+        assert page.locator("#qa-sources mark").count() >= 1
+
+
+def test_install_browser_script_is_executable() -> None:
+    script = Path(__file__).resolve().parents[1] / "scripts" / "install-browser"
+    assert os.access(script, os.X_OK) and shutil.which("bash")
