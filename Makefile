@@ -1,9 +1,9 @@
-# The two commands a newcomer needs: `make run` (chat UI) and `make test` (all test tiers).
+# The two commands a newcomer needs: `make run` (chat UI) and `make test` (all tiers + eval gate).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast check bench
+.PHONY: install browser run test test-fast eval-gate check
 
 install: $(STAMP)
 
@@ -15,11 +15,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[test]"
 	touch $(STAMP)
 
+browser:
+	scripts/install-browser
+
 run: install
 	$(VENV)/bin/qa chat
 
-test: install
+# Every tier (unit, real models, browser) and then the eval regression gate.
+test: install browser
 	$(VENV)/bin/python -m pytest
+	$(MAKE) eval-gate
+
+eval-gate: install
+	$(VENV)/bin/qa eval --gold evals/gold.jsonl --gate
+	$(VENV)/bin/qa eval --gold evals/squad2/Normans.jsonl --docs evals/squad2/docs --sample 30 --gate
+	$(VENV)/bin/qa eval --gold evals/squad2/Steam_engine.jsonl --docs evals/squad2/docs --sample 30 --gate
 
 test-fast: install
 	$(VENV)/bin/python -m pytest -m "not slow and not e2e"

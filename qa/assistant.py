@@ -123,7 +123,20 @@ class Assistant:
         )
 
     def retrieve(self, question: str) -> list[Hit]:
-        """The chunks the LLM will see for ``question``, best first."""
+        """The chunks the LLM will see for ``question``.
+
+        Usually the ``top_k`` most similar, best first. When the whole index fits in
+        ``full_context_chars``, every chunk in document order: the prompt prefix is then the
+        same for every question, so the LLM's KV cache makes answers fast, and no answer is
+        lost to a retrieval miss. Scores still rank them for evaluation.
+        """
+        limit = self.settings.full_context_chars
+        count = self.store.count()
+        if count and count * self.settings.chunk_size <= limit * 2:
+            chunks = self.store.all_chunks()
+            if sum(len(c.text) for c in chunks) <= limit:
+                scores = {h.chunk.id: h.score for h in self.store.search(question, k=count)}
+                return [Hit(c, scores.get(c.id, 0.0)) for c in chunks]
         return self.store.search(question, k=self.settings.top_k)
 
     def ask(self, question: str, history: list[Message] | None = None) -> Answer:

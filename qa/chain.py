@@ -259,7 +259,9 @@ def _answer(x: dict, generate: Runnable) -> Iterator[Token | Answer]:
         text=verified[0] if verified else ABSTAIN_TEXT,
         abstained=verified is None,
         citations=verified[1] if verified else [],
-        retrieved=[to_citation(i, h) for i, h in enumerate(hits, 1)],
+        retrieved=sorted(
+            (to_citation(i, h) for i, h in enumerate(hits, 1)), key=lambda c: -c.score
+        ),
         timings=timings,
         standalone_question=x["standalone"],
     )

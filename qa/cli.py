@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -114,13 +116,30 @@ def ask(
 
 
 @app.command()
-def chat(docs: SeedsOpt = None, index: IndexOpt = None) -> None:
-    """Chat in the terminal; follow-up questions use the conversation so far."""
+def chat(
+    docs: SeedsOpt = None,
+    index: IndexOpt = None,
+    host: Annotated[str, typer.Option(help="Address the web UI listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the web UI listens on.")] = 7860,
+    terminal: Annotated[
+        bool, typer.Option("--terminal", help="Chat in this terminal instead of the browser.")
+    ] = False,
+) -> None:
+    """Chat in the browser (streamed, cited answers, upload); QA_AUTH=user:pass adds a login."""
     try:
         assistant = _assistant(docs, index)
         _index(assistant)
     except QAError as err:
         raise _fail(err) from err
+    if terminal:
+        _terminal_chat(assistant)
+        return
+    from qa.ui import launch  # gradio is slow to import; load it only for the UI
+
+    launch(assistant, host=host, port=port)
+
+
+def _terminal_chat(assistant: Assistant) -> None:
     history: list[dict[str, str]] = []
     console.print("[dim]Ask about your documents; Ctrl-D or 'exit' to quit.[/dim]")
     while True:
@@ -140,3 +159,76 @@ def chat(docs: SeedsOpt = None, index: IndexOpt = None) -> None:
             {"role": "user", "content": question},
             {"role": "assistant", "content": answer.text},
         ]
+
+
+@app.command("eval")
+def eval_(
+    gold: Annotated[Path, typer.Option(help="Gold set (JSONL).")] = Path("evals/gold.jsonl"),
+    docs: Annotated[
+        Path | None,
+        typer.Option(help="Evaluate on this folder of documents, indexed into a temporary index."),
+    ] = None,
+    sample: Annotated[
+        int | None, typer.Option(help="Seeded sample: n - n//3 answerable + n//3 unanswerable.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder (default: evals/reports/<timestamp>/).")
+    ] = None,
+    gate: Annotated[
+        bool, typer.Option("--gate", help="Exit 1 if a metric regressed past its tolerance.")
+    ] = False,
+    update_baseline: Annotated[
+        bool, typer.Option("--update-baseline", help="Accept this run as the new baseline.")
+    ] = False,
+    baseline: Annotated[Path, typer.Option(help="Baseline file.")] = Path("evals/baseline.json"),
+) -> None:
+    """Score answers against a gold set; write report.json/.md/.html; optionally gate."""
+    from rich.table import Table
+
+    from qa import evaluation
+
+    name = gold.stem + (f"@{sample}" if sample else "")
+    try:
+        items = evaluation.load_gold(gold, sample=sample)
+        assistant = _assistant()
+        with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
+            if docs is not None:
+                assistant = assistant.for_documents(docs, Path(tmp) / "index")
+            _index(assistant)
+            with _progress() as bar:
+                task = bar.add_task(f"Evaluating {name}", total=len(items))
+                report = evaluation.run_eval(
+                    assistant,
+                    items,
+                    name=name,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+    except (QAError, ValueError, OSError) as err:
+        raise _fail(QAError(str(err))) from err
+    out = out or Path("evals/reports") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    evaluation.write_reports(report, out)
+    table = Table(title=f"{name}: {len(items)} items")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in evaluation.summary_table(report):
+        table.add_row(key, value)
+    console.print(table)
+    console.print(f"Reports in {out}/")
+    if update_baseline:
+        evaluation.update_baseline(baseline, name, report)
+        console.print(f"Baseline {name!r} updated in {baseline}")
+    if gate:
+        accepted = evaluation.load_baseline(baseline, name)
+        if accepted is None:
+            err_console.print(
+                f"[red]No baseline {name!r} in {baseline}; run with --update-baseline"
+            )
+            raise typer.Exit(code=1)
+        result = evaluation.check_gate(report, accepted)
+        for item_id in result.newly_failing:
+            console.print(f"[yellow]newly failing:[/yellow] {escape(item_id)}")
+        for line in result.regressions:
+            err_console.print(f"[red]regression:[/red] {escape(line)}")
+        if not result.ok:
+            raise typer.Exit(code=1)
+        console.print("[green]Gate passed[/green]")

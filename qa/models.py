@@ -156,7 +156,7 @@ class LlamaCppChat(BaseChatModel):
     def llama(self) -> Any:
         """The loaded llama.cpp model (loaded on first use)."""
         if self._llama is None:
-            from llama_cpp import Llama
+            from llama_cpp import Llama, LlamaRAMCache
 
             self._llama = Llama(
                 model_path=self.model_path,
@@ -165,6 +165,9 @@ class LlamaCppChat(BaseChatModel):
                 n_batch=512,
                 verbose=False,
             )
+            # Keeps the KV state of recent prompts (answer and condense prompts) so that a
+            # shared prefix is never recomputed, even when the two kinds of prompt alternate.
+            self._llama.set_cache(LlamaRAMCache(capacity_bytes=1 << 30))
         return self._llama
 
     def _grammar(self, gbnf: str | None) -> Any:

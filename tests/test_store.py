@@ -52,9 +52,24 @@ def test_search_on_an_empty_index_says_what_to_run(settings, fake_embeddings) ->
 
 
 def test_search_returns_scored_chunks_with_metadata(settings, fake_embeddings) -> None:
-    assistant = _assistant(settings, fake_embeddings)
+    assistant = _assistant(settings.model_copy(update={"full_context_chars": 0}), fake_embeddings)
     assistant.index()
     hits = assistant.retrieve("ferry")
     assert 1 <= len(hits) <= settings.top_k
     assert all(h.chunk.source in {"bakery.txt", "ferry.md"} and h.chunk.id for h in hits)
     assert hits == sorted(hits, key=lambda h: -h.score)
+
+
+def test_a_small_corpus_is_shown_whole_in_document_order(settings, fake_embeddings) -> None:
+    assistant = _assistant(settings.model_copy(update={"top_k": 1}), fake_embeddings)
+    assistant.index()
+    hits = assistant.retrieve("ferry")
+    assert [h.chunk.id for h in hits] == [c.id for c in assistant.store.all_chunks()]
+    assert len(hits) > 1  # more than top_k: the whole corpus
+
+
+def test_a_corpus_over_the_limit_is_retrieved_top_k(settings, fake_embeddings) -> None:
+    small_limit = settings.model_copy(update={"top_k": 1, "full_context_chars": 50})
+    assistant = _assistant(small_limit, fake_embeddings)
+    assistant.index()
+    assert len(assistant.retrieve("ferry")) == 1
