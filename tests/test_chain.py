@@ -4,10 +4,11 @@ import pytest
 from langchain_core.language_models import FakeListChatModel
 
 from qa import ABSTAIN_TEXT, Assistant
-from qa.chain import is_supported, locate_quote, normalize, parse_reply, verify
+from qa.chain import is_supported, locate_quote, parse_reply, verify
 from qa.errors import InvalidQuestionError
 from qa.ingest import Chunk
 from qa.store import Hit
+from qa.text import normalize
 
 
 def _hits(*texts: str) -> list[Hit]:
@@ -27,7 +28,7 @@ HITS = _hits(
 
 
 def test_normalize_unifies_quotes_dashes_and_case() -> None:
-    assert normalize("“Top Gun” — it’s GREAT!") == normalize('"top gun" - its great')
+    assert normalize("“Top Gun” — it’s GREAT!") == normalize("'top gun' - it's great")
 
 
 def test_parse_reply_reads_both_lines() -> None:
@@ -58,6 +59,18 @@ def test_numbers_in_the_answer_must_be_in_the_evidence() -> None:
 )
 def test_unsupported_replies_abstain(reply: str) -> None:
     assert verify("q?", reply, HITS) is None
+
+
+def test_an_answer_that_only_echoes_the_question_abstains() -> None:
+    reply = "Quote: The ferry crosses the river every 20 minutes.\nAnswer: the ferry"
+    assert verify("How often does the ferry cross?", reply, HITS) is None
+
+
+def test_right_answer_with_a_wrong_quote_cites_the_passage_that_supports_it() -> None:
+    reply = "Quote: The bakery opened in 1998.\nAnswer: every twenty minutes"
+    result = verify("How often does the ferry cross the river?", reply, HITS)
+    assert result is not None
+    assert result[0] == "every twenty minutes [2]" and result[1][0].chunk_id == "id1"
 
 
 def test_supported_reply_is_cited_with_the_chunk_holding_the_quote() -> None:

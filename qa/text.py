@@ -1,0 +1,65 @@
+"""Text normalization shared by answer verification and evaluation."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_UNITS = (
+    ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    + ("eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen")
+    + ("eighteen", "nineteen")
+)
+_TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_NUMBER_WORDS = {w: i for i, w in enumerate(_UNITS)} | {w: 10 * i for i, w in enumerate(_TENS, 2)}
+_ARTICLES = frozenset({"a", "an", "the"})
+
+
+def _numbers_to_digits(tokens: list[str]) -> list[str]:
+    out: list[str] = []
+    total = current = 0
+    in_run = False
+    for tok in [*tokens, ""]:
+        value = _NUMBER_WORDS.get(tok)
+        # A word joins the running number if it extends it ("twenty" + "one", "two" + "hundred").
+        joins = in_run and (
+            (value is not None and current % 100 >= 20 and current % 10 == 0 and value < 10)
+            or (value is not None and current % 100 == 0 and total + current > 0)
+            or tok in ("hundred", "thousand")
+        )
+        if joins and tok == "hundred":
+            current *= 100
+        elif joins and tok == "thousand":
+            total, current = total + current * 1000, 0
+        elif joins:
+            current += value or 0
+        else:
+            if in_run:
+                out.append(str(total + current))
+            in_run, total, current = value is not None, 0, value or 0
+            if not in_run and tok:
+                out.append(tok)
+    return out
+
+
+def normalize(text: str) -> str:
+    """Normalize text for lenient matching of facts and gold answers.
+
+    Lowercases; folds unicode (NFKC); turns all punctuation and symbols (any dash, quote, ``$``)
+    into spaces; drops thousands separators; drops a/an/the; maps number words to digits
+    ("thirty-seven" -> "37"); collapses whitespace.
+
+    Example:
+        >>> normalize("The crew stays “twelve” days—in Kazakhstan's orbit.")
+        'crew stays 12 days in kazakhstan s orbit'
+    """
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    text = "".join(" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text)
+    return " ".join(_numbers_to_digits([t for t in text.split() if t not in _ARTICLES]))
+
+
+def contains(text: str, phrase: str) -> bool:
+    """Whether ``phrase`` occurs in ``text`` as whole tokens, after ``normalize`` on both."""
+    needle = normalize(phrase)
+    return bool(needle) and f" {needle} " in f" {normalize(text)} "
