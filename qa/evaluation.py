@@ -19,16 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from qa.answer import Answer, Citation
-from qa.text import contains, normalize
+from qa.text import contains, normalize, strip_citations
 
 # --- normalization ----------------------------------------------------------------------------
-
-_CITATION_MARK = re.compile(r"\s*\[\d+(?:\s*[,-]\s*\d+)*\]")
-
-
-def strip_citations(text: str) -> str:
-    """Remove ``[n]`` / ``[1, 2]`` citation markers from an answer."""
-    return _CITATION_MARK.sub("", text)
 
 
 def facts_present(text: str, facts: list[list[str]]) -> bool:

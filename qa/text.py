@@ -63,3 +63,11 @@ def contains(text: str, phrase: str) -> bool:
     """Whether ``phrase`` occurs in ``text`` as whole tokens, after ``normalize`` on both."""
     needle = normalize(phrase)
     return bool(needle) and f" {needle} " in f" {normalize(text)} "
+
+
+_CITATION_MARK = re.compile(r"\s*\[\d+(?:\s*[,-]\s*\d+)*\]")
+
+
+def strip_citations(text: str) -> str:
+    """Remove ``[n]`` / ``[1, 2]`` citation markers from an answer."""
+    return _CITATION_MARK.sub("", text)
