@@ -65,7 +65,10 @@ GRAMMAR = r"""root ::= "Quote: " line "\nAnswer: " line
 line ::= [^\n]{1,400}
 """
 
-_NONE = {"none", "n/a", "unknown", "not stated", "not mentioned", "no answer", ""}
+# Compared after normalize(), so stored the same way ("n/a" becomes "n a").
+_NONE = frozenset(
+    normalize(s) for s in ("none", "n/a", "unknown", "not stated", "not mentioned", "no answer", "")
+)
 _STOPWORDS = frozenset(
     "a an the of in on at to for by with and or is was were are be been it its this that "
     "he she they his her their as from about years year old".split()

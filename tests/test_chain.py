@@ -52,6 +52,7 @@ def test_numbers_in_the_answer_must_be_in_the_evidence() -> None:
     "reply",
     [
         "Quote: none\nAnswer: none",
+        "Quote: The ferry crosses the river every 20 minutes.\nAnswer: N/A",
         "Quote: Ships sail to the moon on Tuesdays.\nAnswer: Tuesdays",  # invented quote
         "Quote: The bakery opened in 1998.\nAnswer: 2001",  # answer not in evidence
         "I think it is probably Marta.",  # no format at all
