@@ -22,7 +22,7 @@ import gradio as gr
 from qa.answer import Answer, Citation, IndexReport
 from qa.assistant import Assistant
 from qa.errors import QAError, UnsupportedFileError
-from qa.ingest import SUPPORTED_SUFFIXES
+from qa.ingest import SUPPORTED_SUFFIXES, read_text
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +265,10 @@ def add_documents(
 ) -> tuple[str, str]:
     """Copy uploaded .txt/.md files into the documents folder and index them.
 
-    Returns (report markdown, status markdown). Refuses other types and oversized files; an
-    existing different file with the same name is kept and the upload gets a ``-1`` suffix. If
-    indexing fails, the copied files are removed again.
+    Returns (report markdown, status markdown). Refuses what the indexer would skip (type,
+    size, empty, binary) before copying anything; an existing different file with the same
+    name is kept and the upload gets a ``-1`` suffix. If indexing fails, the copied files are
+    removed again.
     """
     if files is None:
         files = []
@@ -275,22 +276,16 @@ def add_documents(
         files = [files]
     folder = assistant.settings.seeds_dir
     max_bytes = int(assistant.settings.max_file_mb * 1e6)
-    kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
     copied: list[Path] = []
     added: list[str] = []
     refused: list[str] = []
     for item in files:
         src = Path(getattr(item, "name", item))
         name = src.name
-        if src.suffix.lower() not in SUPPORTED_SUFFIXES:
-            refused.append(f"{name}: unsupported file type (supported: {kinds})")
-            continue
-        size = src.stat().st_size
-        if size > max_bytes:
-            refused.append(
-                f"{name}: {size / 1e6:.1f} MB is over the {assistant.settings.max_file_mb:g} MB "
-                "limit"
-            )
+        try:  # the indexer's own check: type, size, empty, binary
+            read_text(src, max_bytes=max_bytes)
+        except UnsupportedFileError as err:
+            refused.append(str(err))
             continue
         folder.mkdir(parents=True, exist_ok=True)
         existing = folder / name
@@ -316,10 +311,6 @@ def add_documents(
             reason = "unexpected error (see the server log)"
         msg = f"**Indexing failed, the upload was not added:** {md_escape(reason)}"
         return msg, render_status(assistant)
-    # A copied file the indexer could not read (binary, empty) is of no use: take it out again.
-    for path in copied:
-        if any(r.startswith(f"{path.name}:") for r in report.skipped):
-            path.unlink(missing_ok=True)
     return render_report(report, added, refused), render_status(assistant)
 
 

@@ -185,6 +185,16 @@ def test_oversized_upload_is_refused(settings, fake_embeddings, tmp_path: Path):
     assert "limit" in report and not (settings.seeds_dir / "big.txt").exists()
 
 
+def test_empty_or_binary_upload_is_refused_before_copying(settings, fake_embeddings, tmp_path):
+    assistant = _assistant(settings, fake_embeddings, [])
+    (tmp_path / "blank.txt").write_text("  \n")
+    (tmp_path / "blob.md").write_bytes(b"\x00\x01binary")
+    report, _ = add_documents(assistant, [str(tmp_path / "blank.txt"), str(tmp_path / "blob.md")])
+    assert "empty" in report and "binary" in report
+    assert not (settings.seeds_dir / "blank.txt").exists()
+    assert not (settings.seeds_dir / "blob.md").exists()
+
+
 def test_uploaded_txt_is_indexed_and_answerable(settings, fake_embeddings, tmp_path: Path):
     reply = "Quote: The lighthouse keeper is Ada Quint.\nAnswer: Ada Quint"
     assistant = _assistant(settings, fake_embeddings, [reply])
