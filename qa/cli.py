@@ -34,7 +34,9 @@ IndexOpt = Annotated[Path | None, typer.Option(help="Index folder (default: inde
 TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Chunks shown to the LLM.")]
 
 
-def _assistant(docs: Path | None = None, index: Path | None = None, top_k: int | None = None):
+def _assistant(
+    docs: Path | None = None, index: Path | None = None, top_k: int | None = None
+) -> Assistant:
     overrides = {"seeds_dir": docs, "index_dir": index, "top_k": top_k}
     return Assistant(Settings(**{k: v for k, v in overrides.items() if v is not None}))
 
