@@ -1,4 +1,4 @@
-"""Command line: ``qa index | ask | chat | eval`` over the same :class:`~qa.Assistant`."""
+"""Command line: ``qa index | ask | chat | eval | bench`` over the same :class:`~qa.Assistant`."""
 
 from __future__ import annotations
 
@@ -234,3 +234,39 @@ def eval_(
         if not result.ok:
             raise typer.Exit(code=1)
         console.print("[green]Gate passed[/green]")
+
+
+@app.command()
+def bench(
+    gold: Annotated[
+        Path, typer.Option(help="Questions to time (gold JSONL; first turns are used).")
+    ] = Path("evals/gold.jsonl"),
+    questions: Annotated[int, typer.Option(help="How many of its questions to ask.")] = 30,
+    sizes: Annotated[
+        str, typer.Option(help="Synthetic corpus sizes in chunks, comma-separated; '' skips.")
+    ] = "1000,10000",
+    out: Annotated[Path | None, typer.Option(help="Write the JSON result here.")] = None,
+) -> None:
+    """Measure answer latency, throughput, index build, scaling and peak memory (the current
+    configuration: set QA_* variables or qa.toml to compare others)."""
+    from qa import bench as benchmarks
+    from qa import evaluation
+
+    try:
+        settings = Settings()
+        items = evaluation.load_gold(gold)
+        asked = [it.turns[0].question for it in items][:questions]
+        result = benchmarks.run(
+            settings,
+            asked,
+            settings.seeds_dir,
+            [int(s) for s in sizes.split(",") if s.strip()],
+            progress=lambda msg: err_console.print(f"[dim]{escape(msg)}…[/dim]"),
+        )
+    except (QAError, ValueError, OSError) as err:
+        raise _fail(QAError(str(err))) from err
+    console.print(benchmarks.markdown(result))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        console.print(f"Wrote {out}")
