@@ -77,7 +77,9 @@ def _print_answer(answer: Answer, *, streamed: bool) -> None:
     else:
         console.print()
     for c in answer.citations:
-        console.print(f"[dim][{c.n}] {escape(c.source)}:[/dim] {escape(' '.join(c.text.split()))}")
+        console.print(
+            f"[dim][{c.n}] {escape(c.location)}:[/dim] {escape(' '.join(c.text.split()))}"
+        )
     t = answer.timings
     err_console.print(
         f"[dim]retrieve {t.retrieve_ms:.0f} ms · first token {t.first_token_ms:.0f} ms · "

@@ -33,6 +33,8 @@ def fingerprint(settings: Settings) -> str:
         "embedding_model": settings.embedding_model,
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
+        # Bump when readers change the metadata of unchanged text (2: headings, PDF pages).
+        "ingest": 2,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -161,4 +163,5 @@ def _to_chunk(id_: str, text: str, meta: dict) -> Chunk:
         start=int(meta.get("start", 0)),
         end=int(meta.get("end", 0)),
         title=str(meta.get("title", "")),
+        page=int(meta.get("page", 0)),
     )
