@@ -87,8 +87,12 @@ class Assistant:
         return build_chain(self.llm, self.retrieve)
 
     def for_documents(self, docs_dir: Path, index_dir: Path) -> Assistant:
-        """A new Assistant over another folder and index that shares this one's models."""
-        settings = self.settings.model_copy(update={"seeds_dir": docs_dir, "index_dir": index_dir})
+        """A new Assistant over another folder and an embedded index in ``index_dir`` that shares
+        this one's models. The index is embedded even when this Assistant uses a Chroma server,
+        whose collection must not be overwritten by a temporary corpus."""
+        settings = self.settings.model_copy(
+            update={"seeds_dir": docs_dir, "index_dir": index_dir, "chroma_host": None}
+        )
         return Assistant(settings, embeddings=self.embeddings, llm=self.llm)
 
     def index(

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from qa import Assistant, Settings
-from qa.errors import IndexNotFoundError, UnsupportedFileError
+from qa.errors import BackendError, IndexNotFoundError, UnsupportedFileError
+
+from .conftest import free_port, silent_server
 
 
 def _assistant(settings: Settings, embeddings) -> Assistant:
@@ -99,3 +102,20 @@ def test_indexing_paths_adds_them_and_keeps_the_rest(
 def test_indexing_a_missing_path_says_so(settings, fake_embeddings, tmp_path: Path) -> None:
     with pytest.raises(UnsupportedFileError, match="No such file"):
         _assistant(settings, fake_embeddings).index([tmp_path / "nope.pdf"])
+
+
+def test_chroma_server_that_is_down_gives_an_actionable_error(settings, fake_embeddings) -> None:
+    down = settings.model_copy(update={"chroma_host": "127.0.0.1", "chroma_port": free_port()})
+    with pytest.raises(BackendError, match="chroma run --path index"):
+        _assistant(down, fake_embeddings).index()
+
+
+def test_chroma_server_that_hangs_fails_within_the_timeout(settings, fake_embeddings) -> None:
+    with silent_server() as port:
+        hung = settings.model_copy(
+            update={"chroma_host": "127.0.0.1", "chroma_port": port, "request_timeout": 0.5}
+        )
+        t0 = time.perf_counter()
+        with pytest.raises(BackendError, match=f"127.0.0.1:{port}"):
+            _assistant(hung, fake_embeddings).retrieve("anything")
+        assert time.perf_counter() - t0 < 5
