@@ -1,5 +1,5 @@
-"""qa against real servers started here: a Chroma server. Each server is a subprocess that
-the test stops again, also when it fails."""
+"""qa against real servers started here: a Chroma server and llama.cpp's OpenAI-compatible
+server. Each server is a subprocess that the test stops again, also when it fails."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from langchain_core.language_models import FakeListChatModel
 
 from qa import Assistant, Settings
 from qa.errors import BackendError
-from qa.models import make_embeddings
+from qa.models import gguf_path, make_embeddings
 
 from .conftest import SEED, free_port
 
@@ -108,3 +108,40 @@ def test_chroma_server_indexes_answers_and_keeps_data_across_restarts(
         assert again.store.count() == report.added
         assert again.retrieve(QUESTION)[0].chunk.id == hits[0].chunk.id
         assert again.index().unchanged == report.added  # nothing re-embedded
+
+
+def test_openai_backend_streams_an_answer_from_llama_cpp_server(
+    tmp_path: Path, seeds: Path, embeddings: Embeddings
+) -> None:
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(gguf_path(Settings())),
+        "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    settings = Settings(
+        seeds_dir=seeds,
+        index_dir=tmp_path / "index",
+        llm_backend="openai",
+        openai_base_url=url,
+        openai_grammar=True,
+        full_context_chars=0,
+        top_k=2,  # a short prompt: one CPU thread
+        max_tokens=64,
+    )
+    assistant = Assistant(settings, embeddings=embeddings)
+    assistant.index()
+    with server(cmd, f"{url}/models", tmp_path / "llama.log"):
+        stream = assistant.stream(QUESTION)
+        tokens = list(stream)
+    answer = stream.answer
+    assert answer is not None and answer.text
+    assert tokens and "".join(tokens).strip()  # the answer line arrived token by token
+    # The model's wording is not under test; a verified answer must cite what it quotes.
+    assert answer.abstained or f"[{answer.citations[0].n}]" in answer.text
+    t0 = time.perf_counter()
+    with pytest.raises(BackendError, match=f"Cannot reach the LLM server at {url}"):
+        assistant.ask(QUESTION)  # the server is stopped now
+    assert time.perf_counter() - t0 < 10
