@@ -98,6 +98,7 @@ class Assistant:
     def index(
         self,
         paths: Sequence[Path] | None = None,
+        *,
         progress: Callable[[int, int], None] | None = None,
     ) -> IndexReport:
         """Bring the index in step with the documents: embed new chunks, drop stale ones.
