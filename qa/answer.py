@@ -35,6 +35,12 @@ class Timings:
     retrieve_ms: float = 0.0
     first_token_ms: float = 0.0
     total_ms: float = 0.0
+    prompt_tokens: int = 0
+    """LLM prompt length; of those, ``prompt_eval_tokens`` were computed (the rest cached)."""
+    prompt_eval_tokens: int = 0
+    prompt_eval_ms: float = 0.0
+    generated_tokens: int = 0
+    generation_ms: float = 0.0
 
 
 @dataclass
@@ -53,6 +59,8 @@ class Answer:
     retrieved: list[Citation] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
     standalone_question: str = ""
+    confidence: float | None = None
+    """1 - the model's probability of replying "none" (no answer); None if unknown."""
 
 
 @dataclass(frozen=True)

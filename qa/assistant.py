@@ -84,7 +84,7 @@ class Assistant:
     @cached_property
     def chain(self) -> Runnable:
         """The LCEL answering chain."""
-        return build_chain(self.llm, self.retrieve)
+        return build_chain(self.llm, self.retrieve, self.settings.abstain_threshold)
 
     def for_documents(self, docs_dir: Path, index_dir: Path) -> Assistant:
         """A new Assistant over another folder and an embedded index in ``index_dir`` that shares
@@ -164,9 +164,14 @@ class Assistant:
         if count and count * self.settings.chunk_size <= limit * 2:
             chunks = self.store.all_chunks()
             if sum(len(c.text) for c in chunks) <= limit:
-                scores = {h.chunk.id: h.score for h in self.store.search(question, k=count)}
+                scores = {h.chunk.id: h.score for h in self._search(question, count)}
                 return [Hit(c, scores.get(c.id, 0.0)) for c in chunks]
-        return self.store.search(question, k=self.settings.top_k)
+        return self._search(question, self.settings.top_k)
+
+    def _search(self, question: str, k: int) -> list[Hit]:
+        if self.settings.retrieval == "hybrid":
+            return self.store.hybrid_search(question, k)
+        return self.store.search(question, k)
 
     def ask(self, question: str, history: list[Message] | None = None) -> Answer:
         """Answer ``question`` (a follow-up if ``history`` is given) from the indexed documents.

@@ -39,11 +39,23 @@ class Settings(BaseSettings):
     chunk_size: int = Field(500, ge=100, le=8000, description="Target chunk length (characters).")
     chunk_overlap: int = Field(100, ge=0, le=2000, description="Overlap between chunks (chars).")
     top_k: int = Field(4, ge=1, le=20, description="Chunks given to the LLM per question.")
+    retrieval: Literal["hybrid", "dense"] = Field(
+        "hybrid",
+        description="'hybrid' fuses dense and BM25 rankings (reciprocal rank fusion); "
+        "'dense' uses embeddings only.",
+    )
     full_context_chars: int = Field(
         6000,
         ge=0,
         description="If all indexed text fits in this many characters, the LLM sees all of it "
         "(a stable, KV-cached prompt) instead of the top-k chunks; 0 disables.",
+    )
+    abstain_threshold: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Abstain when the LLM's probability of answering 'none' reaches this "
+        "(1 = only its greedy reply decides).",
     )
     max_file_mb: float = Field(20.0, gt=0, description="Larger documents are skipped.")
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are refused.")

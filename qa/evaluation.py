@@ -199,6 +199,7 @@ class TurnResult:
     scores: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    confidence: float | None = None
 
 
 @dataclass
@@ -298,7 +299,7 @@ def _run_item(assistant: Asker, item: GoldItem, ks: list[int]) -> ItemResult:
                 {"role": "assistant", "content": ans.text},
             ]
             res.timings = asdict(ans.timings)
-        res.answer, res.abstained = ans.text, ans.abstained
+        res.answer, res.abstained, res.confidence = ans.text, ans.abstained, ans.confidence
         res.citations = [_chunk(c) for c in ans.citations]
         res.retrieved = [_chunk(c) for c in ans.retrieved]
         res.scores = _score(turn, ans, item.sources, ks)

@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,55 @@ def _assemble(spec: GGUFSpec, name: str, target: Path) -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class _KVState:
+    """A saved llama.cpp context (KV cache) and the tokens it holds."""
+
+    tokens: tuple[int, ...]
+    data: bytes
+
+
+class _KVCache:
+    """The last few expensive prompt states, kept in RAM (llama.cpp's own state copies also
+    carry a ~300 MB logits buffer, which is why this is not ``LlamaRAMCache``)."""
+
+    def __init__(self, slots: int = 3) -> None:
+        self.slots = slots
+        self._states: list[_KVState] = []
+
+    def save(self, llama: Any, tokens: list[int]) -> None:
+        import ctypes
+
+        import llama_cpp
+
+        size = llama_cpp.llama_state_get_size(llama.ctx)
+        buf = (ctypes.c_uint8 * size)()
+        n = llama_cpp.llama_state_get_data(llama.ctx, buf, size)
+        self._states = [*self._states[-(self.slots - 1) :], _KVState(tuple(tokens), bytes(buf)[:n])]
+
+    def restore(self, llama: Any, tokens: list[int]) -> int:
+        """Load the state sharing the longest prefix with ``tokens`` if it beats the live one
+        by enough to pay for the copy; return the number of prompt tokens already evaluated."""
+        import ctypes
+
+        import llama_cpp
+
+        live = llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+        best = max(
+            self._states, key=lambda st: llama.longest_token_prefix(st.tokens, tokens), default=None
+        )
+        shared = llama.longest_token_prefix(best.tokens, tokens) if best else 0
+        if best is None or shared <= live + 64:  # a copy costs about as much as ~64 tokens
+            return live
+        buf = (ctypes.c_uint8 * len(best.data)).from_buffer_copy(best.data)
+        llama_cpp.llama_state_set_data(llama.ctx, buf, len(best.data))
+        # One token short, so llama.cpp recomputes the last logits instead of trusting them.
+        n = len(best.tokens) - 1
+        llama.input_ids[:n] = best.tokens[:n]
+        llama.n_tokens = n
+        return min(shared, n)
+
+
 def _to_openai(messages: list[BaseMessage]) -> list[dict[str, str]]:
     roles = {"human": "user", "ai": "assistant", "system": "system"}
     return [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
@@ -134,9 +184,14 @@ class LlamaCppChat(BaseChatModel):
     """A langchain chat model over an in-process llama.cpp model.
 
     One model instance serves all callers; a lock serializes generation because a llama.cpp
-    context is not thread-safe. llama.cpp keeps the KV cache of the previous prompt, so prompts
-    sharing a long fixed prefix (system prompt + examples) only pay for their new tokens.
-    Pass ``grammar=<GBNF>`` (e.g. via ``.bind``) to constrain the output.
+    context is not thread-safe. The KV cache of the previous prompt is reused token by token,
+    and the state after an expensive prompt is kept in RAM, so prompts sharing a long fixed
+    prefix (system prompt, examples, a whole small corpus) only pay for their new tokens.
+
+    Extra call options (e.g. via ``.bind``): ``grammar=<GBNF>`` constrains the output;
+    ``prefill=<text>`` starts the assistant's reply with that text (the grammar applies to what
+    follows it). The first chunk's ``response_metadata["first_token_probs"]`` maps the most
+    likely first tokens to their probabilities, a confidence signal for the caller.
     """
 
     model_path: str
@@ -146,6 +201,8 @@ class LlamaCppChat(BaseChatModel):
     max_tokens: int = 256
 
     _llama: Any = PrivateAttr(default=None)
+    _formatter: Any = PrivateAttr(default=None)
+    _cache: _KVCache = PrivateAttr(default_factory=_KVCache)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _grammars: dict[str, Any] = PrivateAttr(default_factory=dict)
 
@@ -157,18 +214,22 @@ class LlamaCppChat(BaseChatModel):
     def llama(self) -> Any:
         """The loaded llama.cpp model (loaded on first use)."""
         if self._llama is None:
-            from llama_cpp import Llama, LlamaRAMCache
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-            self._llama = Llama(
+            llama = Llama(
                 model_path=self.model_path,
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads or os.cpu_count() or 2,
                 n_batch=512,
                 verbose=False,
             )
-            # Keeps the KV state of recent prompts (answer and condense prompts) so that a
-            # shared prefix is never recomputed, even when the two kinds of prompt alternate.
-            self._llama.set_cache(LlamaRAMCache(capacity_bytes=1 << 30))
+            self._formatter = Jinja2ChatFormatter(
+                template=llama.metadata["tokenizer.chat_template"],
+                eos_token=llama.detokenize([llama.token_eos()], special=True).decode(),
+                bos_token="",
+            )
+            self._llama = llama
         return self._llama
 
     def _grammar(self, gbnf: str | None) -> Any:
@@ -180,14 +241,22 @@ class LlamaCppChat(BaseChatModel):
             self._grammars[gbnf] = LlamaGrammar.from_string(gbnf, verbose=False)
         return self._grammars[gbnf]
 
-    def _params(self, messages: list[BaseMessage], stop: list[str] | None, **kw: Any) -> dict:
-        return {
-            "messages": _to_openai(messages),
-            "temperature": self.temperature,
-            "max_tokens": kw.get("max_tokens", self.max_tokens),
-            "stop": stop or [],
-            "grammar": self._grammar(kw.get("grammar")),
-        }
+    def _tokenize(self, messages: list[BaseMessage], prefill: str) -> list[int]:
+        llama = self.llama  # loads the model and its chat template
+        prompt = self._formatter(messages=_to_openai(messages)).prompt + prefill
+        return llama.tokenize(prompt.encode(), add_bos=False, special=True)
+
+    def _first_token_probs(self, top: int = 20) -> dict[str, float]:
+        import llama_cpp
+        import numpy as np
+
+        llama = self.llama
+        last = llama_cpp.llama_get_logits_ith(llama.ctx, -1)
+        logits = np.ctypeslib.as_array(last, shape=(llama.n_vocab(),))
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        best = np.argpartition(probs, -top)[-top:]
+        return {llama.detokenize([int(i)]).decode(errors="replace"): float(probs[i]) for i in best}
 
     def _generate(
         self,
@@ -196,10 +265,11 @@ class LlamaCppChat(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        text = "".join(
-            c.message.content for c in self._stream(messages, stop, run_manager, **kwargs)
-        )
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+        chunks = list(self._stream(messages, stop, run_manager, **kwargs))
+        text = "".join(str(c.message.content) for c in chunks)
+        meta = chunks[0].message.response_metadata if chunks else {}
+        message = AIMessage(content=text, response_metadata=meta)
+        return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
         self,
@@ -208,19 +278,67 @@ class LlamaCppChat(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        params = self._params(messages, stop, **kwargs)
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
         with self._lock:
-            try:
-                stream = self.llama.create_chat_completion(**params, stream=True)
-                for part in stream:
-                    delta = part["choices"][0]["delta"].get("content") or ""
-                    if delta:
-                        chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
-                        if run_manager:
-                            run_manager.on_llm_new_token(delta, chunk=chunk)
-                        yield chunk
-            except ValueError as err:  # e.g. prompt longer than the context window
-                raise BackendError(f"The local LLM failed: {err}") from err
+            tokens = self._tokenize(messages, kwargs.get("prefill", ""))
+            if len(tokens) + max_tokens > self.n_ctx:
+                raise BackendError(
+                    f"The prompt ({len(tokens)} tokens) does not fit the local LLM's context "
+                    f"window ({self.n_ctx}); lower QA_TOP_K or QA_CHUNK_SIZE, or raise QA_N_CTX"
+                )
+            for text, meta in self._generate_text(tokens, max_tokens, stop or [], kwargs):
+                chunk = ChatGenerationChunk(
+                    message=AIMessageChunk(content=text, response_metadata=meta)
+                )
+                if run_manager:
+                    run_manager.on_llm_new_token(text, chunk=chunk)
+                yield chunk
+
+    def _generate_text(
+        self, tokens: list[int], max_tokens: int, stop: list[str], kwargs: dict
+    ) -> Iterator[tuple[str, dict]]:
+        """Greedy (or sampled) decoding; yields (new text, metadata) pieces. The first piece
+        carries ``first_token_probs``, the last one ``usage`` (token counts and timings)."""
+        import llama_cpp
+
+        llama = self.llama
+        vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        t0 = time.perf_counter()
+        missed = len(tokens) - self._cache.restore(llama, tokens)
+        out: list[int] = []
+        sent = ""
+        meta: dict[str, Any] = {}
+        t_first = None
+        for token in llama.generate(
+            tokens, temp=self.temperature, grammar=self._grammar(kwargs.get("grammar"))
+        ):
+            if t_first is None:
+                t_first = time.perf_counter()
+                meta = {"first_token_probs": self._first_token_probs()}
+                if missed > 256:  # keep the expensive prompt's state for later prompts
+                    self._cache.save(llama, tokens)
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                break
+            out.append(token)
+            text = llama.detokenize(out).decode(errors="ignore")
+            cut = min((i for s in stop if (i := text.find(s)) >= 0), default=-1)
+            if cut >= 0:
+                text = text[:cut]
+            if len(text) > len(sent):
+                yield text[len(sent) :], meta
+                sent, meta = text, {}
+            if cut >= 0 or len(out) >= max_tokens:
+                break
+        t_end = time.perf_counter()
+        t_first = t_first or t_end
+        usage = {
+            "prompt_tokens": len(tokens),
+            "prompt_eval_tokens": missed,
+            "generated_tokens": len(out),
+            "prompt_eval_ms": (t_first - t0) * 1000,
+            "generation_ms": (t_end - t_first) * 1000,
+        }
+        yield "", {**meta, "usage": usage}
 
 
 def make_llm(settings: Settings) -> BaseChatModel:

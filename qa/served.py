@@ -2,8 +2,10 @@
 
 Both take the same call options as the local :class:`~qa.models.LlamaCppChat`, so the chain does
 not need to know which backend answers. The chain binds ``grammar=<GBNF>`` (llama.cpp's way to
-force the ``Quote:``/``Answer:`` format); a served model sends it only where the server
-understands it and otherwise drops it, leaving the format to the prompt. Connection failures,
+force the ``Answer:``/``Quote:`` format); a served model sends it only where the server
+understands it and otherwise drops it, leaving the format to the prompt. The ``prefill`` option
+is dropped: servers write the ``Answer:`` label themselves, which the chain accepts, and report
+no first-token probabilities, so answers from a server carry no confidence. Connection failures,
 timeouts and refused requests become a :class:`~qa.errors.BackendError` naming the server.
 """
 
@@ -61,6 +63,7 @@ class OpenAIServerChat(ChatOpenAI):
 
     def _get_request_payload(self, input_: Any, *, stop: Any = None, **kwargs: Any) -> dict:
         grammar = kwargs.pop("grammar", None)
+        kwargs.pop("prefill", None)
         payload = super()._get_request_payload(input_, stop=stop, **kwargs)
         if "max_completion_tokens" in payload:
             payload["max_tokens"] = payload.pop("max_completion_tokens")
@@ -88,6 +91,7 @@ class OllamaServerChat(ChatOllama):
 
     def _chat_params(self, messages: Any, stop: Any = None, **kwargs: Any) -> dict[str, Any]:
         kwargs.pop("grammar", None)
+        kwargs.pop("prefill", None)
         max_tokens = kwargs.pop("max_tokens", None)
         params = super()._chat_params(messages, stop, **kwargs)
         if max_tokens:

@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import chromadb
 import httpx
@@ -26,10 +26,55 @@ _R = TypeVar("_R")
 
 @dataclass(frozen=True)
 class Hit:
-    """A retrieved chunk and its relevance (cosine similarity, higher is better)."""
+    """A retrieved chunk and its relevance, higher is better: cosine similarity for dense
+    search, the reciprocal-rank-fusion score for hybrid search."""
 
     chunk: Chunk
     score: float
+
+
+RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the weight of the very top ranks
+
+
+def fuse(rankings: Sequence[Sequence[Chunk]], k: int) -> list[Hit]:
+    """Reciprocal rank fusion: each ranking adds ``1 / (RRF_K + rank)`` to a chunk's score."""
+    scores: dict[str, float] = {}
+    chunks: dict[str, Chunk] = {}
+    for ranking in rankings:
+        for rank, chunk in enumerate(ranking, 1):
+            scores[chunk.id] = scores.get(chunk.id, 0.0) + 1.0 / (RRF_K + rank)
+            chunks[chunk.id] = chunk
+    best = sorted(scores, key=lambda id_: -scores[id_])[:k]
+    return [Hit(chunks[id_], scores[id_]) for id_ in best]
+
+
+class LexicalIndex:
+    """BM25 (bm25s, English stop words and Snowball stemming) over a fixed list of chunks."""
+
+    def __init__(self, chunks: Sequence[Chunk]) -> None:
+        import bm25s
+        import Stemmer
+
+        self.chunks = list(chunks)
+        self._bm25s = bm25s
+        self._stemmer = Stemmer.Stemmer("english")
+        self._retriever = bm25s.BM25()
+        self._retriever.index(self._tokenize([c.text for c in self.chunks]), show_progress=False)
+
+    def _tokenize(self, texts: list[str]) -> Any:
+        return self._bm25s.tokenize(
+            texts, stopwords="en", stemmer=self._stemmer, show_progress=False
+        )
+
+    def search(self, query: str, k: int) -> list[Chunk]:
+        """Up to ``k`` chunks sharing terms with ``query``, best first."""
+        tokens = self._tokenize([query])
+        if not self.chunks or not tokens.ids[0]:
+            return []
+        ids, scores = self._retriever.retrieve(
+            tokens, k=min(k, len(self.chunks)), show_progress=False
+        )
+        return [self.chunks[i] for i, s in zip(ids[0], scores[0], strict=True) if s > 0]
 
 
 def fingerprint(settings: Settings) -> str:
@@ -97,6 +142,7 @@ class Store:
         self._embeddings = embeddings
         self._fingerprint = fingerprint(settings)
         self._db = self._open_collection()
+        self._lexical: LexicalIndex | None = None
 
     def _open_collection(self) -> Chroma:
         name = self.settings.collection
@@ -170,16 +216,37 @@ class Store:
                 progress(i + len(batch), len(new))
         if stale:
             self._db.delete(ids=stale)
+        if new or stale:
+            self._lexical = None
         return len(new), len(stale), len(wanted) - len(new)
 
-    @_server_errors
-    def search(self, query: str, k: int) -> list[Hit]:
-        """The ``k`` chunks most similar to ``query``, best first."""
-        if self.count() == 0:
+    def _require_chunks(self) -> int:
+        count = self.count()
+        if count == 0:
             raise IndexNotFoundError(
                 f"The index in {self.location} is empty; run `qa index` to index "
                 f"the documents in {self.settings.seeds_dir}/"
             )
+        return count
+
+    @_server_errors
+    def hybrid_search(self, query: str, k: int, pool: int = 20) -> list[Hit]:
+        """The ``k`` best chunks by fusing the dense and BM25 rankings of the top ``pool``.
+
+        The BM25 index is built in memory from the stored chunks and rebuilt whenever this
+        store changes them or the stored count differs (another process re-indexed).
+        """
+        count = self._require_chunks()
+        if self._lexical is None or len(self._lexical.chunks) != count:
+            self._lexical = LexicalIndex(self.all_chunks())
+        pool = max(pool, k)
+        dense = [h.chunk for h in self.search(query, pool)]
+        return fuse([dense, self._lexical.search(query, pool)], k)
+
+    @_server_errors
+    def search(self, query: str, k: int) -> list[Hit]:
+        """The ``k`` chunks most similar to ``query`` (dense embeddings), best first."""
+        self._require_chunks()
         results = self._db.similarity_search_with_score(query, k=k)
         return [
             Hit(_to_chunk(doc.id or "", doc.page_content, doc.metadata), 1.0 - dist)

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.language_models import FakeListChatModel
+from langchain_core.messages import AIMessageChunk
+from langchain_core.outputs import ChatGenerationChunk
 
 from qa import ABSTAIN_TEXT, Assistant
-from qa.chain import is_supported, locate_quote, parse_reply, verify
+from qa.chain import PREFILL, is_supported, locate_quote, none_probability, parse_reply, verify
 from qa.errors import InvalidQuestionError
 from qa.ingest import Chunk
 from qa.store import Hit
@@ -32,7 +34,7 @@ def test_normalize_unifies_quotes_dashes_and_case() -> None:
 
 
 def test_parse_reply_reads_both_lines() -> None:
-    parsed = parse_reply("Quote: The ferry crosses the river.\nAnswer: every 20 minutes")
+    parsed = parse_reply("Answer: every 20 minutes\nQuote: The ferry crosses the river.")
     assert parsed.quote == "The ferry crosses the river." and parsed.answer == "every 20 minutes"
 
 
@@ -51,10 +53,10 @@ def test_numbers_in_the_answer_must_be_in_the_evidence() -> None:
 @pytest.mark.parametrize(
     "reply",
     [
-        "Quote: none\nAnswer: none",
-        "Quote: The ferry crosses the river every 20 minutes.\nAnswer: N/A",
-        "Quote: Ships sail to the moon on Tuesdays.\nAnswer: Tuesdays",  # invented quote
-        "Quote: The bakery opened in 1998.\nAnswer: 2001",  # answer not in evidence
+        "Answer: none\nQuote: none",
+        "Answer: N/A\nQuote: The ferry crosses the river every 20 minutes.",
+        "Answer: Tuesdays\nQuote: Ships sail to the moon on Tuesdays.",  # invented quote
+        "Answer: 2001\nQuote: The bakery opened in 1998.",  # answer not in evidence
         "I think it is probably Marta.",  # no format at all
     ],
 )
@@ -63,19 +65,19 @@ def test_unsupported_replies_abstain(reply: str) -> None:
 
 
 def test_an_answer_that_only_echoes_the_question_abstains() -> None:
-    reply = "Quote: The ferry crosses the river every 20 minutes.\nAnswer: the ferry"
+    reply = "Answer: the ferry\nQuote: The ferry crosses the river every 20 minutes."
     assert verify("How often does the ferry cross?", reply, HITS) is None
 
 
 def test_right_answer_with_a_wrong_quote_cites_the_passage_that_supports_it() -> None:
-    reply = "Quote: The bakery opened in 1998.\nAnswer: every twenty minutes"
+    reply = "Answer: every twenty minutes\nQuote: The bakery opened in 1998."
     result = verify("How often does the ferry cross the river?", reply, HITS)
     assert result is not None
     assert result[0] == "every twenty minutes [2]" and result[1][0].chunk_id == "id1"
 
 
 def test_supported_reply_is_cited_with_the_chunk_holding_the_quote() -> None:
-    result = verify("When?", "Quote: The bakery opened in 1998.\nAnswer: in 1998 [2]", HITS)
+    result = verify("When?", "Answer: in 1998 [2]\nQuote: The bakery opened in 1998.", HITS)
     assert result is not None
     text, (citation,) = result
     assert text == "in 1998 [1]" and citation.chunk_id == "id0" and citation.n == 1
@@ -89,7 +91,7 @@ def _fake_assistant(settings, embeddings, replies: list[str]) -> Assistant:
 
 def test_ask_streams_the_answer_line_and_returns_a_cited_answer(settings, fake_embeddings) -> None:
     settings = settings.model_copy(update={"top_k": 10})
-    reply = "Quote: The shop sells about 400 loaves a day.\nAnswer: about 400 loaves"
+    reply = "Answer: about 400 loaves\nQuote: The shop sells about 400 loaves a day."
     assistant = _fake_assistant(settings, fake_embeddings, [reply])
     stream = assistant.stream("How many loaves are sold daily?")
     assert "".join(stream) == "about 400 loaves"
@@ -101,7 +103,7 @@ def test_ask_streams_the_answer_line_and_returns_a_cited_answer(settings, fake_e
 
 
 def test_invented_answer_becomes_the_abstention(settings, fake_embeddings) -> None:
-    reply = "Quote: The bakery is owned by a famous chef.\nAnswer: a famous chef"
+    reply = "Answer: a famous chef\nQuote: The bakery is owned by a famous chef."
     answer = _fake_assistant(settings, fake_embeddings, [reply]).ask("Who owns the bakery?")
     assert answer.abstained and answer.text == ABSTAIN_TEXT and answer.citations == []
 
@@ -109,7 +111,7 @@ def test_invented_answer_becomes_the_abstention(settings, fake_embeddings) -> No
 def test_follow_up_is_condensed_before_retrieval(settings, fake_embeddings) -> None:
     replies = [
         "When did the bakery open?",  # the condense step's rewrite
-        "Quote: The bakery opened in 1998.\nAnswer: 1998",
+        "Answer: 1998\nQuote: The bakery opened in 1998.",
     ]
     assistant = _fake_assistant(settings, fake_embeddings, replies)
     history = [
@@ -119,6 +121,40 @@ def test_follow_up_is_condensed_before_retrieval(settings, fake_embeddings) -> N
     answer = assistant.ask("When did it open?", history)
     assert answer.standalone_question == "When did the bakery open?"
     assert answer.question == "When did it open?"
+
+
+class ProbabilityReportingFake(FakeListChatModel):
+    """Continues after the prefill, like the local model, and reports first-token odds."""
+
+    first_token_probs: dict[str, float]
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        assert kwargs.get("prefill") == PREFILL
+        text = self.responses[0]
+        meta = {"first_token_probs": self.first_token_probs}
+        yield ChatGenerationChunk(message=AIMessageChunk(content=text, response_metadata=meta))
+
+
+def test_none_probability_sums_the_none_tokens() -> None:
+    assert none_probability({" none": 0.2, " None": 0.1, " Marta": 0.7}) == pytest.approx(0.3)
+    assert none_probability({}) is None
+
+
+@pytest.mark.parametrize(("p_none", "abstains"), [(0.05, False), (0.4, True)])
+def test_a_likely_none_withdraws_a_supported_answer(
+    settings, fake_embeddings, p_none: float, abstains: bool
+) -> None:
+    settings = settings.model_copy(update={"abstain_threshold": 0.3, "top_k": 10})
+    llm = ProbabilityReportingFake(
+        responses=[" 1998\nQuote: The bakery opened in 1998."],
+        first_token_probs={" none": p_none, " 1998": 1 - p_none},
+    )
+    assistant = Assistant(settings, embeddings=fake_embeddings, llm=llm)
+    assistant.index()
+    answer = assistant.ask("When did the bakery open?")
+    assert answer.abstained is abstains
+    assert answer.confidence == pytest.approx(1 - p_none)
+    assert abstains or answer.text == "1998 [1]"
 
 
 @pytest.mark.parametrize("question", ["", "   \n\t", "\x00\x01"])

@@ -87,7 +87,7 @@ def test_chroma_server_indexes_answers_and_keeps_data_across_restarts(
     )
     # The LLM is scripted: this test is about the store; the served LLM has its own test.
     quote = next(line for line in SEED.read_text().splitlines() if line.startswith("Channel One"))
-    reply = f"Quote: {quote.split(' Upon')[0]}\nAnswer: Channel One"
+    reply = f"Answer: Channel One\nQuote: {quote.split(' Upon')[0]}"
     with chroma(tmp_path / "chroma", port):
         llm = FakeListChatModel(responses=[reply])
         assistant = Assistant(settings, embeddings=embeddings, llm=llm)

@@ -19,7 +19,7 @@ from qa.ui import (
     respond,
 )
 
-BAKERY_REPLY = "Quote: The bakery opened in 1998.\nAnswer: in 1998"
+BAKERY_REPLY = "Answer: in 1998\nQuote: The bakery opened in 1998."
 
 
 def _assistant(settings, embeddings, replies: list[str], *, top_k: int = 10) -> Assistant:
@@ -84,8 +84,8 @@ def test_document_and_model_markup_is_escaped(settings, fake_embeddings, docs: P
         "See [click](javascript:alert(2)) and <img src=x onerror=alert(3)>.\n"
     )
     reply = (
-        "Quote: The chef wrote <script>alert(1)</script> on the board.\n"
-        "Answer: <script>alert(1)</script>"
+        "Answer: <script>alert(1)</script>\n"
+        "Quote: The chef wrote <script>alert(1)</script> on the board."
     )
     assistant = _assistant(settings, fake_embeddings, [reply])
     steps = list(respond(assistant, "What did the chef write? <b>now</b>", []))
@@ -112,7 +112,7 @@ def test_highlight_escapes_around_the_mark() -> None:
 
 
 def test_abstention_is_shown_as_a_note(settings, fake_embeddings):
-    reply = "Quote: The bakery is owned by a famous chef.\nAnswer: a famous chef"
+    reply = "Answer: a famous chef\nQuote: The bakery is owned by a famous chef."
     assistant = _assistant(settings, fake_embeddings, [reply])
     _, chat, turns, sources = _last(assistant, "Who owns the bakery?", [])
     assert "qa-abstain" in chat[-1]["content"]
@@ -196,7 +196,7 @@ def test_empty_or_binary_upload_is_refused_before_copying(settings, fake_embeddi
 
 
 def test_uploaded_txt_is_indexed_and_answerable(settings, fake_embeddings, tmp_path: Path):
-    reply = "Quote: The lighthouse keeper is Ada Quint.\nAnswer: Ada Quint"
+    reply = "Answer: Ada Quint\nQuote: The lighthouse keeper is Ada Quint."
     assistant = _assistant(settings, fake_embeddings, [reply])
     before = assistant.status()["documents"]
     upload = tmp_path / "upload" / "lighthouse.txt"

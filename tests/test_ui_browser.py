@@ -47,13 +47,13 @@ XSS_DOC = (
     'Also <img src=x onerror="window.__xss=2"> and [a link](javascript:window.__xss=3).\n'
 )
 ROUTES = [
-    ("bakery open", "Quote: The bakery opened in 1998.\nAnswer: in 1998"),
-    ("loaves", "Quote: The shop sells about 400 loaves a day.\nAnswer: about 400 loaves"),
-    ("lighthouse", "Quote: The lighthouse keeper is Ada Quint.\nAnswer: Ada Quint"),
+    ("bakery open", "Answer: in 1998\nQuote: The bakery opened in 1998."),
+    ("loaves", "Answer: about 400 loaves\nQuote: The shop sells about 400 loaves a day."),
+    ("lighthouse", "Answer: Ada Quint\nQuote: The lighthouse keeper is Ada Quint."),
     (
         "chef",
-        "Quote: The chef wrote <script>window.__xss=1</script> on the board.\n"
-        "Answer: <script>window.__xss=1</script>",
+        "Answer: <script>window.__xss=1</script>\n"
+        "Quote: The chef wrote <script>window.__xss=1</script> on the board.",
     ),
 ]
 
@@ -74,7 +74,7 @@ class RoutedFakeLLM(FakeListChatModel):
         for key, reply in ROUTES:
             if key in question:
                 return reply
-        return "Quote: none\nAnswer: none"
+        return "Answer: none\nQuote: none"
 
     def _call(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> str:
         return self._reply(messages)
