@@ -46,9 +46,12 @@ def test_openai_backend_sends_the_grammar_only_when_configured(send_grammar: boo
         send_grammar=send_grammar,
         http_client=httpx.Client(transport=_recorder(requests, OPENAI_REPLY)),
     )
-    assert llm.bind(grammar=GRAMMAR, max_tokens=48).invoke("hello").content == "Hi"
+    assert (
+        llm.bind(grammar=GRAMMAR, prefill="Answer:", max_tokens=48).invoke("hello").content == "Hi"
+    )
     (body,) = requests
     assert body["max_tokens"] == 48 and "max_completion_tokens" not in body
+    assert "prefill" not in json.dumps(body)
     assert body.get("grammar") == (GRAMMAR if send_grammar else None)
 
 
@@ -58,9 +61,12 @@ def test_ollama_backend_maps_max_tokens_and_drops_the_grammar() -> None:
     llm = OllamaServerChat(
         model="m", client_kwargs={"transport": _recorder(requests, reply)}, num_predict=160
     )
-    assert llm.bind(grammar=GRAMMAR, max_tokens=48).invoke("hello").content == "Hi"
+    assert (
+        llm.bind(grammar=GRAMMAR, prefill="Answer:", max_tokens=48).invoke("hello").content == "Hi"
+    )
     (body,) = requests
     assert body["options"]["num_predict"] == 48 and "grammar" not in json.dumps(body)
+    assert "prefill" not in json.dumps(body)
 
 
 def test_backend_setting_picks_the_served_chat_model() -> None:
