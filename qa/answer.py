@@ -20,6 +20,12 @@ class Citation:
     start: int = 0
     end: int = 0
     quote: str = ""
+    page: int = 0  # 1-based PDF page; 0 for formats without pages
+
+    @property
+    def location(self) -> str:
+        """The source as people cite it: ``report.pdf, p. 3`` or ``notes.md``."""
+        return f"{self.source}, p. {self.page}" if self.page else self.source
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -15,8 +16,8 @@ from langchain_core.runnables import Runnable
 from qa.answer import Answer, IndexReport
 from qa.chain import Token, build_chain
 from qa.config import Settings
-from qa.errors import IndexNotFoundError, InvalidQuestionError, QAError
-from qa.ingest import Chunk, load_chunks
+from qa.errors import IndexNotFoundError, InvalidQuestionError, QAError, UnsupportedFileError
+from qa.ingest import Chunk, load_chunks, source_path
 from qa.models import make_embeddings, make_llm
 from qa.store import Hit, Store
 
@@ -86,24 +87,39 @@ class Assistant:
         return build_chain(self.llm, self.retrieve, self.settings.abstain_threshold)
 
     def for_documents(self, docs_dir: Path, index_dir: Path) -> Assistant:
-        """A new Assistant over another folder and index that shares this one's models."""
-        settings = self.settings.model_copy(update={"seeds_dir": docs_dir, "index_dir": index_dir})
+        """A new Assistant over another folder and an embedded index in ``index_dir`` that shares
+        this one's models. The index is embedded even when this Assistant uses a Chroma server,
+        whose collection must not be overwritten by a temporary corpus."""
+        settings = self.settings.model_copy(
+            update={"seeds_dir": docs_dir, "index_dir": index_dir, "chroma_host": None}
+        )
         return Assistant(settings, embeddings=self.embeddings, llm=self.llm)
 
-    def index(self, progress: Callable[[int, int], None] | None = None) -> IndexReport:
-        """Bring the index in step with ``seeds_dir``: embed new chunks, drop stale ones.
+    def index(
+        self,
+        paths: Sequence[Path] | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> IndexReport:
+        """Bring the index in step with the documents: embed new chunks, drop stale ones.
 
+        Without ``paths`` the index mirrors ``seeds_dir``. With ``paths`` (files or folders)
+        only those documents are added, updated or dropped; the rest stay. Documents outside
+        ``seeds_dir`` are named by their absolute path and stay indexed while their file exists.
         Unchanged documents cost nothing; unreadable files are skipped and listed in
         ``IndexReport.skipped``.
         """
         t0 = time.perf_counter()
         root = self.settings.seeds_dir
-        if not root.exists():
+        if paths is None and not root.exists():
             raise IndexNotFoundError(f"No documents folder at {root}/; create it and add files")
+        if missing := [str(p) for p in paths or [] if not p.exists()]:
+            raise UnsupportedFileError(f"No such file or folder: {', '.join(missing)}")
         chunks: list[Chunk] = []
         skipped: list[str] = []
         for item in load_chunks(
             root,
+            paths=paths,
             chunk_size=self.settings.chunk_size,
             chunk_overlap=self.settings.chunk_overlap,
             max_bytes=int(self.settings.max_file_mb * 1e6),
@@ -112,7 +128,10 @@ class Assistant:
                 skipped.append(str(item))
             else:
                 chunks.append(item)
-        added, removed, unchanged = self.store.sync(chunks, progress=progress)
+        scope = {s for s in self.store.sources() if self._in_scope(s, paths)}
+        added, removed, unchanged = self.store.sync(
+            chunks, replace_sources=scope, progress=progress
+        )
         return IndexReport(
             files=len({c.source for c in chunks}),
             added=added,
@@ -121,6 +140,16 @@ class Assistant:
             seconds=time.perf_counter() - t0,
             skipped=skipped,
         )
+
+    def _in_scope(self, source: str, paths: Sequence[Path] | None) -> bool:
+        """Whether indexing ``paths`` (None: the documents folder) may replace ``source``."""
+        path = source_path(source, self.settings.seeds_dir)
+        if not path.exists():
+            return True
+        if paths is None:
+            return not Path(source).is_absolute()
+        full = Path(os.path.abspath(path))
+        return any(full.is_relative_to(os.path.abspath(p)) for p in paths)
 
     def retrieve(self, question: str) -> list[Hit]:
         """The chunks the LLM will see for ``question``.

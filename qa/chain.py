@@ -190,7 +190,7 @@ def verify(question: str, reply: str, hits: list[Hit]) -> tuple[str, list[Citati
 def to_citation(n: int, hit: Hit, quote: str = "") -> Citation:
     """A Citation for the ``n``-th passage."""
     c = hit.chunk
-    return Citation(n, c.source, c.id, c.text, hit.score, c.start, c.end, quote)
+    return Citation(n, c.source, c.id, c.text, hit.score, c.start, c.end, quote, page=c.page)
 
 
 @dataclass(frozen=True)

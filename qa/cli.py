@@ -57,11 +57,11 @@ def _progress() -> Progress:
     )
 
 
-def _index(assistant: Assistant) -> None:
+def _index(assistant: Assistant, paths: list[Path] | None = None) -> None:
     with _progress() as bar:
         task = bar.add_task("Embedding chunks", total=None)
         report = assistant.index(
-            progress=lambda done, total: bar.update(task, completed=done, total=total)
+            paths, progress=lambda done, total: bar.update(task, completed=done, total=total)
         )
     for reason in report.skipped:
         err_console.print(f"[yellow]Skipped[/yellow] {escape(reason)}")
@@ -77,7 +77,9 @@ def _print_answer(answer: Answer, *, streamed: bool) -> None:
     else:
         console.print()
     for c in answer.citations:
-        console.print(f"[dim][{c.n}] {escape(c.source)}:[/dim] {escape(' '.join(c.text.split()))}")
+        console.print(
+            f"[dim][{c.n}] {escape(c.location)}:[/dim] {escape(' '.join(c.text.split()))}"
+        )
     t = answer.timings
     err_console.print(
         f"[dim]retrieve {t.retrieve_ms:.0f} ms · first token {t.first_token_ms:.0f} ms · "
@@ -86,10 +88,22 @@ def _print_answer(answer: Answer, *, streamed: bool) -> None:
 
 
 @app.command()
-def index(docs: SeedsOpt = None, index: IndexOpt = None) -> None:
-    """Index the documents folder: embed new or changed files, drop deleted ones."""
+def index(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Files or folders to add or update; without them the index mirrors the "
+            "documents folder.",
+            show_default=False,
+        ),
+    ] = None,
+    docs: SeedsOpt = None,
+    index: IndexOpt = None,
+) -> None:
+    """Index documents (.txt .md .pdf .html .docx): embed new or changed files, drop deleted
+    ones."""
     try:
-        _index(_assistant(docs, index))
+        _index(_assistant(docs, index), paths or None)
     except QAError as err:
         raise _fail(err) from err
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -63,12 +63,33 @@ class Settings(BaseSettings):
         "all-MiniLM-L6-v2",
         description="Sentence-transformers model: 'all-MiniLM-L6-v2' (shipped) or a local path.",
     )
-    llm_backend: Literal["local"] = Field(
-        "local", description="'local' runs a GGUF in-process with llama.cpp."
+    llm_backend: Literal["local", "openai", "ollama"] = Field(
+        "local",
+        description="'local' runs a GGUF in-process with llama.cpp; 'openai' calls an "
+        "OpenAI-compatible server (llama.cpp server, vLLM, a hosted API); 'ollama' Ollama.",
     )
     llm_model: str = Field(
         "qwen2.5-coder-1.5b",
-        description="'qwen2.5-coder-1.5b', 'qwen2.5-coder-0.5b' or a path to a .gguf file.",
+        description="local: 'qwen2.5-coder-1.5b', 'qwen2.5-coder-0.5b' or a path to a .gguf file; "
+        "openai/ollama: the model name the server serves.",
+    )
+    openai_base_url: str = Field(
+        "http://localhost:8080/v1", description="Base URL of the OpenAI-compatible server."
+    )
+    openai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("qa_openai_api_key", "openai_api_key"),
+        description="API key for the OpenAI-compatible server (QA_OPENAI_API_KEY or "
+        "OPENAI_API_KEY); local servers need none.",
+    )
+    openai_grammar: bool = Field(
+        False,
+        description="Send the answer format as a GBNF grammar; only llama.cpp's server "
+        "understands it, other servers reject the request.",
+    )
+    ollama_base_url: str = Field("http://localhost:11434", description="Ollama server URL.")
+    request_timeout: float = Field(
+        60.0, gt=0, description="Seconds to wait for an LLM or Chroma server before failing."
     )
     temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
     max_tokens: int = Field(160, ge=16, le=4096, description="Upper bound on generated tokens.")

@@ -1,4 +1,5 @@
-"""Factories for the embedding model and the chat LLM (local GGUF via llama.cpp by default)."""
+"""Factories for the embedding model and the chat LLM (local GGUF via llama.cpp by default,
+or a server: see :mod:`qa.served`)."""
 
 from __future__ import annotations
 
@@ -342,6 +343,11 @@ class LlamaCppChat(BaseChatModel):
 
 def make_llm(settings: Settings) -> BaseChatModel:
     """The chat model chosen by ``settings.llm_backend``."""
+    if settings.llm_backend != "local":
+        from qa import served  # the server clients are only imported when used
+
+        factory = served.openai_chat if settings.llm_backend == "openai" else served.ollama_chat
+        return factory(settings)
     return LlamaCppChat(
         model_path=str(gguf_path(settings)),
         n_ctx=settings.n_ctx,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import chromadb
+import httpx
 from chromadb.config import Settings as ChromaSettings
 from langchain_chroma import Chroma
 from langchain_core.embeddings import Embeddings
@@ -18,6 +20,8 @@ from qa.errors import BackendError, IndexNotFoundError
 from qa.ingest import Chunk
 
 _BATCH = 64
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ def fingerprint(settings: Settings) -> str:
         "embedding_model": settings.embedding_model,
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
+        # Bump when readers change the metadata of unchanged text (2: headings, PDF pages).
+        "ingest": 2,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -87,18 +93,44 @@ def open_client(settings: Settings) -> chromadb.ClientAPI:
     """An embedded client on ``settings.index_dir`` or an HTTP client for a Chroma server."""
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
     if settings.chroma_host:
-        try:
-            return chromadb.HttpClient(
-                host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
-            )
-        except Exception as err:  # chromadb raises bare ValueError/ConnectionError here
-            raise BackendError(
-                f"Cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
-                f" ({err}); start it with `chroma run --path index --port "
-                f"{settings.chroma_port}` or unset QA_CHROMA_HOST"
-            ) from err
+        _check_server(settings.chroma_host, settings.chroma_port, settings.request_timeout)
+        return chromadb.HttpClient(
+            host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
+        )
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
+
+
+def _check_server(host: str, port: int, timeout: float) -> None:
+    # chromadb's own client waits forever on a server that accepts but does not answer, so its
+    # liveness is checked first with a bounded wait.
+    url = f"http://{host}:{port}/api/v2/heartbeat"
+    try:
+        httpx.get(url, timeout=timeout).raise_for_status()
+    except httpx.HTTPError as err:
+        raise BackendError(
+            f"Cannot reach the Chroma server at {host}:{port} ({type(err).__name__}); start it "
+            f"with `chroma run --path index --port {port}`, or unset QA_CHROMA_HOST to use the "
+            "embedded index"
+        ) from err
+
+
+def _server_errors(
+    method: Callable[Concatenate[Store, _P], _R],
+) -> Callable[Concatenate[Store, _P], _R]:
+    """A Chroma server lost mid-session raises httpx errors; report them as a BackendError."""
+
+    @functools.wraps(method)
+    def call(self: Store, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except httpx.HTTPError as err:
+            raise BackendError(
+                f"Lost {self.location} ({type(err).__name__}); restart it with `chroma run "
+                f"--path index --port {self.settings.chroma_port}` and retry"
+            ) from err
+
+    return call
 
 
 class Store:
@@ -131,10 +163,19 @@ class Store:
             },
         )
 
+    @property
+    def location(self) -> str:
+        """Where the index lives, for messages: ``index/`` or ``the Chroma server at host:port``."""
+        if self.settings.chroma_host:
+            return f"the Chroma server at {self.settings.chroma_host}:{self.settings.chroma_port}"
+        return f"{self.settings.index_dir}/"
+
+    @_server_errors
     def count(self) -> int:
         """Number of chunks stored."""
         return self._db._collection.count()
 
+    @_server_errors
     def sources(self) -> dict[str, int]:
         """Chunks per source document."""
         metas = self._db.get(include=["metadatas"])["metadatas"]
@@ -143,6 +184,7 @@ class Store:
             counts[str(meta["source"])] = counts.get(str(meta["source"]), 0) + 1
         return counts
 
+    @_server_errors
     def sync(
         self,
         chunks: Sequence[Chunk],
@@ -182,11 +224,12 @@ class Store:
         count = self.count()
         if count == 0:
             raise IndexNotFoundError(
-                f"The index in {self.settings.index_dir}/ is empty; run `qa index` to index "
+                f"The index in {self.location} is empty; run `qa index` to index "
                 f"the documents in {self.settings.seeds_dir}/"
             )
         return count
 
+    @_server_errors
     def hybrid_search(self, query: str, k: int, pool: int = 20) -> list[Hit]:
         """The ``k`` best chunks by fusing the dense and BM25 rankings of the top ``pool``.
 
@@ -200,6 +243,7 @@ class Store:
         dense = [h.chunk for h in self.search(query, pool)]
         return fuse([dense, self._lexical.search(query, pool)], k)
 
+    @_server_errors
     def search(self, query: str, k: int) -> list[Hit]:
         """The ``k`` chunks most similar to ``query`` (dense embeddings), best first."""
         self._require_chunks()
@@ -209,6 +253,7 @@ class Store:
             for doc, dist in results
         ]
 
+    @_server_errors
     def all_chunks(self) -> list[Chunk]:
         """Every stored chunk, in document order."""
         got = self._db.get(include=["documents", "metadatas"])
@@ -228,4 +273,5 @@ def _to_chunk(id_: str, text: str, meta: dict) -> Chunk:
         start=int(meta.get("start", 0)),
         end=int(meta.get("end", 0)),
         title=str(meta.get("title", "")),
+        page=int(meta.get("page", 0)),
     )

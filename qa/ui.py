@@ -101,7 +101,7 @@ def highlight(text: str, quote: str) -> str:
 
 
 def _source_block(c: Citation, *, open_: bool) -> str:
-    label = f"[{c.n}] {c.source}"
+    label = f"[{c.n}] {c.location}"
     return (
         f"<details{' open' if open_ else ''}><summary>{html.escape(label)}"
         f' <span class="qa-note">score {c.score:.2f}</span></summary>'
@@ -141,7 +141,7 @@ def render_answer(answer: Answer) -> str:
             "document that covers it.</span></div>"
         )
         return f"{body}\n\n{timing}"
-    sources = " · ".join(f"[{c.n}] {c.source}" for c in answer.citations)
+    sources = " · ".join(f"[{c.n}] {c.location}" for c in answer.citations)
     return f"{md_escape(answer.text)}\n\n<small>Sources: {md_escape(sources)}</small> {timing}"
 
 

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,3 +47,35 @@ def real_assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
     assistant = Assistant(Settings(seeds_dir=root, index_dir=root / "index"))
     assistant.index()
     return assistant
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on (free at the time of the call)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A server that accepts connections and never answers: a hung backend. Yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:  # the listener was closed
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        listener.close()
+        for conn in accepted:
+            conn.close()
+        thread.join(timeout=5)

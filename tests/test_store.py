@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from qa import Assistant, Settings
-from qa.errors import IndexNotFoundError
+from qa.errors import BackendError, IndexNotFoundError, UnsupportedFileError
+
+from .conftest import free_port, silent_server
 
 
 def _assistant(settings: Settings, embeddings) -> Assistant:
@@ -73,3 +76,46 @@ def test_a_corpus_over_the_limit_is_retrieved_top_k(settings, fake_embeddings) -
     assistant = _assistant(small_limit, fake_embeddings)
     assistant.index()
     assert len(assistant.retrieve("ferry")) == 1
+
+
+def test_indexing_paths_adds_them_and_keeps_the_rest(
+    settings, fake_embeddings, docs: Path, tmp_path: Path
+) -> None:
+    assistant = _assistant(settings, fake_embeddings)
+    assistant.index()
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "notes.txt").write_text("The night ferry runs hourly.")
+    (extra / "photo.png").write_bytes(b"\x89PNG")
+    report = assistant.index([extra, docs / "ferry.md"])
+    notes = (extra / "notes.txt").as_posix()
+    assert report.files == 2 and any("photo.png" in s for s in report.skipped)
+    assert set(assistant.store.sources()) == {"bakery.txt", "ferry.md", notes}
+    # Mirroring the documents folder keeps documents indexed from elsewhere ...
+    assert assistant.index().removed == 0 and notes in assistant.store.sources()
+    # ... until their file is gone.
+    (extra / "notes.txt").unlink()
+    assert assistant.index().removed == 1
+    assert set(assistant.store.sources()) == {"bakery.txt", "ferry.md"}
+
+
+def test_indexing_a_missing_path_says_so(settings, fake_embeddings, tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedFileError, match="No such file"):
+        _assistant(settings, fake_embeddings).index([tmp_path / "nope.pdf"])
+
+
+def test_chroma_server_that_is_down_gives_an_actionable_error(settings, fake_embeddings) -> None:
+    down = settings.model_copy(update={"chroma_host": "127.0.0.1", "chroma_port": free_port()})
+    with pytest.raises(BackendError, match="chroma run --path index"):
+        _assistant(down, fake_embeddings).index()
+
+
+def test_chroma_server_that_hangs_fails_within_the_timeout(settings, fake_embeddings) -> None:
+    with silent_server() as port:
+        hung = settings.model_copy(
+            update={"chroma_host": "127.0.0.1", "chroma_port": port, "request_timeout": 0.5}
+        )
+        t0 = time.perf_counter()
+        with pytest.raises(BackendError, match=f"127.0.0.1:{port}"):
+            _assistant(hung, fake_embeddings).retrieve("anything")
+        assert time.perf_counter() - t0 < 5

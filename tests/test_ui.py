@@ -168,12 +168,12 @@ def test_new_chat_clears_the_session() -> None:
 
 def test_unsupported_upload_is_refused(settings, fake_embeddings, tmp_path: Path):
     assistant = _assistant(settings, fake_embeddings, [])
-    pdf = tmp_path / "paper.pdf"
-    pdf.write_bytes(b"%PDF-1.4")
-    report, _ = add_documents(assistant, [str(pdf)])
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"\x89PNG")
+    report, _ = add_documents(assistant, [str(image)])
     report = _plain(report)
-    assert "paper.pdf" in report and "unsupported" in report
-    assert not (settings.seeds_dir / "paper.pdf").exists()
+    assert "photo.png" in report and "unsupported" in report
+    assert not (settings.seeds_dir / "photo.png").exists()
 
 
 def test_oversized_upload_is_refused(settings, fake_embeddings, tmp_path: Path):
