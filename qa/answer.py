@@ -61,6 +61,9 @@ class Answer:
     standalone_question: str = ""
     confidence: float | None = None
     """1 - the model's probability of replying "none" (no answer); None if unknown."""
+    support: float | None = None
+    """The answer checker's probability that the cited passage answers exactly this question
+    with this answer; None if the check did not run."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 
 from qa.answer import Answer, IndexReport
-from qa.chain import Token, build_chain
+from qa.chain import Thresholds, Token, build_chain
 from qa.config import Settings
 from qa.errors import IndexNotFoundError, InvalidQuestionError, QAError, UnsupportedFileError
 from qa.ingest import Chunk, load_chunks, source_path
@@ -84,7 +84,8 @@ class Assistant:
     @cached_property
     def chain(self) -> Runnable:
         """The LCEL answering chain."""
-        return build_chain(self.llm, self.retrieve, self.settings.abstain_threshold)
+        thresholds = Thresholds(self.settings.abstain_threshold, self.settings.support_threshold)
+        return build_chain(self.llm, self.retrieve, thresholds)
 
     def for_documents(self, docs_dir: Path, index_dir: Path) -> Assistant:
         """A new Assistant over another folder and an embedded index in ``index_dir`` that shares

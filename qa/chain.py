@@ -62,6 +62,36 @@ CONDENSE_SYSTEM = """Rewrite the user's last question so it can be understood wi
 conversation: replace pronouns and vague references with the names they refer to. \
 Output only the rewritten question on one line. If it is already clear, repeat it unchanged."""
 
+CHECK_SYSTEM = """You check answers against a passage. Reply "yes" only if the passage states \
+that the proposed answer answers exactly this question: about the same person, thing, event, \
+time and place the question asks about. Otherwise reply "no"."""
+
+# Invented examples: a supported answer, a right-looking answer to a different question, and
+# an answer taken from the wrong part of the passage.
+CHECK_EXAMPLES: list[tuple[str, str, str, str]] = [
+    (
+        "The bakery opened in 1998. Its founder, Marta Kovacs, bakes every morning, while her "
+        "nephew Peter runs the shop.",
+        "Who runs the bakery?",
+        "Peter",
+        "yes",
+    ),
+    (
+        "The bakery opened in 1998. Its founder, Marta Kovacs, bakes every morning, while her "
+        "nephew Peter runs the shop.",
+        "Who founded the flower shop?",
+        "Marta Kovacs",
+        "no",
+    ),
+    (
+        "The tour ended with a concert in Osaka on May 3. The orchestra had opened the tour in "
+        "Tokyo.",
+        "Where did the tour start?",
+        "Osaka",
+        "no",
+    ),
+]
+
 # The reply starts with PREFILL (so the first generated token is the answer's first word, whose
 # probability of being "none" is the abstention signal); GRAMMAR constrains the rest.
 PREFILL = "Answer:"
@@ -210,9 +240,15 @@ def _history_text(history: list[dict], limit: int = 4) -> str:
 
 def build_condense(llm: BaseChatModel) -> Runnable:
     """Follow-up question + history -> standalone question (no LLM call without history)."""
+    example = (
+        "Conversation:\nuser: Who founded the bakery?\nassistant: Marta Kovacs [1]\n\n"
+        "Last question: How old is she?"
+    )
     prompt = ChatPromptTemplate.from_messages(
         [
             ("system", CONDENSE_SYSTEM),
+            ("human", example),
+            ("ai", "How old is Marta Kovacs?"),
             ("human", "Conversation:\n{history}\n\nLast question: {question}"),
         ]
     )
@@ -224,8 +260,10 @@ def build_condense(llm: BaseChatModel) -> Runnable:
             return question
         out = rewrite.invoke({"history": _history_text(inputs["history"]), "question": question})
         out = out.strip().removeprefix("Last question:").strip()
-        # A rewrite that lost the question (empty, rambling) is worse than none.
-        return out if 3 <= len(out) <= 3 * len(question) + 200 else question
+        # A rewrite that lost the question (empty, rambling, or an answer instead of a
+        # question) is worse than none.
+        asks = out.endswith("?") or not question.endswith("?")
+        return out if asks and 3 <= len(out) <= 3 * len(question) + 200 else question
 
     return RunnableLambda(condense)
 
@@ -234,20 +272,59 @@ def none_probability(first_token_probs: dict[str, float]) -> float | None:
     """The model's probability that its answer starts with "none" (None if not reported)."""
     if not first_token_probs:
         return None
-    return sum(p for t, p in first_token_probs.items() if t.strip().lower() == "none")
+    return _share(first_token_probs, "none")
+
+
+def _share(probs: dict[str, float], word: str) -> float:
+    return sum(p for t, p in probs.items() if t.strip().lower() == word)
+
+
+def build_checker(llm: BaseChatModel) -> Callable[[str, str, str], float | None]:
+    """``(question, answer, passage) -> P(yes)``: the model's belief that the passage answers
+    exactly this question with this answer (None if the model reports no probabilities)."""
+    messages: list[tuple[str, str]] = [("system", CHECK_SYSTEM)]
+    for passage, question, answer, verdict in CHECK_EXAMPLES:
+        user = f"Passage: {passage}\nQuestion: {question}\nProposed answer: {answer}"
+        messages += [("human", _escape(user)), ("ai", verdict)]
+    messages.append(
+        ("human", "Passage: {passage}\nQuestion: {question}\nProposed answer: {answer}")
+    )
+    check = ChatPromptTemplate.from_messages(messages) | llm.bind(max_tokens=1)
+
+    def p_yes(question: str, answer: str, passage: str) -> float | None:
+        passage = " ".join(passage.split())
+        # Streamed (and drained, which releases the model) for the first chunk's metadata.
+        chunks = list(check.stream({"question": question, "answer": answer, "passage": passage}))
+        probs = chunks[0].response_metadata.get("first_token_probs") if chunks else None
+        if not probs:
+            return None
+        yes, no = _share(probs, "yes"), _share(probs, "no")
+        return yes / (yes + no) if yes + no > 0 else 0.0
+
+    return p_yes
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a supported answer is still withdrawn (see ``Settings``)."""
+
+    abstain: float = 1.0  # the model's P("none") at which qa abstains
+    support: float = 0.0  # the checker's P(yes) below which qa abstains; 0 skips the check
 
 
 def build_chain(
-    llm: BaseChatModel, retrieve: Callable[[str], list[Hit]], abstain_threshold: float = 1.0
+    llm: BaseChatModel,
+    retrieve: Callable[[str], list[Hit]],
+    thresholds: Thresholds = Thresholds(),
 ) -> Runnable[dict, Token | Answer]:
     """The whole LCEL pipeline. Input ``{"question", "history"}``; streams ``Token``s, then
-    yields the verified ``Answer``. The answer is withdrawn when the model's probability of
-    replying "none" is at least ``abstain_threshold``."""
+    yields the verified ``Answer``."""
     generate = answer_prompt() | llm.bind(grammar=GRAMMAR, prefill=PREFILL)
+    checker = build_checker(llm) if thresholds.support > 0 else None
 
     def answer_events(inputs: Iterator[dict]) -> Iterator[Token | Answer]:
         for x in inputs:
-            yield from _answer(x, generate, abstain_threshold)
+            yield from _answer(x, generate, thresholds, checker)
 
     def add_hits(x: dict) -> dict:
         t0 = time.perf_counter()
@@ -276,7 +353,12 @@ def _answer_line(generated: str) -> str:
     return line.strip()
 
 
-def _answer(x: dict, generate: Runnable, abstain_threshold: float) -> Iterator[Token | Answer]:
+def _answer(
+    x: dict,
+    generate: Runnable,
+    thresholds: Thresholds,
+    checker: Callable[[str, str, str], float | None] | None,
+) -> Iterator[Token | Answer]:
     hits: list[Hit] = x["hits"]
     t0 = x["t0"]
     timings = Timings(retrieve_ms=x["retrieve_ms"])
@@ -295,8 +377,14 @@ def _answer(x: dict, generate: Runnable, abstain_threshold: float) -> Iterator[T
             yield Token(visible[streamed:])
             streamed = len(visible)
     reply = generated if generated.lstrip().lower().startswith("answer:") else PREFILL + generated
-    unsure = p_none is not None and p_none >= abstain_threshold
+    unsure = p_none is not None and p_none >= thresholds.abstain
     verified = None if unsure else verify(x["standalone"], reply, hits)
+    support = None
+    if verified and checker:
+        answer = strip_citations(verified[0]).strip()
+        support = checker(x["standalone"], answer, verified[1][0].text)
+        if support is not None and support < thresholds.support:
+            verified = None
     timings.total_ms = (time.perf_counter() - t0) * 1000
     if not timings.first_token_ms:
         timings.first_token_ms = timings.total_ms
@@ -311,4 +399,5 @@ def _answer(x: dict, generate: Runnable, abstain_threshold: float) -> Iterator[T
         timings=timings,
         standalone_question=x["standalone"],
         confidence=None if p_none is None else 1.0 - p_none,
+        support=support,
     )

@@ -51,11 +51,17 @@ class Settings(BaseSettings):
         "(a stable, KV-cached prompt) instead of the top-k chunks; 0 disables.",
     )
     abstain_threshold: float = Field(
-        1.0,
+        0.5,
         ge=0,
         le=1,
-        description="Abstain when the LLM's probability of answering 'none' reaches this "
-        "(1 = only its greedy reply decides).",
+        description="Abstain when the LLM's probability of answering 'none' reaches this.",
+    )
+    support_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A second LLM pass checks each answer against its cited passage; abstain "
+        "when its probability of 'yes' is below this (0 skips the check).",
     )
     max_file_mb: float = Field(20.0, gt=0, description="Larger documents are skipped.")
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are refused.")

@@ -200,6 +200,7 @@ class TurnResult:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     confidence: float | None = None
+    support: float | None = None
 
 
 @dataclass
@@ -299,7 +300,8 @@ def _run_item(assistant: Asker, item: GoldItem, ks: list[int]) -> ItemResult:
                 {"role": "assistant", "content": ans.text},
             ]
             res.timings = asdict(ans.timings)
-        res.answer, res.abstained, res.confidence = ans.text, ans.abstained, ans.confidence
+        res.answer, res.abstained = ans.text, ans.abstained
+        res.confidence, res.support = ans.confidence, ans.support
         res.citations = [_chunk(c) for c in ans.citations]
         res.retrieved = [_chunk(c) for c in ans.retrieved]
         res.scores = _score(turn, ans, item.sources, ks)

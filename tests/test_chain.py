@@ -157,6 +157,35 @@ def test_a_likely_none_withdraws_a_supported_answer(
     assert abstains or answer.text == "1998 [1]"
 
 
+class CheckedFake(ProbabilityReportingFake):
+    """Also plays the answer checker, believing the answer with probability ``p_yes``."""
+
+    p_yes: float
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        if messages[0].content.startswith("You check answers"):
+            meta = {"first_token_probs": {"yes": self.p_yes, "no": 1 - self.p_yes}}
+            yield ChatGenerationChunk(message=AIMessageChunk(content="x", response_metadata=meta))
+        else:
+            yield from super()._stream(messages, stop, run_manager, **kwargs)
+
+
+@pytest.mark.parametrize(("p_yes", "abstains"), [(0.8, False), (0.3, True)])
+def test_the_checker_withdraws_answers_it_does_not_believe(
+    settings, fake_embeddings, p_yes: float, abstains: bool
+) -> None:
+    settings = settings.model_copy(update={"support_threshold": 0.5, "top_k": 10})
+    llm = CheckedFake(
+        responses=[" 1998\nQuote: The bakery opened in 1998."],
+        first_token_probs={" 1998": 1.0},
+        p_yes=p_yes,
+    )
+    assistant = Assistant(settings, embeddings=fake_embeddings, llm=llm)
+    assistant.index()
+    answer = assistant.ask("When did the bakery open?")
+    assert answer.abstained is abstains and answer.support == pytest.approx(p_yes)
+
+
 @pytest.mark.parametrize("question", ["", "   \n\t", "\x00\x01"])
 def test_empty_questions_are_refused(settings, fake_embeddings, question: str) -> None:
     assistant = Assistant(settings, embeddings=fake_embeddings, llm=FakeListChatModel(responses=[]))
