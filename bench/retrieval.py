@@ -80,7 +80,12 @@ def main() -> None:
                 assistant = Assistant(settings, embeddings=embeddings)
                 embeddings = assistant.embeddings
                 chunks = assistant.index().added
-                row = {"dataset": name, **cfg, "chunks": chunks, **measure(assistant, questions(gold))}
+                row = {
+                    "dataset": name,
+                    **cfg,
+                    "chunks": chunks,
+                    **measure(assistant, questions(gold)),
+                }
                 rows.append(row)
                 print(json.dumps(row))
             finally:
