@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import unicodedata
@@ -196,6 +197,12 @@ class Assistant:
         question = clean_question(question, self.settings.max_question_chars)
         inputs = {"question": question, "history": history or [], "t0": time.perf_counter()}
         return AnswerStream(self.chain.stream(inputs))
+
+    def warm_up(self) -> None:
+        """Load the models and compute the LLM's fixed prompt prefix (with a throwaway
+        question), so the first real question is answered at full speed."""
+        with contextlib.suppress(QAError):  # nothing indexed: the models are loaded anyway
+            self.ask("What are these documents about?")
 
     def status(self) -> dict[str, str | int]:
         """What is indexed and which models answer."""

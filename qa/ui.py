@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -433,6 +434,8 @@ def launch(
 ) -> None:
     """Serve the UI until interrupted (local only unless ``host`` says otherwise)."""
     demo = build_app(assistant)
+    # The UI is up at once; the first question waits for the warm-up instead of paying for it.
+    threading.Thread(target=assistant.warm_up, daemon=True).start()
     demo.launch(
         server_name=host,
         server_port=port,

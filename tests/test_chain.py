@@ -197,3 +197,13 @@ def test_huge_questions_are_refused(settings, fake_embeddings) -> None:
     assistant = Assistant(settings, embeddings=fake_embeddings, llm=FakeListChatModel(responses=[]))
     with pytest.raises(InvalidQuestionError, match="characters long"):
         assistant.ask("why " * 30_000)
+
+
+def test_warm_up_answers_a_throwaway_question_and_tolerates_an_empty_index(
+    settings, fake_embeddings
+) -> None:
+    llm = FakeListChatModel(responses=["Answer: none\nQuote: none"])
+    Assistant(settings, embeddings=fake_embeddings, llm=llm).warm_up()  # nothing indexed
+    assistant = _fake_assistant(settings, fake_embeddings, ["Answer: none\nQuote: none"])
+    assistant.warm_up()
+    assert llm.i == 0 and assistant.llm.i == 1  # only the indexed one reached the model
