@@ -204,6 +204,6 @@ def test_warm_up_answers_a_throwaway_question_and_tolerates_an_empty_index(
 ) -> None:
     llm = FakeListChatModel(responses=["Answer: none\nQuote: none"])
     Assistant(settings, embeddings=fake_embeddings, llm=llm).warm_up()  # nothing indexed
-    assistant = _fake_assistant(settings, fake_embeddings, ["Answer: none\nQuote: none"])
+    assistant = _fake_assistant(settings, fake_embeddings, ["Answer: none\nQuote: none", "x"])
     assistant.warm_up()
     assert llm.i == 0 and assistant.llm.i == 1  # only the indexed one reached the model
