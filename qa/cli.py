@@ -61,7 +61,9 @@ def _index(assistant: Assistant, paths: list[Path] | None = None) -> None:
     with _progress() as bar:
         task = bar.add_task("Embedding chunks", total=None)
         report = assistant.index(
-            paths, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            paths,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            on_wait=lambda msg: bar.console.print(f"[yellow]{escape(msg)}[/yellow]"),
         )
     for reason in report.skipped:
         err_console.print(f"[yellow]Skipped[/yellow] {escape(reason)}")

@@ -300,7 +300,7 @@ def add_documents(
         msg = "\n\n".join(f"**Refused:** {md_escape(r)}" for r in refused) or "No file given."
         return msg, render_status(assistant)
     try:
-        report = assistant.index(progress=progress)
+        report = assistant.index(progress=progress, on_wait=log.warning)
     except Exception as err:
         for path in copied:
             path.unlink(missing_ok=True)
