@@ -42,7 +42,8 @@ def _assistant(
 
 
 def _fail(err: QAError) -> typer.Exit:
-    err_console.print(f"[red]Error:[/red] {escape(str(err))}")
+    # soft_wrap: one line however narrow the terminal, so it can be grepped from logs
+    err_console.print(f"[red]Error:[/red] {escape(str(err))}", soft_wrap=True)
     return typer.Exit(code=1)
 
 

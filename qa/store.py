@@ -19,7 +19,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import chromadb
 import httpx
 from chromadb.config import Settings as ChromaSettings
-from chromadb.errors import ChromaError, NotFoundError
+from chromadb.errors import NotFoundError
 from langchain_chroma import Chroma
 from langchain_core.embeddings import Embeddings
 
@@ -109,7 +109,9 @@ def open_client(settings: Settings) -> chromadb.ClientAPI:
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     try:
         return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
-    except ChromaError as err:
+    # A damaged chroma.sqlite3 raises chromadb's InternalError the first time; later attempts in
+    # the same process fail in other ways (chromadb caches the half-stopped client).
+    except Exception as err:
         raise IndexNotFoundError(
             f"The index in {settings.index_dir}/ is damaged ({err}); delete that folder and run "
             "`qa index` to rebuild it"
@@ -216,6 +218,7 @@ class Store:
         self._build_prefix = f"{settings.collection}__build_"
         self._live_name: str | None = None
         self._db: Chroma | None = None
+        self._foreign = False  # the live collection was built with other settings
         self._lexical: LexicalIndex | None = None
 
     def _live(self) -> Chroma | None:
@@ -240,8 +243,10 @@ class Store:
         try:
             meta = self.client.get_collection(name).metadata or {}
         except NotFoundError:
+            self._foreign = False
             return None
-        if meta.get("qa_fingerprint") != self._fingerprint:
+        self._foreign = meta.get("qa_fingerprint") != self._fingerprint
+        if self._foreign:
             return None  # vectors from another model or chunking: the next sync rebuilds
         return Chroma(
             client=self.client,
@@ -356,6 +361,12 @@ class Store:
 
     def _require_chunks(self) -> int:
         count = self.count()
+        if count == 0 and self._foreign:
+            raise IndexNotFoundError(
+                f"The index in {self.location} was built with another embedding model or "
+                "chunking (QA_EMBEDDING_MODEL, QA_CHUNK_SIZE, QA_CHUNK_OVERLAP); run `qa index` "
+                "to rebuild it"
+            )
         if count == 0:
             raise IndexNotFoundError(
                 f"The index in {self.location} is empty; run `qa index` to index "
