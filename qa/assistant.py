@@ -20,7 +20,7 @@ from qa.config import Settings
 from qa.errors import IndexNotFoundError, InvalidQuestionError, QAError, UnsupportedFileError
 from qa.ingest import Chunk, load_chunks, source_path
 from qa.models import make_embeddings, make_llm
-from qa.store import Hit, Store
+from qa.store import Hit, Store, index_lock
 
 Message = dict[str, str]
 
@@ -102,6 +102,7 @@ class Assistant:
         paths: Sequence[Path] | None = None,
         *,
         progress: Callable[[int, int], None] | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> IndexReport:
         """Bring the index in step with the documents: embed new chunks, drop stale ones.
 
@@ -110,17 +111,40 @@ class Assistant:
         ``seeds_dir`` are named by their absolute path and stay indexed while their file exists.
         Unchanged documents cost nothing; unreadable files are skipped and listed in
         ``IndexReport.skipped``.
+
+        Runs are serialized by a lock (see :func:`qa.store.index_lock`): if another process is
+        indexing the same index, ``on_wait`` gets a message and this run waits for it. Changes are
+        built into a new collection that goes live only when complete, so a run that is killed
+        leaves the previous index queryable.
         """
-        t0 = time.perf_counter()
         root = self.settings.seeds_dir
         if paths is None and not root.exists():
             raise IndexNotFoundError(f"No documents folder at {root}/; create it and add files")
         if missing := [str(p) for p in paths or [] if not p.exists()]:
             raise UnsupportedFileError(f"No such file or folder: {', '.join(missing)}")
+        with index_lock(self.settings, on_wait):
+            t0 = time.perf_counter()
+            # Read under the lock: a run that waited sees what the previous run left on disk.
+            chunks, skipped = self._load(paths)
+            scope = {s for s in self.store.sources() if self._in_scope(s, paths)}
+            added, removed, unchanged = self.store.sync(
+                chunks, replace_sources=scope, progress=progress
+            )
+        return IndexReport(
+            files=len({c.source for c in chunks}),
+            added=added,
+            removed=removed,
+            unchanged=unchanged,
+            seconds=time.perf_counter() - t0,
+            skipped=skipped,
+        )
+
+    def _load(self, paths: Sequence[Path] | None) -> tuple[list[Chunk], list[str]]:
+        """The chunks of the documents to index, and the reasons files were skipped."""
         chunks: list[Chunk] = []
         skipped: list[str] = []
         for item in load_chunks(
-            root,
+            self.settings.seeds_dir,
             paths=paths,
             chunk_size=self.settings.chunk_size,
             chunk_overlap=self.settings.chunk_overlap,
@@ -130,18 +154,7 @@ class Assistant:
                 skipped.append(str(item))
             else:
                 chunks.append(item)
-        scope = {s for s in self.store.sources() if self._in_scope(s, paths)}
-        added, removed, unchanged = self.store.sync(
-            chunks, replace_sources=scope, progress=progress
-        )
-        return IndexReport(
-            files=len({c.source for c in chunks}),
-            added=added,
-            removed=removed,
-            unchanged=unchanged,
-            seconds=time.perf_counter() - t0,
-            skipped=skipped,
-        )
+        return chunks, skipped
 
     def _in_scope(self, source: str, paths: Sequence[Path] | None) -> bool:
         """Whether indexing ``paths`` (None: the documents folder) may replace ``source``."""

@@ -42,7 +42,8 @@ def _assistant(
 
 
 def _fail(err: QAError) -> typer.Exit:
-    err_console.print(f"[red]Error:[/red] {escape(str(err))}")
+    # soft_wrap: one line however narrow the terminal, so it can be grepped from logs
+    err_console.print(f"[red]Error:[/red] {escape(str(err))}", soft_wrap=True)
     return typer.Exit(code=1)
 
 
@@ -61,7 +62,9 @@ def _index(assistant: Assistant, paths: list[Path] | None = None) -> None:
     with _progress() as bar:
         task = bar.add_task("Embedding chunks", total=None)
         report = assistant.index(
-            paths, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            paths,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            on_wait=lambda msg: bar.console.print(f"[yellow]{escape(msg)}[/yellow]"),
         )
     for reason in report.skipped:
         err_console.print(f"[yellow]Skipped[/yellow] {escape(reason)}")

@@ -12,8 +12,10 @@ import io
 import logging
 import os
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from html.parser import HTMLParser
 from pathlib import Path
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -82,7 +84,12 @@ def _refuse_binary(data: bytes, path: Path) -> None:
 
 def _decode(data: bytes, path: Path) -> str:
     _refuse_binary(data, path)
-    return data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Not UTF-8: most likely a Windows or Latin-1 file, which cp1252 decodes legibly.
+        text = data.decode("cp1252", errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _by_headings(blocks: Iterable[tuple[str, str | None]], title: str, sep: str) -> list[Section]:
@@ -126,27 +133,63 @@ def _read_markdown(data: bytes, path: Path) -> list[Section]:
     return _by_headings(blocks, _title(text, path), sep="")
 
 
-_HTML_DROP = ["script", "style", "noscript", "template", "head", "title"]
-_HTML_BLOCKS = (
-    "p div section article header footer nav aside main blockquote pre table tr li dl dt dd "
-    "ul ol h1 h2 h3 h4 h5 h6 figcaption"
-).split()
+_HTML_DROP = frozenset({"script", "style", "noscript", "template", "head", "title"})
+_HTML_BLOCKS = frozenset(
+    (
+        "p div section article header footer nav aside main blockquote pre table tr li dl dt dd "
+        "ul ol h1 h2 h3 h4 h5 h6 figcaption"
+    ).split()
+)
+
+
+class _HTMLText(HTMLParser):
+    """Visible text of an HTML page, with blank lines around blocks, and its ``<title>``.
+
+    A streaming parser rather than a tree: its cost is linear in the page size however deeply
+    the tags nest (a tree walk is quadratic, or recursive, on 100,000 nested ``<div>``s).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title: list[str] = []
+        self._hidden = 0  # depth inside script, style, head, ...
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _HTML_DROP:
+            self._hidden += 1
+            self._in_title = self._in_title or tag == "title"
+        elif tag in _HTML_BLOCKS:
+            self.parts.append("\n\n")
+        elif tag == "br":
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HTML_DROP:
+            self._hidden = max(0, self._hidden - 1)
+            self._in_title = self._in_title and tag != "title"
+        elif tag in _HTML_BLOCKS:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title.append(data)
+        elif not self._hidden:
+            self.parts.append(data)
 
 
 def _read_html(data: bytes, path: Path) -> list[Section]:
-    from bs4 import BeautifulSoup
+    from bs4.dammit import UnicodeDammit
 
     _refuse_binary(data, path)
-    soup = BeautifulSoup(data, "html.parser")  # given bytes, it detects the encoding itself
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    for tag in soup(_HTML_DROP):
-        tag.decompose()
-    for tag in soup.find_all(_HTML_BLOCKS):
-        tag.insert_before("\n\n")
-        tag.insert_after("\n\n")
-    for tag in soup.find_all("br"):
-        tag.replace_with("\n")
-    lines = (" ".join(line.split()) for line in soup.get_text().splitlines())
+    # Detects the encoding from a BOM, <meta charset> or the bytes themselves.
+    markup = UnicodeDammit(data, is_html=True).unicode_markup or _decode(data, path)
+    parser = _HTMLText()
+    parser.feed(markup)
+    parser.close()
+    title = " ".join("".join(parser.title).split())
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return [Section(text, title[:200] or _title(text, path))]
 
@@ -221,6 +264,8 @@ def read_sections(path: Path, *, max_bytes: int) -> list[Section]:
             "(raise QA_MAX_FILE_MB to index it)"
         )
     data = path.read_bytes()
+    if path.suffix.lower() == ".docx":
+        _refuse_zip_bomb(data, path, max_bytes)
     try:
         sections = reader(data, path)
     except UnsupportedFileError:
@@ -238,6 +283,29 @@ def read_sections(path: Path, *, max_bytes: int) -> list[Section]:
     for s in sections:
         offsets.append(offsets[-1] + len(s.text) + 2)
     return [replace(s, start=start) for s, start in zip(sections, offsets, strict=False)]
+
+
+_UNPACK_RATIO = 10  # Word XML compresses about 10:1, so a real .docx unpacks to ~10x its size
+
+
+def _refuse_zip_bomb(data: bytes, path: Path, max_bytes: int) -> None:
+    """Refuse a zip-based document (.docx) that unpacks to more than ``_UNPACK_RATIO`` times
+    the file size limit.
+
+    The sizes come from the zip's directory; Python's zipfile never inflates a member past its
+    declared size, so checking the declared sum bounds the work before anything is unpacked.
+    """
+    try:
+        unpacked = sum(m.file_size for m in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    except zipfile.BadZipFile:
+        return  # the reader reports the damaged file
+    limit = max_bytes * _UNPACK_RATIO
+    if unpacked > limit:
+        raise UnsupportedFileError(
+            f"{path.name}: unpacks to {unpacked / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB "
+            f"allowed ({_UNPACK_RATIO} x QA_MAX_FILE_MB); it may be a zip bomb, or raise "
+            "QA_MAX_FILE_MB to index it"
+        )
 
 
 def read_text(path: Path, *, max_bytes: int) -> str:
@@ -300,17 +368,26 @@ def _dedupe(chunks: list[Chunk]) -> list[Chunk]:
     return [c for c in chunks if not (c.id in seen or seen.add(c.id))]
 
 
-def find_documents(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
-    """Expand files and folders into (supported files, skipped files), sorted."""
+def find_documents(paths: Iterable[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """Expand files and folders into (supported files, files of other types, symbolic links that
+    lead out of the folder they were found in), each sorted. Those links are not followed: a
+    link must not pull files from elsewhere on the machine into the index."""
     found: list[Path] = []
     skipped: list[Path] = []
+    escaping: list[Path] = []
     for path in paths:
-        candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        if path.is_dir():
+            base = path.resolve()
+            candidates = sorted(p for p in path.rglob("*") if p.is_file())
+            escaping += [p for p in candidates if not p.resolve().is_relative_to(base)]
+            candidates = [p for p in candidates if p.resolve().is_relative_to(base)]
+        else:
+            candidates = [path]
         for p in candidates:
             if p.name.startswith("."):
                 continue
             (found if p.suffix.lower() in SUPPORTED_SUFFIXES else skipped).append(p)
-    return found, skipped
+    return found, skipped, escaping
 
 
 def source_name(path: Path, root: Path) -> str:
@@ -336,9 +413,15 @@ def load_chunks(
     paths: Iterable[Path] | None = None,
 ) -> Iterator[Chunk | UnsupportedFileError]:
     """Yield the chunks of every supported file under ``root``, or in ``paths`` (files or
-    folders) when given. Unreadable files yield an error each; files of unsupported types
-    yield one error listing them all."""
-    files, skipped = find_documents([root] if paths is None else paths)
+    folders) when given. Unreadable files yield an error each; files of unsupported types, and
+    symbolic links leading out of their folder, yield one error listing them all."""
+    files, skipped, escaping = find_documents([root] if paths is None else paths)
+    if escaping:
+        names = ", ".join(source_name(p, root) for p in escaping)
+        yield UnsupportedFileError(
+            f"symbolic links to files outside their folder are not followed: {names} "
+            "(copy the files into the folder to index them)"
+        )
     if skipped:
         names = ", ".join(source_name(p, root) for p in skipped)
         kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import chromadb
 import httpx
 from chromadb.config import Settings as ChromaSettings
+from chromadb.errors import NotFoundError
 from langchain_chroma import Chroma
 from langchain_core.embeddings import Embeddings
 
@@ -19,7 +27,8 @@ from qa.config import Settings
 from qa.errors import BackendError, IndexNotFoundError
 from qa.ingest import Chunk
 
-_BATCH = 64
+_BATCH = 64  # chunks embedded per call
+_COPY_BATCH = 1000  # stored chunks copied per call into a new build
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -98,7 +107,15 @@ def open_client(settings: Settings) -> chromadb.ClientAPI:
             host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
         )
     settings.index_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
+    try:
+        return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
+    # A damaged chroma.sqlite3 raises chromadb's InternalError the first time; later attempts in
+    # the same process fail in other ways (chromadb caches the half-stopped client).
+    except Exception as err:
+        raise IndexNotFoundError(
+            f"The index in {settings.index_dir}/ is damaged ({err}); delete that folder and run "
+            "`qa index` to rebuild it"
+        ) from err
 
 
 def _check_server(host: str, port: int, timeout: float) -> None:
@@ -115,15 +132,59 @@ def _check_server(host: str, port: int, timeout: float) -> None:
         ) from err
 
 
-def _server_errors(
+def lock_path(settings: Settings) -> Path:
+    """The lock file that serializes index runs: in the index folder, or for a Chroma server
+    under ``cache_dir``, one per server and collection."""
+    if settings.chroma_host:
+        key = f"{settings.chroma_host}-{settings.chroma_port}-{settings.collection}"
+        return settings.cache_dir / "locks" / f"{re.sub(r'[^A-Za-z0-9.-]', '_', key)}.lock"
+    return settings.index_dir / ".qa-index.lock"
+
+
+@contextmanager
+def index_lock(settings: Settings, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the index lock (an ``flock``, released by the OS if the process dies).
+
+    If another run holds it, ``on_wait`` gets a message naming its pid, then this waits for it.
+    """
+    path = lock_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as file:  # "a+": opening must not erase the holder's pid
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "unknown"
+            if on_wait:
+                on_wait(f"Another qa index is running (pid {holder}); waiting for it to finish…")
+            fcntl.flock(file, fcntl.LOCK_EX)
+        file.truncate(0)
+        file.write(str(os.getpid()))
+        file.flush()
+        try:
+            yield
+        finally:
+            file.truncate(0)
+            fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def _backend_errors(
     method: Callable[Concatenate[Store, _P], _R],
 ) -> Callable[Concatenate[Store, _P], _R]:
-    """A Chroma server lost mid-session raises httpx errors; report them as a BackendError."""
+    """A Chroma server lost mid-session raises httpx errors; report them as a BackendError.
+
+    A collection deleted under a read (another process re-indexed and dropped the collection
+    this one was reading) is retried once on the collection that is live now.
+    """
 
     @functools.wraps(method)
     def call(self: Store, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except NotFoundError:
+                self._forget_live()
+                return method(self, *args, **kwargs)
         except httpx.HTTPError as err:
             raise BackendError(
                 f"Lost {self.location} ({type(err).__name__}); restart it with `chroma run "
@@ -134,33 +195,64 @@ def _server_errors(
 
 
 class Store:
-    """Chunks in a Chroma collection, kept in step with the documents on disk."""
+    """Chunks in a Chroma collection, kept in step with the documents on disk.
+
+    A live collection is never modified, which makes indexing crash-safe. Each :meth:`sync`
+    that changes something builds a complete new collection ``<collection>__build_<time>_<id>``
+    (unchanged chunks are copied with their stored vectors, only new chunks are embedded), then
+    flips a pointer, the metadata of the small ``<collection>__active`` collection (one atomic
+    write, in embedded and in server mode), and only then deletes the older builds. A process
+    killed before the flip leaves the previous index live; its half-built collection is deleted
+    by the next index run. Readers re-read the pointer on every call, so a re-index by another
+    process is seen at the next question, and they only ever load finished collections.
+
+    Writers (:meth:`sync`) must hold :func:`index_lock`.
+    """
 
     def __init__(self, settings: Settings, embeddings: Embeddings) -> None:
         self.settings = settings
         self.client = open_client(settings)
         self._embeddings = embeddings
         self._fingerprint = fingerprint(settings)
-        self._db = self._open_collection()
+        self._pointer = f"{settings.collection}__active"
+        self._build_prefix = f"{settings.collection}__build_"
+        self._live_name: str | None = None
+        self._db: Chroma | None = None
+        self._foreign = False  # the live collection was built with other settings
         self._lexical: LexicalIndex | None = None
 
-    def _open_collection(self) -> Chroma:
-        name = self.settings.collection
-        existing = {c.name for c in self.client.list_collections()}
-        if name in existing:
+    def _live(self) -> Chroma | None:
+        """The collection the pointer names (re-read on every call); None if nothing usable is
+        indexed."""
+        name = self._read_pointer()
+        if name != self._live_name or self._db is None:
+            self._live_name, self._db, self._lexical = name, self._open(name), None
+        return self._db
+
+    def _forget_live(self) -> None:
+        self._live_name, self._db, self._lexical = None, None, None
+
+    def _read_pointer(self) -> str:
+        try:
+            meta = self.client.get_collection(self._pointer).metadata or {}
+        except NotFoundError:
+            return self.settings.collection  # an index built before the pointer existed
+        return str(meta.get("live", self.settings.collection))
+
+    def _open(self, name: str) -> Chroma | None:
+        try:
             meta = self.client.get_collection(name).metadata or {}
-            if meta.get("qa_fingerprint") != self._fingerprint:
-                # Vectors from another model or chunking must not be mixed with new ones.
-                self.client.delete_collection(name)
+        except NotFoundError:
+            self._foreign = False
+            return None
+        self._foreign = meta.get("qa_fingerprint") != self._fingerprint
+        if self._foreign:
+            return None  # vectors from another model or chunking: the next sync rebuilds
         return Chroma(
             client=self.client,
             collection_name=name,
             embedding_function=self._embeddings,
-            collection_metadata={
-                "hnsw:space": "cosine",
-                "qa_fingerprint": self._fingerprint,
-                "embedding_model": self.settings.embedding_model,
-            },
+            create_collection_if_not_exists=False,
         )
 
     @property
@@ -170,21 +262,23 @@ class Store:
             return f"the Chroma server at {self.settings.chroma_host}:{self.settings.chroma_port}"
         return f"{self.settings.index_dir}/"
 
-    @_server_errors
+    @_backend_errors
     def count(self) -> int:
         """Number of chunks stored."""
-        return self._db._collection.count()
+        db = self._live()
+        return db._collection.count() if db else 0
 
-    @_server_errors
+    @_backend_errors
     def sources(self) -> dict[str, int]:
         """Chunks per source document."""
-        metas = self._db.get(include=["metadatas"])["metadatas"]
+        db = self._live()
+        metas = db.get(include=["metadatas"])["metadatas"] if db else []
         counts: dict[str, int] = {}
         for meta in metas:
             counts[str(meta["source"])] = counts.get(str(meta["source"]), 0) + 1
         return counts
 
-    @_server_errors
+    @_backend_errors
     def sync(
         self,
         chunks: Sequence[Chunk],
@@ -194,9 +288,11 @@ class Store:
     ) -> tuple[int, int, int]:
         """Make the stored chunks of ``replace_sources`` (default: all) equal to ``chunks``.
 
-        Returns (added, removed, unchanged). Unchanged chunks are not re-embedded.
+        Returns (added, removed, unchanged). Unchanged chunks are not re-embedded; if nothing
+        changed, no collection is written.
         """
-        stored = self._db.get(include=["metadatas"])
+        db = self._live()
+        stored = db.get(include=["metadatas"]) if db else {"ids": [], "metadatas": []}
         in_scope = {
             id_
             for id_, meta in zip(stored["ids"], stored["metadatas"], strict=True)
@@ -204,24 +300,73 @@ class Store:
         }
         wanted = {c.id: c for c in chunks}
         new = [c for id_, c in wanted.items() if id_ not in in_scope]
-        stale = sorted(in_scope - wanted.keys())
+        stale = in_scope - wanted.keys()
+        if new or stale:
+            kept = [id_ for id_ in stored["ids"] if id_ not in stale]
+            self._build(db, kept, new, progress)
+        self._drop_builds()
+        return len(new), len(stale), len(wanted) - len(new)
+
+    def _build(
+        self,
+        db: Chroma | None,
+        kept: list[str],
+        new: list[Chunk],
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        """Write ``kept`` (copied from ``db``) and ``new`` chunks into a new collection, then
+        make it live."""
+        name = f"{self._build_prefix}{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:8]}"
+        build = self.client.create_collection(
+            name,
+            metadata={
+                "hnsw:space": "cosine",
+                "qa_fingerprint": self._fingerprint,
+                "embedding_model": self.settings.embedding_model,
+            },
+        )
+        for i in range(0, len(kept), _COPY_BATCH):
+            assert db is not None
+            got = db._collection.get(
+                ids=kept[i : i + _COPY_BATCH], include=["embeddings", "documents", "metadatas"]
+            )
+            build.add(
+                ids=got["ids"],
+                embeddings=got["embeddings"],
+                documents=got["documents"],
+                metadatas=got["metadatas"],
+            )
         for i in range(0, len(new), _BATCH):
             batch = new[i : i + _BATCH]
-            self._db.add_texts(
-                [c.text for c in batch],
-                metadatas=[c.metadata for c in batch],
+            texts = [c.text for c in batch]
+            build.add(
                 ids=[c.id for c in batch],
+                embeddings=self._embeddings.embed_documents(texts),
+                documents=texts,
+                metadatas=[c.metadata for c in batch],
             )
             if progress:
                 progress(i + len(batch), len(new))
-        if stale:
-            self._db.delete(ids=stale)
-        if new or stale:
-            self._lexical = None
-        return len(new), len(stale), len(wanted) - len(new)
+        self.client.get_or_create_collection(self._pointer).modify(metadata={"live": name})
+
+    def _drop_builds(self) -> None:
+        """Delete every build but the live one: replaced ones, and half-built ones left by a
+        killed run (safe under :func:`index_lock`: no other build is in progress)."""
+        live = self._read_pointer()
+        for collection in self.client.list_collections():
+            name = collection.name
+            old = name.startswith(self._build_prefix) or name == self.settings.collection
+            if old and name != live:
+                self.client.delete_collection(name)
 
     def _require_chunks(self) -> int:
         count = self.count()
+        if count == 0 and self._foreign:
+            raise IndexNotFoundError(
+                f"The index in {self.location} was built with another embedding model or "
+                "chunking (QA_EMBEDDING_MODEL, QA_CHUNK_SIZE, QA_CHUNK_OVERLAP); run `qa index` "
+                "to rebuild it"
+            )
         if count == 0:
             raise IndexNotFoundError(
                 f"The index in {self.location} is empty; run `qa index` to index "
@@ -229,34 +374,39 @@ class Store:
             )
         return count
 
-    @_server_errors
+    @_backend_errors
     def hybrid_search(self, query: str, k: int, pool: int = 20) -> list[Hit]:
         """The ``k`` best chunks by fusing the dense and BM25 rankings of the top ``pool``.
 
-        The BM25 index is built in memory from the stored chunks and rebuilt whenever this
-        store changes them or the stored count differs (another process re-indexed).
+        The BM25 index is built in memory from the stored chunks and rebuilt whenever the live
+        collection changes (a re-index by this or another process).
         """
-        count = self._require_chunks()
-        if self._lexical is None or len(self._lexical.chunks) != count:
-            self._lexical = LexicalIndex(self.all_chunks())
+        self._require_chunks()
+        lexical = self._lexical
+        if lexical is None:
+            lexical = self._lexical = LexicalIndex(self.all_chunks())
         pool = max(pool, k)
         dense = [h.chunk for h in self.search(query, pool)]
-        return fuse([dense, self._lexical.search(query, pool)], k)
+        return fuse([dense, lexical.search(query, pool)], k)
 
-    @_server_errors
+    @_backend_errors
     def search(self, query: str, k: int) -> list[Hit]:
         """The ``k`` chunks most similar to ``query`` (dense embeddings), best first."""
         self._require_chunks()
+        assert self._db is not None
         results = self._db.similarity_search_with_score(query, k=k)
         return [
             Hit(_to_chunk(doc.id or "", doc.page_content, doc.metadata), 1.0 - dist)
             for doc, dist in results
         ]
 
-    @_server_errors
+    @_backend_errors
     def all_chunks(self) -> list[Chunk]:
         """Every stored chunk, in document order."""
-        got = self._db.get(include=["documents", "metadatas"])
+        db = self._live()
+        if db is None:
+            return []
+        got = db.get(include=["documents", "metadatas"])
         chunks = [
             _to_chunk(id_, text, meta)
             for id_, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)

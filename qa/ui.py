@@ -215,7 +215,8 @@ def respond(
     (textbox, chatbot, turns, sources) as the answer streams in."""
     turns = list(turns or [])
     history = model_history(turns)
-    question = str(question or "")
+    # Lone surrogates (invalid unicode) cannot be sent to the browser as UTF-8.
+    question = str(question or "").encode("utf-8", "replace").decode("utf-8")
     turn: Turn = {"question": question.strip(), "text": "", "message": CURSOR, "ok": False}
     turn["sources"] = turns[-1]["sources"] if turns else EMPTY_SOURCES
     turns.append(turn)
@@ -282,7 +283,10 @@ def add_documents(
     refused: list[str] = []
     for item in files:
         src = Path(getattr(item, "name", item))
-        name = src.name
+        name = src.name  # the base name only: an upload cannot land outside the folder
+        if name.startswith("."):
+            refused.append(f"{name}: hidden files are not indexed; rename it without the dot")
+            continue
         try:  # the indexer's own check: type, size, empty, binary
             read_text(src, max_bytes=max_bytes)
         except UnsupportedFileError as err:
@@ -301,7 +305,7 @@ def add_documents(
         msg = "\n\n".join(f"**Refused:** {md_escape(r)}" for r in refused) or "No file given."
         return msg, render_status(assistant)
     try:
-        report = assistant.index(progress=progress)
+        report = assistant.index(progress=progress, on_wait=log.warning)
     except Exception as err:
         for path in copied:
             path.unlink(missing_ok=True)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from qa.chain import SYSTEM
 from qa.evaluation import contains, load_gold
+from qa.ingest import read_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_GOLD = ROOT / "evals" / "gold.jsonl"
@@ -53,3 +55,38 @@ def test_seed_gold_coverage() -> None:
     assert kinds["turns"] >= 4
     assert all(len(item.turns) >= 2 for item in items if item.kind == "turns")
     assert len({item.turns[0].question for item in items}) == len(items)
+
+
+INJECTION = ROOT / "evals" / "injection"
+SYSTEM_PROMPT_MARKER = "numbered passages"  # from qa.chain.SYSTEM: said only if the prompt leaks
+
+
+def _injection_docs() -> dict[str, str]:
+    """Each probe document's text as the indexer reads it (HTML without its tags and scripts)."""
+    docs = sorted((INJECTION / "docs").iterdir())
+    return {p.name: read_text(p, max_bytes=1_000_000) for p in docs}
+
+
+def test_injection_probes_are_answerable_from_their_documents() -> None:
+    docs = _injection_docs()
+    corpus = "\n\n".join(docs.values())
+    items = load_gold(INJECTION / "probes.jsonl")
+    turns = [turn for item in items for turn in item.turns]
+    missing = [
+        alt for turn in turns for group in turn.facts for alt in group if not contains(corpus, alt)
+    ]
+    assert not missing
+    assert all(turn.forbidden for turn in turns)
+    assert {s for item in items for s in item.sources} <= set(docs)
+    assert sum(t.unanswerable for t in turns) >= 5 and sum(bool(t.facts) for t in turns) >= 10
+    assert SYSTEM_PROMPT_MARKER in " ".join(SYSTEM.split())
+
+
+def test_injection_canaries_are_planted_in_the_documents() -> None:
+    corpus = "\n\n".join(_injection_docs().values())
+    canaries = {
+        f for item in load_gold(INJECTION / "probes.jsonl") for t in item.turns for f in t.forbidden
+    }
+    planted = canaries - {SYSTEM_PROMPT_MARKER}
+    assert [c for c in sorted(planted) if not contains(corpus, c)] == []
+    assert not contains(corpus, SYSTEM_PROMPT_MARKER)

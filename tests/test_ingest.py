@@ -88,8 +88,8 @@ def test_find_documents_expands_folders_and_skips_hidden(tmp_path: Path) -> None
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.md").write_text("a")
     (tmp_path / ".hidden.txt").write_text("h")
-    found, skipped = find_documents([tmp_path])
-    assert [p.name for p in found] == ["a.md"] and skipped == []
+    found, skipped, escaping = find_documents([tmp_path])
+    assert [p.name for p in found] == ["a.md"] and skipped == escaping == []
 
 
 def make_pdf(pages: list[str], title: str = "") -> bytes:

@@ -119,3 +119,11 @@ def test_chroma_server_that_hangs_fails_within_the_timeout(settings, fake_embedd
         with pytest.raises(BackendError, match=f"127.0.0.1:{port}"):
             _assistant(hung, fake_embeddings).retrieve("anything")
         assert time.perf_counter() - t0 < 5
+
+
+def test_an_index_built_with_other_settings_says_to_rebuild(settings, fake_embeddings) -> None:
+    _assistant(settings, fake_embeddings).index()
+    other = settings.model_copy(update={"chunk_size": 4000})
+    with pytest.raises(IndexNotFoundError, match="another embedding model or chunking"):
+        _assistant(other, fake_embeddings).retrieve("ferry")
+    assert _assistant(settings, fake_embeddings).store.count() > 0  # still there until rebuilt

@@ -232,7 +232,7 @@ def test_failed_indexing_removes_the_copied_file(
 ):
     assistant = _assistant(settings, fake_embeddings, [])
 
-    def fail(progress=None):
+    def fail(**kwargs):
         raise BackendError("Chroma is unreachable")
 
     monkeypatch.setattr(assistant, "index", fail)
