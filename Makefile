@@ -30,6 +30,7 @@ eval-gate: install
 	$(VENV)/bin/qa eval --gold evals/gold.jsonl --gate
 	$(VENV)/bin/qa eval --gold evals/squad2/Normans.jsonl --docs evals/squad2/docs --sample 30 --gate
 	$(VENV)/bin/qa eval --gold evals/squad2/Steam_engine.jsonl --docs evals/squad2/docs --sample 30 --gate
+	$(VENV)/bin/qa eval --gold evals/injection/probes.jsonl --docs evals/injection/docs --gate
 
 test-fast: install
 	$(VENV)/bin/python -m pytest -m "not slow and not e2e"
