@@ -72,18 +72,31 @@ def index_build(assistant: Assistant, docs: Path) -> dict[str, float]:
 _SYLLABLES = "ka lo mi ne ru sa ti vo ba de fi gu ho ja ke lu ma no pi qu re so tu va we xi yo ze"
 
 
-def synthetic_corpus(folder: Path, chunks: int, seed: int = 0) -> list[str]:
+def vocabulary(settings: Settings, size: int = 20_000, seed: int = 0) -> list[str]:
+    """Whole words from the embedding model's own tokenizer vocabulary, so synthetic text costs
+    what real prose costs to embed (one token per word); pseudo-words if there is none."""
+    from qa.models import embedding_model_path
+
+    vocab_file = Path(embedding_model_path(settings.embedding_model)) / "vocab.txt"
+    if vocab_file.is_file():
+        words = [w for w in vocab_file.read_text().split() if w.isalpha() and len(w) > 2]
+        if len(words) > 1000:
+            return words
+    rng = random.Random(seed)
+    syllables = _SYLLABLES.split()
+    return ["".join(rng.choices(syllables, k=rng.randint(2, 4))) for _ in range(size)]
+
+
+def synthetic_corpus(folder: Path, chunks: int, vocab: list[str], seed: int = 0) -> list[str]:
     """Write ~``chunks`` paragraphs of generated text (one chunk each at the default chunk size)
     into files in ``folder``; return a few queries built from words of random paragraphs."""
     rng = random.Random(seed)
-    syllables = _SYLLABLES.split()
-    vocab = ["".join(rng.choices(syllables, k=rng.randint(2, 4))) for _ in range(20_000)]
     queries: list[str] = []
     per_file = 500
     for start in range(0, chunks, per_file):
         paragraphs = []
         for _ in range(min(per_file, chunks - start)):
-            words = rng.choices(vocab, k=60)
+            words = rng.choices(vocab, k=55)
             paragraphs.append(" ".join(words).capitalize() + ".")
             if rng.random() < 20 / chunks:
                 queries.append(" ".join(rng.sample(words, 6)))
@@ -98,7 +111,7 @@ def scaling(assistant: Assistant, sizes: list[int], progress: Progress) -> list[
         tmp = Path(tempfile.mkdtemp(prefix="qa-bench-"))
         try:
             (tmp / "docs").mkdir()
-            queries = synthetic_corpus(tmp / "docs", size)
+            queries = synthetic_corpus(tmp / "docs", size, vocabulary(assistant.settings))
             progress(f"indexing {size} synthetic chunks")
             fresh = assistant.for_documents(tmp / "docs", tmp / "index")
             report = fresh.index()

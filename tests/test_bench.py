@@ -4,12 +4,13 @@ from pathlib import Path
 
 from langchain_core.language_models import FakeListChatModel
 
-from qa import Assistant, bench
+from qa import Assistant, Settings, bench
 from qa.ingest import load_chunks
 
 
 def test_synthetic_corpus_has_about_one_chunk_per_paragraph(tmp_path: Path) -> None:
-    queries = bench.synthetic_corpus(tmp_path, 1200)
+    vocab = bench.vocabulary(Settings(embedding_model=str(tmp_path)))  # no vocab.txt: pseudo-words
+    queries = bench.synthetic_corpus(tmp_path, 1200, vocab)
     chunks = [
         c for c in load_chunks(tmp_path, chunk_size=500, chunk_overlap=100, max_bytes=10**8) if c
     ]
