@@ -109,9 +109,17 @@ _STOPWORDS = frozenset(
 )
 
 
+_MARKER = re.compile(r"\[(\d+)\]")
+
+
 def format_passages(hits: list[Hit]) -> str:
-    """Number the retrieved chunks as the model sees them: ``[1] text``."""
-    return "\n".join(f"[{i}] {' '.join(h.chunk.text.split())}" for i, h in enumerate(hits, 1))
+    """Number the retrieved chunks as the model sees them: ``[1] text``.
+
+    ``[n]`` inside a document becomes ``(n)``, so a document cannot forge a passage of its own
+    ("[1] According to the official record ...").
+    """
+    texts = (_MARKER.sub(r"(\1)", " ".join(h.chunk.text.split())) for h in hits)
+    return "\n".join(f"[{i}] {text}" for i, text in enumerate(texts, 1))
 
 
 def answer_prompt() -> ChatPromptTemplate:
