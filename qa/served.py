@@ -51,7 +51,22 @@ def server_errors(url: str, setting: str, timeout: float) -> Iterator[None]:
         ) from err
 
 
-class OpenAIServerChat(ChatOpenAI):
+class _ServerErrors:
+    """Runs a chat model's calls inside ``self._errors()`` (see :func:`server_errors`)."""
+
+    def _errors(self) -> Any:
+        raise NotImplementedError
+
+    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        with self._errors():
+            return super()._generate(*args, **kwargs)  # type: ignore[misc]
+
+    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        with self._errors():
+            yield from super()._stream(*args, **kwargs)  # type: ignore[misc]
+
+
+class OpenAIServerChat(_ServerErrors, ChatOpenAI):
     """ChatOpenAI for any OpenAI-compatible server (llama.cpp server, vLLM, a hosted API).
 
     ``grammar`` goes into the request body only when ``send_grammar`` is set: llama.cpp's server
@@ -71,21 +86,13 @@ class OpenAIServerChat(ChatOpenAI):
             payload["extra_body"] = {**(payload.get("extra_body") or {}), "grammar": grammar}
         return payload
 
-    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
-        with self._errors():
-            return super()._generate(*args, **kwargs)
-
-    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        with self._errors():
-            yield from super()._stream(*args, **kwargs)
-
     def _errors(self) -> Any:
         return server_errors(
             str(self.openai_api_base), "QA_OPENAI_BASE_URL", float(self.request_timeout or 0)
         )
 
 
-class OllamaServerChat(ChatOllama):
+class OllamaServerChat(_ServerErrors, ChatOllama):
     """ChatOllama that maps ``max_tokens`` to Ollama's ``num_predict`` and drops ``grammar``
     (Ollama has no GBNF grammars)."""
 
@@ -97,14 +104,6 @@ class OllamaServerChat(ChatOllama):
         if max_tokens:
             params["options"] = {**(params["options"] or {}), "num_predict": max_tokens}
         return params
-
-    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
-        with self._errors():
-            return super()._generate(*args, **kwargs)
-
-    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        with self._errors():
-            yield from super()._stream(*args, **kwargs)
 
     def _errors(self) -> Any:
         timeout = (self.client_kwargs or {}).get("timeout", 0)
