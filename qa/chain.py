@@ -384,7 +384,8 @@ def _answer(
                 timings.first_token_ms = (time.perf_counter() - t0) * 1000
             yield Token(visible[streamed:])
             streamed = len(visible)
-    reply = generated if generated.lstrip().lower().startswith("answer:") else PREFILL + generated
+    own_label = generated.lstrip().lower().startswith(PREFILL.lower())
+    reply = generated if own_label else PREFILL + generated
     unsure = p_none is not None and p_none >= thresholds.abstain
     verified = None if unsure else verify(x["standalone"], reply, hits)
     support = None
