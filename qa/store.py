@@ -272,7 +272,7 @@ class Store:
     def sources(self) -> dict[str, int]:
         """Chunks per source document."""
         db = self._live()
-        metas = db.get(include=["metadatas"])["metadatas"] if db else []
+        metas = _get_all(db, ["metadatas"])["metadatas"] if db else []
         counts: dict[str, int] = {}
         for meta in metas:
             counts[str(meta["source"])] = counts.get(str(meta["source"]), 0) + 1
@@ -292,7 +292,7 @@ class Store:
         changed, no collection is written.
         """
         db = self._live()
-        stored = db.get(include=["metadatas"]) if db else {"ids": [], "metadatas": []}
+        stored = _get_all(db, ["metadatas"]) if db else {"ids": [], "metadatas": []}
         in_scope = {
             id_
             for id_, meta in zip(stored["ids"], stored["metadatas"], strict=True)
@@ -406,12 +406,26 @@ class Store:
         db = self._live()
         if db is None:
             return []
-        got = db.get(include=["documents", "metadatas"])
+        got = _get_all(db, ["documents", "metadatas"])
         chunks = [
             _to_chunk(id_, text, meta)
             for id_, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         ]
         return sorted(chunks, key=lambda c: (c.source, c.n))
+
+
+_PAGE = 5000  # one get() of a 100k-chunk collection fails in SQLite: "too many SQL variables"
+
+
+def _get_all(db: Chroma, include: list[str]) -> dict[str, list]:
+    """Every stored record's ids and ``include`` fields, read page by page."""
+    got: dict[str, list] = {"ids": [], **{key: [] for key in include}}
+    while True:
+        page = db.get(include=include, limit=_PAGE, offset=len(got["ids"]))
+        for key in got:
+            got[key] += page[key]
+        if len(page["ids"]) < _PAGE:
+            return got
 
 
 def _to_chunk(id_: str, text: str, meta: dict) -> Chunk:

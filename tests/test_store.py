@@ -127,3 +127,16 @@ def test_an_index_built_with_other_settings_says_to_rebuild(settings, fake_embed
     with pytest.raises(IndexNotFoundError, match="another embedding model or chunking"):
         _assistant(other, fake_embeddings).retrieve("ferry")
     assert _assistant(settings, fake_embeddings).store.count() > 0  # still there until rebuilt
+
+
+def test_reads_of_the_whole_index_are_paged(settings, fake_embeddings, monkeypatch) -> None:
+    from qa import store
+
+    assistant = Assistant(settings, embeddings=fake_embeddings)
+    assistant.index()
+    everything = assistant.store.all_chunks()
+    monkeypatch.setattr(store, "_PAGE", 2)  # a page smaller than the index
+    assert len(everything) > 2
+    assert assistant.store.all_chunks() == everything
+    assert sum(assistant.store.sources().values()) == len(everything)
+    assert assistant.index().unchanged == len(everything)
