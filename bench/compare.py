@@ -54,7 +54,7 @@ def measure(name: str, env: dict[str, str], questions: int) -> dict:
 def markdown(rows: list[dict]) -> str:
     head = "| config | first token p50 | total p50 | peak RSS | seed recall / abstain |"
     head += " Normans contains / abstain | Steam contains / abstain |"
-    lines = [head, "|---" * 6 + "|"]
+    lines = [head, "|---" * 7 + "|"]
     for r in rows:
         a, e = r["bench"]["answers"], r["eval"]
         cells = [
