@@ -386,13 +386,16 @@ class Store:
         if lexical is None:
             lexical = self._lexical = LexicalIndex(self.all_chunks())
         pool = max(pool, k)
-        dense = [h.chunk for h in self.search(query, pool)]
+        dense = [h.chunk for h in self._dense(query, pool)]
         return fuse([dense, lexical.search(query, pool)], k)
 
     @_backend_errors
     def search(self, query: str, k: int) -> list[Hit]:
         """The ``k`` chunks most similar to ``query`` (dense embeddings), best first."""
         self._require_chunks()
+        return self._dense(query, k)
+
+    def _dense(self, query: str, k: int) -> list[Hit]:
         assert self._db is not None
         results = self._db.similarity_search_with_score(query, k=k)
         return [
