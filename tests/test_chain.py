@@ -91,10 +91,14 @@ def test_supported_reply_is_cited_with_the_chunk_holding_the_quote() -> None:
     assert text == "in 1998 [1]" and citation.chunk_id == "id0" and citation.n == 1
 
 
-def _fake_assistant(settings, embeddings, replies: list[str]) -> Assistant:
-    assistant = Assistant(settings, embeddings=embeddings, llm=FakeListChatModel(responses=replies))
+def _indexed(settings, embeddings, llm) -> Assistant:
+    assistant = Assistant(settings, embeddings=embeddings, llm=llm)
     assistant.index()
     return assistant
+
+
+def _fake_assistant(settings, embeddings, replies: list[str]) -> Assistant:
+    return _indexed(settings, embeddings, FakeListChatModel(responses=replies))
 
 
 def test_ask_streams_the_answer_line_and_returns_a_cited_answer(settings, fake_embeddings) -> None:
@@ -157,9 +161,7 @@ def test_a_likely_none_withdraws_a_supported_answer(
         responses=[" 1998\nQuote: The bakery opened in 1998."],
         first_token_probs={" none": p_none, " 1998": 1 - p_none},
     )
-    assistant = Assistant(settings, embeddings=fake_embeddings, llm=llm)
-    assistant.index()
-    answer = assistant.ask("When did the bakery open?")
+    answer = _indexed(settings, fake_embeddings, llm).ask("When did the bakery open?")
     assert answer.abstained is abstains
     assert answer.confidence == pytest.approx(1 - p_none)
     assert abstains or answer.text == "1998 [1]"
@@ -188,9 +190,7 @@ def test_the_checker_withdraws_answers_it_does_not_believe(
         first_token_probs={" 1998": 1.0},
         p_yes=p_yes,
     )
-    assistant = Assistant(settings, embeddings=fake_embeddings, llm=llm)
-    assistant.index()
-    answer = assistant.ask("When did the bakery open?")
+    answer = _indexed(settings, fake_embeddings, llm).ask("When did the bakery open?")
     assert answer.abstained is abstains and answer.support == pytest.approx(p_yes)
 
 
