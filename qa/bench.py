@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import resource
-import shutil
 import statistics
 import tempfile
 import time
@@ -107,11 +106,12 @@ def synthetic_corpus(folder: Path, chunks: int, vocab: list[str], seed: int = 0)
 def scaling(assistant: Assistant, sizes: list[int], progress: Progress) -> list[dict[str, Any]]:
     """Ingestion throughput and query latency on synthetic corpora of ``sizes`` chunks."""
     rows = []
+    vocab = vocabulary(assistant.settings)
     for size in sizes:
-        tmp = Path(tempfile.mkdtemp(prefix="qa-bench-"))
-        try:
+        with tempfile.TemporaryDirectory(prefix="qa-bench-") as name:
+            tmp = Path(name)
             (tmp / "docs").mkdir()
-            queries = synthetic_corpus(tmp / "docs", size, vocabulary(assistant.settings))
+            queries = synthetic_corpus(tmp / "docs", size, vocab)
             progress(f"indexing {size} synthetic chunks")
             fresh = assistant.for_documents(tmp / "docs", tmp / "index")
             report = fresh.index()
@@ -123,18 +123,16 @@ def scaling(assistant: Assistant, sizes: list[int], progress: Progress) -> list[
                 t0 = time.perf_counter()
                 fresh.retrieve(q)
                 times.append((time.perf_counter() - t0) * 1000)
-            rows.append(
-                {
-                    "chunks": report.added,
-                    "index_seconds": report.seconds,
-                    "chunks_per_s": report.added / report.seconds,
-                    "first_query_ms": first_ms,
-                    "query_ms_p50": statistics.median(times),
-                    "query_ms_p95": percentile(times, 95),
-                }
-            )
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        rows.append(
+            {
+                "chunks": report.added,
+                "index_seconds": report.seconds,
+                "chunks_per_s": report.added / report.seconds,
+                "first_query_ms": first_ms,
+                "query_ms_p50": statistics.median(times),
+                "query_ms_p95": percentile(times, 95),
+            }
+        )
     return rows
 
 
