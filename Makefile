@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install-llama
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	# CPU-only torch first: a plain `torch` requirement would pull the CUDA build.
 	$(PY) -m pip install torch==2.13.0
+	# llama.cpp compiled for a portable x86-64 baseline, never -march=native (see the script).
+	scripts/install-llama $(PY)
 	$(PY) -m pip install -e ".[test]"
 	touch $(STAMP)
 
