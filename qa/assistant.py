@@ -17,10 +17,17 @@ from langchain_core.runnables import Runnable
 from qa.answer import Answer, IndexReport
 from qa.chain import Thresholds, Token, build_chain
 from qa.config import Settings
-from qa.errors import IndexNotFoundError, InvalidQuestionError, QAError, UnsupportedFileError
+from qa.errors import (
+    DocumentNotFoundError,
+    IndexNotFoundError,
+    InvalidQuestionError,
+    QAError,
+    UnsupportedFileError,
+)
+from qa.feedback import FeedbackItem, FeedbackStore, Verdict, make_item
 from qa.ingest import Chunk, load_chunks, source_path
 from qa.models import make_embeddings, make_llm
-from qa.store import Hit, Store, index_lock
+from qa.store import DocumentInfo, Hit, Store, fingerprint, index_lock
 
 Message = dict[str, str]
 
@@ -126,9 +133,20 @@ class Assistant:
             t0 = time.perf_counter()
             # Read under the lock: a run that waited sees what the previous run left on disk.
             chunks, skipped = self._load(paths)
+            excluded = self.store.excluded()
+            # Removed documents stay out until indexed by name again; gone files leave the list.
+            keep = {
+                s
+                for s in excluded
+                if source_path(s, root).exists() and not (paths and self._named(s, paths))
+            }
+            chunks = [c for c in chunks if c.source not in keep]
             scope = {s for s in self.store.sources() if self._in_scope(s, paths)}
             added, removed, unchanged = self.store.sync(
-                chunks, replace_sources=scope, progress=progress
+                chunks,
+                replace_sources=scope,
+                progress=progress,
+                excluded=keep if keep != excluded else None,
             )
         return IndexReport(
             files=len({c.source for c in chunks}),
@@ -165,6 +183,90 @@ class Assistant:
             return not Path(source).is_absolute()
         full = Path(os.path.abspath(path))
         return any(full.is_relative_to(os.path.abspath(p)) for p in paths)
+
+    def _named(self, source: str, paths: Sequence[Path]) -> bool:
+        """Whether ``paths`` name ``source`` (the file itself or a folder holding it)."""
+        full = Path(os.path.abspath(source_path(source, self.settings.seeds_dir)))
+        return any(full.is_relative_to(os.path.abspath(p)) for p in paths)
+
+    def documents(self) -> list[DocumentInfo]:
+        """Every indexed document: source name, type, chunks, title, when indexed."""
+        return self.store.documents()
+
+    def remove(
+        self,
+        source: str,
+        *,
+        delete_file: bool = False,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> IndexReport:
+        """Take the document ``source`` (its name in :meth:`documents`) out of the index.
+
+        Its chunks leave the store through the same crash-safe rebuild as :meth:`index`. With
+        ``delete_file`` its file is deleted from ``seeds_dir`` too; otherwise the file stays
+        and later :meth:`index` runs skip it until it is indexed by name
+        (``index([path])``, or uploaded again).
+
+        Raises:
+            DocumentNotFoundError: nothing indexed has that name.
+        """
+        path = source_path(source, self.settings.seeds_dir)
+        root = os.path.abspath(self.settings.seeds_dir)
+        if delete_file and not Path(os.path.abspath(path)).is_relative_to(root):
+            raise DocumentNotFoundError(
+                f"{source} is not in {self.settings.seeds_dir}/; qa deletes files only there"
+            )
+        with index_lock(self.settings, on_wait):
+            t0 = time.perf_counter()
+            if source not in self.store.sources():
+                raise DocumentNotFoundError(
+                    f"No indexed document named {source!r}; `qa docs list` shows the names"
+                )
+            excluded = self.store.excluded() | {source}
+            _, removed, unchanged = self.store.sync([], replace_sources={source}, excluded=excluded)
+            if delete_file:  # after the chunks: a crash in between leaves an excluded file
+                path.unlink(missing_ok=True)
+        return IndexReport(
+            files=1, added=0, removed=removed, unchanged=0, seconds=time.perf_counter() - t0
+        )
+
+    @cached_property
+    def feedback_store(self) -> FeedbackStore:
+        """The ratings file at ``settings.feedback_path``."""
+        return FeedbackStore(self.settings.feedback_path)
+
+    def feedback(
+        self,
+        answer: Answer,
+        verdict: Verdict,
+        correction: str | None = None,
+        *,
+        unanswerable: bool = False,
+        user: str | None = None,
+    ) -> FeedbackItem:
+        """Rate ``answer`` and append it to ``settings.feedback_path`` as a gold item, so
+        ``qa eval --gold`` re-runs it (the rules are in :mod:`qa.feedback`).
+
+        Args:
+            answer: An answer from :meth:`ask` or :meth:`stream`.
+            verdict: ``"up"`` (👍) or ``"down"`` (👎).
+            correction: For a 👎, what the answer should have been (its names and numbers
+                become the facts to check).
+            unanswerable: For a 👎, the documents do not answer the question.
+            user: Who rated it (the login name when ``QA_AUTH`` is on).
+
+        Raises:
+            FeedbackError: a 👎 with neither ``correction`` nor ``unanswerable``.
+        """
+        try:
+            index = {"fingerprint": fingerprint(self.settings), "collection": self.store.live_name}
+        except QAError:  # a lost Chroma server must not cost the rating
+            index = {"fingerprint": fingerprint(self.settings)}
+        item = make_item(
+            answer, verdict, correction, unanswerable=unanswerable, index=index, user=user
+        )
+        self.feedback_store.append(item)
+        return item
 
     def retrieve(self, question: str) -> list[Hit]:
         """The chunks the LLM will see for ``question``.

@@ -106,6 +106,21 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(
         default_factory=_default_cache_dir, description="Where assembled model files are kept."
     )
+    feedback_path: Path = Field(
+        Path("evals/feedback.jsonl"),
+        description="Where 👍/👎 ratings are appended as gold items (run them with "
+        "`qa eval --gold`).",
+    )
+    history_path: Path | None = Field(
+        None,
+        description="SQLite file of the browser chats; unset = history.sqlite3 in index_dir "
+        "(in cache_dir when a Chroma server holds the index).",
+    )
+    history_max_chats: int = Field(
+        50,
+        ge=1,
+        description="Chats kept per user; saving one more deletes that user's oldest.",
+    )
 
     @classmethod
     def settings_customise_sources(

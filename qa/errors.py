@@ -6,6 +6,7 @@ Hierarchy::
     ├── IndexNotFoundError      no index yet, or it is empty
     ├── InvalidQuestionError    empty, too long or unreadable question
     ├── UnsupportedFileError    a document qa cannot read
+    ├── DocumentNotFoundError   no indexed document by that name
     ├── ModelUnavailableError   model weights missing / corrupt
     └── BackendError            the LLM or Chroma server failed or is unreachable
 """
@@ -27,6 +28,10 @@ class InvalidQuestionError(QAError):
 
 class UnsupportedFileError(QAError):
     """A document has a type or content qa cannot index."""
+
+
+class DocumentNotFoundError(QAError):
+    """No indexed document has the given name."""
 
 
 class ModelUnavailableError(QAError):

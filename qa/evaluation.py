@@ -131,7 +131,9 @@ def parse_gold_item(raw: Mapping[str, Any], where: str = "gold item") -> GoldIte
     Raises:
         ValueError: the record does not follow the gold format.
     """
-    unknown = set(raw) - {"id", "question", "sources", "turns", "forbidden", *_EXPECTATIONS}
+    # "feedback": what a user rated (qa/feedback.py); metadata, not scored.
+    known = {"id", "question", "sources", "turns", "forbidden", "feedback", *_EXPECTATIONS}
+    unknown = set(raw) - known
     kinds = [k for k in (*_EXPECTATIONS, "turns") if raw.get(k)]
     sources = raw.get("sources", [])
     bad_sources = not isinstance(sources, list) or not all(isinstance(s, str) for s in sources)

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -31,6 +32,22 @@ _BATCH = 64  # chunks embedded per call
 _COPY_BATCH = 1000  # stored chunks copied per call into a new build
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """One indexed document: its source name, chunk count, title and when it was indexed
+    (ISO time of its newest chunk; empty for chunks indexed before qa recorded it)."""
+
+    source: str
+    chunks: int
+    title: str = ""
+    indexed_at: str = ""
+
+    @property
+    def type(self) -> str:
+        """The file type, ``pdf`` or ``md``."""
+        return Path(self.source).suffix.lower().lstrip(".")
 
 
 @dataclass(frozen=True)
@@ -233,11 +250,26 @@ class Store:
         self._live_name, self._db, self._lexical = None, None, None
 
     def _read_pointer(self) -> str:
+        return str(self._pointer_meta().get("live", self.settings.collection))
+
+    def _pointer_meta(self) -> dict[str, Any]:
         try:
-            meta = self.client.get_collection(self._pointer).metadata or {}
+            return dict(self.client.get_collection(self._pointer).metadata or {})
         except NotFoundError:
-            return self.settings.collection  # an index built before the pointer existed
-        return str(meta.get("live", self.settings.collection))
+            return {}  # an index built before the pointer existed
+
+    @_backend_errors
+    def excluded(self) -> set[str]:
+        """Sources removed from the index whose files were kept: indexing the documents folder
+        skips them until they are indexed by name again. Kept in the pointer's metadata, so
+        the list changes in the same atomic write that makes a collection live."""
+        return set(json.loads(str(self._pointer_meta().get("excluded", "[]"))))
+
+    @property
+    def live_name(self) -> str:
+        """The name of the live collection; changes with every index change (an index
+        version for feedback records)."""
+        return self._read_pointer()
 
     def _open(self, name: str) -> Chroma | None:
         try:
@@ -279,14 +311,34 @@ class Store:
         return counts
 
     @_backend_errors
+    def documents(self) -> list[DocumentInfo]:
+        """Every indexed document, by source name."""
+        db = self._live()
+        metas = _get_all(db, ["metadatas"])["metadatas"] if db else []
+        found: dict[str, dict[str, Any]] = {}
+        for meta in metas:
+            doc = found.setdefault(str(meta["source"]), {"chunks": 0, "title": "", "at": ""})
+            doc["chunks"] += 1
+            doc["title"] = doc["title"] or str(meta.get("title", ""))
+            doc["at"] = max(doc["at"], str(meta.get("indexed_at", "")))
+        return [
+            DocumentInfo(name, d["chunks"], d["title"], d["at"])
+            for name, d in sorted(found.items())
+        ]
+
+    @_backend_errors
     def sync(
         self,
         chunks: Sequence[Chunk],
         *,
         replace_sources: set[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        excluded: set[str] | None = None,
     ) -> tuple[int, int, int]:
         """Make the stored chunks of ``replace_sources`` (default: all) equal to ``chunks``.
+
+        ``excluded`` (if given) replaces the list of :meth:`excluded` sources, in the same
+        write that makes the new collection live.
 
         Returns (added, removed, unchanged). Unchanged chunks are not re-embedded; if nothing
         changed, no collection is written.
@@ -301,9 +353,14 @@ class Store:
         wanted = {c.id: c for c in chunks}
         new = [c for id_, c in wanted.items() if id_ not in in_scope]
         stale = in_scope - wanted.keys()
+        pointer = self._pointer_meta()
+        if excluded is not None:
+            pointer["excluded"] = json.dumps(sorted(excluded))
         if new or stale:
             kept = [id_ for id_ in stored["ids"] if id_ not in stale]
-            self._build(db, kept, new, progress)
+            pointer["live"] = self._build(db, kept, new, progress)
+        if excluded is not None or new or stale:
+            self.client.get_or_create_collection(self._pointer).modify(metadata=pointer)
         self._drop_builds()
         return len(new), len(stale), len(wanted) - len(new)
 
@@ -313,9 +370,9 @@ class Store:
         kept: list[str],
         new: list[Chunk],
         progress: Callable[[int, int], None] | None,
-    ) -> None:
-        """Write ``kept`` (copied from ``db``) and ``new`` chunks into a new collection, then
-        make it live."""
+    ) -> str:
+        """Write ``kept`` (copied from ``db``) and ``new`` chunks into a new collection; returns
+        its name (the caller makes it live)."""
         name = f"{self._build_prefix}{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:8]}"
         build = self.client.create_collection(
             name,
@@ -336,6 +393,7 @@ class Store:
                 documents=got["documents"],
                 metadatas=got["metadatas"],
             )
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         for i in range(0, len(new), _BATCH):
             batch = new[i : i + _BATCH]
             texts = [c.text for c in batch]
@@ -343,11 +401,11 @@ class Store:
                 ids=[c.id for c in batch],
                 embeddings=self._embeddings.embed_documents(texts),
                 documents=texts,
-                metadatas=[c.metadata for c in batch],
+                metadatas=[{**c.metadata, "indexed_at": now} for c in batch],
             )
             if progress:
                 progress(i + len(batch), len(new))
-        self.client.get_or_create_collection(self._pointer).modify(metadata={"live": name})
+        return name
 
     def _drop_builds(self) -> None:
         """Delete every build but the live one: replaced ones, and half-built ones left by a
