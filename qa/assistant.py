@@ -25,6 +25,7 @@ from qa.errors import (
     UnsupportedFileError,
 )
 from qa.feedback import FeedbackItem, FeedbackStore, Verdict, make_item
+from qa.history import ChatHistory
 from qa.ingest import Chunk, load_chunks, source_path
 from qa.models import make_embeddings, make_llm
 from qa.store import DocumentInfo, Hit, Store, fingerprint, index_lock
@@ -229,6 +230,14 @@ class Assistant:
         return IndexReport(
             files=1, added=0, removed=removed, unchanged=0, seconds=time.perf_counter() - t0
         )
+
+    @cached_property
+    def history(self) -> ChatHistory:
+        """Past browser chats: ``settings.history_path``, else ``history.sqlite3`` in the index
+        folder (in ``cache_dir`` when a Chroma server holds the index)."""
+        s = self.settings
+        path = s.history_path or (s.cache_dir if s.chroma_host else s.index_dir) / "history.sqlite3"
+        return ChatHistory(path, s.history_max_chats)
 
     @cached_property
     def feedback_store(self) -> FeedbackStore:

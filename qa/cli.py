@@ -1,4 +1,5 @@
-"""Command line: ``qa index | ask | chat | eval | bench`` over the same :class:`~qa.Assistant`."""
+"""Command line: ``qa index | ask | chat | eval | bench | docs | feedback`` over the same
+:class:`~qa.Assistant`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from qa.answer import Answer
 from qa.assistant import Assistant
 from qa.config import Settings
 from qa.errors import QAError
+from qa.feedback import FeedbackStore
 
 app = typer.Typer(
     help="Ask questions about your documents, offline, with cited answers.",
@@ -287,3 +289,110 @@ def bench(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
         console.print(f"Wrote {out}")
+
+
+docs_app = typer.Typer(help="List or remove indexed documents.", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("list")
+def docs_list(docs: SeedsOpt = None, index: IndexOpt = None) -> None:
+    """Every indexed document: name, type, chunks, when indexed, title."""
+    from rich.table import Table
+
+    try:
+        found = _assistant(docs, index).documents()
+    except QAError as err:
+        raise _fail(err) from err
+    table = Table(title=f"{len(found)} indexed document(s)")
+    for column in ("name", "type", "chunks", "indexed", "title"):
+        table.add_column(column, justify="right" if column == "chunks" else "left")
+    for d in found:
+        when = d.indexed_at.replace("T", " ").removesuffix("+00:00") or "-"
+        table.add_row(escape(d.source), d.type, str(d.chunks), when, escape(d.title[:60]))
+    console.print(table)
+
+
+@docs_app.command("remove")
+def docs_remove(
+    names: Annotated[list[str], typer.Argument(help="Document names as `qa docs list` shows.")],
+    delete_file: Annotated[
+        bool, typer.Option("--delete-file", help="Also delete the file from the documents folder.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    docs: SeedsOpt = None,
+    index: IndexOpt = None,
+) -> None:
+    """Take documents out of the index (their chunks leave Chroma); the files stay unless
+    --delete-file, and `qa index` skips kept files until they are indexed by name again."""
+    what = "remove from the index and delete" if delete_file else "remove from the index"
+    if not yes and not typer.confirm(f"{what.capitalize()}: {', '.join(names)}?"):
+        raise typer.Exit(code=1)
+    try:
+        assistant = _assistant(docs, index)
+        for name in names:
+            report = assistant.remove(name, delete_file=delete_file, on_wait=err_console.print)
+            gone = " and deleted its file" if delete_file else ""
+            console.print(f"Removed {escape(name)}: {report.removed} chunks{gone}")
+    except QAError as err:
+        raise _fail(err) from err
+
+
+feedback_app = typer.Typer(
+    help="Ratings from the UI and API, stored as gold items (run them with `qa eval --gold`).",
+    no_args_is_help=True,
+)
+app.add_typer(feedback_app, name="feedback")
+FeedbackOpt = Annotated[
+    Path | None, typer.Option("--file", help="Feedback file (default: evals/feedback.jsonl).")
+]
+
+
+def _feedback_store(path: Path | None) -> FeedbackStore:
+    return FeedbackStore(path or Settings().feedback_path)
+
+
+@feedback_app.command("list")
+def feedback_list(file: FeedbackOpt = None) -> None:
+    """Every rating: id, verdict, question, what the item checks, user, time."""
+    from rich.table import Table
+
+    store = _feedback_store(file)
+    items = store.items()
+    table = Table(title=f"{len(items)} rating(s) in {store.path}")
+    for column in ("id", "verdict", "question", "answer", "checks", "user", "time"):
+        table.add_column(column)
+    for it in items:
+        table.add_row(
+            it.id,
+            "👍" if it.verdict == "up" else "👎",
+            escape(it.question[:60]),
+            escape(str(it.meta.get("answer", ""))[:40]),
+            escape(it.expectation),
+            escape(str(it.meta.get("user") or "")),
+            str(it.meta.get("time", "")),
+        )
+    console.print(table)
+
+
+@feedback_app.command("export")
+def feedback_export(
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="Ids to promote (see `qa feedback list`).")
+    ] = None,
+    to: Annotated[Path, typer.Option("--to", help="Gold file to append them to.")] = Path(
+        "evals/gold.jsonl"
+    ),
+    all_: Annotated[bool, typer.Option("--all", help="Promote every rating.")] = False,
+    file: FeedbackOpt = None,
+) -> None:
+    """Promote reviewed ratings into a gold file (without their feedback metadata); ids the
+    gold file already has are skipped."""
+    if not ids and not all_:
+        err_console.print("[red]Error:[/red] name the ids to export, or pass --all")
+        raise typer.Exit(code=1)
+    try:
+        added = _feedback_store(file).export(None if all_ else ids, to)
+    except QAError as err:
+        raise _fail(err) from err
+    console.print(f"Added {len(added)} item(s) to {to}: {', '.join(added) or 'none new'}")

@@ -31,12 +31,12 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from qa.answer import Answer
+from qa.answer import Answer, Citation, Timings
 from qa.errors import QAError
 from qa.evaluation import parse_gold_item
 from qa.text import normalize, strip_citations
@@ -93,6 +93,21 @@ class FeedbackItem:
         gold = {k: v for k, v in raw.items() if k != "feedback"}
         verdict = "down" if meta.get("verdict") == "down" else "up"
         return cls(str(raw["id"]), verdict, str(raw["question"]), gold, meta)
+
+
+def answer_from_dict(data: dict[str, Any]) -> Answer:
+    """Rebuild an :class:`Answer` from ``dataclasses.asdict(answer)`` (as the UI keeps it in
+    its session state and chat history); unknown keys are ignored."""
+    known = {f.name for f in fields(Answer)}
+    values = {k: v for k, v in data.items() if k in known}
+    cites = {f.name for f in fields(Citation)}
+    for key in ("citations", "retrieved"):
+        values[key] = [
+            Citation(**{k: v for k, v in c.items() if k in cites}) for c in data.get(key, [])
+        ]
+    timing = {f.name for f in fields(Timings)}
+    values["timings"] = Timings(**{k: v for k, v in data.get("timings", {}).items() if k in timing})
+    return Answer(**values)
 
 
 def key_terms(text: str, limit: int = MAX_TERMS) -> list[str]:
