@@ -1,38 +1,43 @@
-"""Browser chat UI (Gradio): streamed, cited answers, sources, document upload, index status.
+"""Browser chat UI (Gradio): streamed, cited answers, sources, 👍/👎 ratings, documents, past
+chats.
 
-Only formatting and :class:`~qa.Assistant` calls live here; retrieval and prompting stay in the
-chain. Every piece of document text and model output is HTML-escaped (and Markdown-escaped in
-the chat) before it reaches the page, so a document cannot inject markup or scripts.
+This module is the wiring; rendering (and all escaping) is in :mod:`qa.render`, the side panels'
+callbacks in :mod:`qa.ui_panels`. Only formatting and :class:`~qa.Assistant` calls live here;
+retrieval and prompting stay in the chain.
 """
 
 from __future__ import annotations
 
 import filecmp
-import html
 import logging
 import os
-import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from qa.answer import Answer, Citation, IndexReport
+from qa import ui_panels as panels
 from qa.assistant import Assistant
 from qa.errors import QAError, UnsupportedFileError
 from qa.ingest import SUPPORTED_SUFFIXES, read_text
+from qa.render import (
+    Message,
+    Turn,
+    chat_messages,
+    md_escape,
+    model_history,
+    render_answer,
+    render_error,
+    render_report,
+    render_sources,
+    render_status,
+)
 
 log = logging.getLogger(__name__)
-
-Message = dict[str, str]
-Turn = dict[str, Any]
-"""One question and its reply, as kept in the per-session ``gr.State``:
-``question``, ``text`` (plain answer text, what the model sees as history), ``message`` (the
-rendered chat bubble), ``sources`` (rendered sources panel) and ``ok`` (False for errors, which
-are left out of the history)."""
 
 DEFAULT_EXAMPLES = [
     "What is this document about?",
@@ -42,6 +47,12 @@ DEFAULT_EXAMPLES = [
 GENERIC_ERROR = "Something went wrong while answering. Please try again; details are in the log."
 EMPTY_SOURCES = '<div class="qa-empty">Sources for each answer appear here.</div>'
 CURSOR = " ▍"
+_FORMATS = (".txt", ".md", ".pdf", ".html", ".docx")  # the label's order; .htm = .html
+UPLOAD_LABEL = (
+    "Add documents ("
+    + " ".join([*_FORMATS, *sorted(SUPPORTED_SUFFIXES - {*_FORMATS, ".htm"})])
+    + ")"
+)
 
 CSS = """
 .qa-sources details { border: 1px solid var(--border-color-primary); border-radius: 6px;
@@ -53,157 +64,6 @@ CSS = """
 .qa-abstain { border-left: 3px solid #d97706; padding-left: 8px; }
 #qa-status table { font-size: 0.9em; }
 """
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$^])")
-_SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
-
-
-# --- formatting -------------------------------------------------------------------------------
-
-
-def md_escape(text: str) -> str:
-    """Text that renders verbatim in Gradio's Markdown: HTML-escaped, Markdown punctuation
-    backslash-escaped, so neither tags nor Markdown syntax (links, images, emphasis) survive."""
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
-
-
-def quote_span(text: str, quote: str) -> tuple[int, int] | None:
-    """Where ``quote`` sits in ``text``: verbatim (ignoring case and spacing), else the sentence
-    sharing most of its words (small models paraphrase a little); None if nothing fits."""
-    words = quote.split()
-    if not words:
-        return None
-    pattern = r"\s+".join(re.escape(w) for w in words)
-    found = re.search(pattern, text, re.IGNORECASE)
-    if found:
-        return found.start(), found.end()
-    wanted = {w.lower().strip(".,;:!?\"'“”‘’()") for w in words}
-    best, span = 0.0, None
-    for sentence in _SENTENCE.finditer(text):
-        have = {w.lower().strip(".,;:!?\"'“”‘’()") for w in sentence.group().split()}
-        share = len(wanted & have) / len(wanted)
-        if share > best:
-            best, span = share, (sentence.start(), sentence.end())
-    if span is None or best < 0.6:
-        return None
-    start, end = span
-    while start < end and text[start].isspace():
-        start += 1
-    return start, end
-
-
-def highlight(text: str, quote: str) -> str:
-    """``text`` HTML-escaped, with ``quote`` wrapped in ``<mark>``."""
-    span = quote_span(text, quote) if quote else None
-    if span is None:
-        return html.escape(text)
-    a, b = span
-    return f"{html.escape(text[:a])}<mark>{html.escape(text[a:b])}</mark>{html.escape(text[b:])}"
-
-
-def _source_block(c: Citation, *, open_: bool) -> str:
-    label = f"[{c.n}] {c.location}"
-    return (
-        f"<details{' open' if open_ else ''}><summary>{html.escape(label)}"
-        f' <span class="qa-note">score {c.score:.2f}</span></summary>'
-        f'<div class="qa-chunk" style="white-space: pre-wrap">{highlight(c.text, c.quote)}</div>'
-        "</details>"
-    )
-
-
-def render_sources(answer: Answer) -> str:
-    """The sources panel for one answer: its citations (quote highlighted), or, when it
-    abstained, the passages that were searched (collapsed)."""
-    parts = [f'<div class="qa-sources"><p class="qa-note">Q: {html.escape(answer.question)}</p>']
-    if answer.citations:
-        parts += [_source_block(c, open_=True) for c in answer.citations]
-    else:
-        parts.append(
-            '<p class="qa-note">No passage supports an answer. Passages searched:</p>'
-            if answer.retrieved
-            else '<p class="qa-note">No passage supports an answer.</p>'
-        )
-        parts += [_source_block(c, open_=False) for c in answer.retrieved]
-    parts.append("</div>")
-    return "".join(parts)
-
-
-def render_answer(answer: Answer) -> str:
-    """The chat bubble for a verified answer: escaped text, source files, timings."""
-    t = answer.timings
-    timing = (
-        f'<span class="qa-note"><small>first token {t.first_token_ms / 1000:.1f} s · '
-        f"total {t.total_ms / 1000:.1f} s</small></span>"
-    )
-    if answer.abstained:
-        body = (
-            f'<div class="qa-abstain">🤷 <em>{md_escape(answer.text)}</em><br>'
-            '<span class="qa-note">The documents don\'t say; try rephrasing or upload a '
-            "document that covers it.</span></div>"
-        )
-        return f"{body}\n\n{timing}"
-    sources = " · ".join(f"[{c.n}] {c.location}" for c in answer.citations)
-    return f"{md_escape(answer.text)}\n\n<small>Sources: {md_escape(sources)}</small> {timing}"
-
-
-def render_error(message: str) -> str:
-    """A friendly chat bubble for an error."""
-    return f"⚠️ {md_escape(message)}"
-
-
-def chat_messages(turns: Sequence[Turn]) -> list[Message]:
-    """The Chatbot value (messages format) for the conversation so far."""
-    out: list[Message] = []
-    for turn in turns:
-        if turn["question"]:
-            out.append({"role": "user", "content": md_escape(turn["question"])})
-        out.append({"role": "assistant", "content": turn["message"]})
-    return out
-
-
-def model_history(turns: Sequence[Turn]) -> list[Message]:
-    """Earlier turns as plain OpenAI-format messages (no markup; errors left out)."""
-    out: list[Message] = []
-    for turn in turns:
-        if turn.get("ok"):
-            out += [
-                {"role": "user", "content": turn["question"]},
-                {"role": "assistant", "content": turn["text"]},
-            ]
-    return out
-
-
-def render_status(assistant: Assistant) -> str:
-    """The index status panel (Markdown)."""
-    try:
-        s = assistant.status()
-    except QAError as err:
-        return f"**Index:** {md_escape(str(err))}"
-    except Exception:
-        log.exception("status failed")
-        return "**Index:** status unavailable (see the server log)"
-    rows = [
-        ("Documents", s.get("documents", 0)),
-        ("Chunks", s.get("chunks", 0)),
-        ("Embedding model", s.get("embedding_model", "")),
-        ("LLM", s.get("llm_model", "")),
-    ]
-    return "| Index | |\n|---|---|\n" + "\n".join(f"| {k} | {md_escape(str(v))} |" for k, v in rows)
-
-
-def render_report(report: IndexReport, added_files: Sequence[str], refused: Sequence[str]) -> str:
-    """What an upload changed (Markdown)."""
-    lines = []
-    if added_files:
-        lines.append("**Added:** " + ", ".join(md_escape(n) for n in added_files))
-    lines.append(
-        f"Indexed {report.files} file(s): {report.added} chunks added, {report.removed} removed, "
-        f"{report.unchanged} unchanged in {report.seconds:.1f} s."
-    )
-    lines += [f"- Refused: {md_escape(r)}" for r in refused]
-    lines += [f"- Skipped: {md_escape(r)}" for r in report.skipped]
-    return "\n\n".join(lines)
-
 
 # --- callbacks (plain functions, testable without a server) -----------------------------------
 
@@ -236,6 +96,7 @@ def respond(
             message=render_answer(answer),
             sources=render_sources(answer),
             ok=True,
+            answer=asdict(answer),
         )
     except QAError as err:
         turn["message"] = render_error(str(err))
@@ -265,7 +126,7 @@ def add_documents(
     files: Sequence[str | Path] | str | Path | None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[str, str]:
-    """Copy uploaded .txt/.md files into the documents folder and index them.
+    """Copy uploaded documents into the documents folder and index them.
 
     Returns (report markdown, status markdown). Refuses what the indexer would skip (type,
     size, empty, binary) before copying anything; an existing different file with the same
@@ -279,6 +140,7 @@ def add_documents(
     folder = assistant.settings.seeds_dir
     max_bytes = int(assistant.settings.max_file_mb * 1e6)
     copied: list[Path] = []
+    present: list[Path] = []  # identical files already in the folder
     added: list[str] = []
     refused: list[str] = []
     for item in files:
@@ -296,6 +158,7 @@ def add_documents(
         existing = folder / name
         if existing.exists() and filecmp.cmp(src, existing, shallow=False):
             added.append(f"{name} (already there)")
+            present.append(existing)
             continue
         dest = _free_name(folder, name)
         shutil.copyfile(src, dest)
@@ -305,7 +168,8 @@ def add_documents(
         msg = "\n\n".join(f"**Refused:** {md_escape(r)}" for r in refused) or "No file given."
         return msg, render_status(assistant)
     try:
-        report = assistant.index(progress=progress, on_wait=log.warning)
+        # By name: a document removed from the index earlier comes back when uploaded again.
+        report = assistant.index(paths=[*copied, *present], progress=progress, on_wait=log.warning)
     except Exception as err:
         for path in copied:
             path.unlink(missing_ok=True)
@@ -322,31 +186,99 @@ def add_documents(
 # --- the app ----------------------------------------------------------------------------------
 
 
+def _user(request: gr.Request | None) -> str:
+    """The login name with QA_AUTH, else '' (everyone shares the anonymous history)."""
+    return str(getattr(request, "username", None) or "")
+
+
 def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr.Blocks:
     """The Gradio app over ``assistant`` (not launched; see :func:`launch`)."""
     examples = list(examples or DEFAULT_EXAMPLES)
+    private: dict[str, Any] = {"api_visibility": "private"}
+    models: dict[str, Any] = {"concurrency_limit": 1, "concurrency_id": "models", **private}
 
     def chat_fn(question: str, turns: list[Turn]):
         yield from respond(assistant, question, turns)
 
-    def upload_fn(files, progress=gr.Progress()):  # noqa: B008 - Gradio's injection idiom
-        def report(done: int, total: int) -> None:
-            progress((done, total), desc="Embedding chunks", unit="chunks")
+    def bar(progress: gr.Progress) -> Callable[[int, int], None]:
+        return lambda done, total: progress((done, total), desc="Embedding chunks", unit="chunks")
 
+    def panel() -> tuple[str, str, Any]:
+        p = panels.documents_panel(assistant)
+        return p.status, p.table, gr.update(choices=p.names, value=None)
+
+    def upload_fn(files, progress=gr.Progress()):  # noqa: B008 - Gradio's injection idiom
         try:
-            return add_documents(assistant, files, progress=report)
+            report = add_documents(assistant, files, progress=bar(progress))[0]
         except UnsupportedFileError as err:
-            return f"**Refused:** {md_escape(str(err))}", render_status(assistant)
+            report = f"**Refused:** {md_escape(str(err))}"
         except Exception:
             log.exception("upload failed")
-            return "**Upload failed** (see the server log).", render_status(assistant)
+            report = "**Upload failed** (see the server log)."
+        return report, *panel()
+
+    def reindex_fn(progress=gr.Progress()):  # noqa: B008
+        return panels.reindex(assistant, bar(progress)), *panel()
+
+    def ask_remove_fn(name: str | None, delete_file: bool):
+        question = panels.confirm_removal(assistant, name, delete_file)
+        note = "" if question else "Pick a document to remove."
+        return question, gr.update(visible=bool(question)), note
+
+    def remove_fn(name: str | None, delete_file: bool):
+        return (
+            panels.remove_document(assistant, name, delete_file),
+            gr.update(visible=False),
+            *panel(),
+        )
+
+    def like_fn(turns: list[Turn], data: gr.LikeData, request: gr.Request):
+        note, pending = panels.rate(assistant, turns, data.index, data.liked, _user(request))
+        return note, gr.update(visible=pending is not None), pending
+
+    def correction_fn(turns, pending, correction: str, dont_say: bool, request: gr.Request):
+        note, still_open = panels.save_correction(
+            assistant, turns, pending, correction, dont_say, _user(request)
+        )
+        if still_open:
+            return note, gr.update(visible=True), pending, correction, dont_say
+        return note, gr.update(visible=False), None, "", False
+
+    def chats_update(user: str, chat_id: str | None) -> Any:
+        return gr.update(choices=panels.chat_choices(assistant, user), value=chat_id or None)
+
+    def save_fn(turns: list[Turn], chat_id: str | None, request: gr.Request):
+        user = _user(request)
+        chat_id = panels.save_chat(assistant, user, chat_id, turns)
+        return chat_id, chats_update(user, chat_id)
+
+    def open_fn(chat_id: str | None, request: gr.Request):
+        messages, turns, sources, chat_id = panels.open_chat(
+            assistant, _user(request), chat_id, EMPTY_SOURCES
+        )
+        return messages, turns, sources, chat_id, ""
+
+    def delete_chat_fn(chat_id: str | None, request: gr.Request):
+        panels.delete_chat(assistant, _user(request), chat_id)
+        return *new_chat(), "", chats_update(_user(request), None), ""
+
+    def load_fn(request: gr.Request):
+        return *panel(), chats_update(_user(request), None)
 
     with gr.Blocks(title="qa: ask your documents") as demo:
+        turns = gr.State([])
+        chat_id = gr.State("")
+        pending = gr.State(None)
+        with gr.Sidebar(open=True, width=280):
+            gr.Markdown("### Chats")
+            clear = gr.Button("New chat", size="sm", elem_id="qa-new-chat")
+            chats = gr.Radio(choices=[], label="Past chats", elem_id="qa-chats", show_label=False)
+            delete_chat_btn = gr.Button("Delete this chat", size="sm", elem_id="qa-delete-chat")
         gr.Markdown(
             "## Ask your documents\nAnswers come only from the indexed documents, "
-            "with their sources, or an honest *the documents don't say*."
+            "with their sources, or an honest *the documents don't say*. "
+            "Rate answers with 👍 / 👎: each rating becomes a regression test."
         )
-        turns = gr.State([])
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
@@ -356,10 +288,19 @@ def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr
                     sanitize_html=True,
                     render_markdown=True,
                     latex_delimiters=[],
-                    feedback_options=None,
+                    feedback_options=("Like", "Dislike"),
                     buttons=["copy"],
                     placeholder="Ask a question about the documents.",
                 )
+                feedback_note = gr.Markdown(elem_id="qa-feedback-note")
+                with gr.Group(visible=False, elem_id="qa-correction") as correction_form:
+                    correction = gr.Textbox(
+                        label="What should it have said? (the short answer: a name, a number)",
+                        lines=1,
+                        elem_id="qa-correction-text",
+                    )
+                    dont_say = gr.Checkbox(label="The documents don't say", elem_id="qa-dont-say")
+                    save_feedback = gr.Button("Save feedback", elem_id="qa-save-feedback")
                 with gr.Row():
                     question = gr.Textbox(
                         show_label=False,
@@ -371,24 +312,41 @@ def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr
                         autofocus=True,
                     )
                     send = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-send")
-                with gr.Row():
-                    gr.Examples(
-                        examples=[[e] for e in examples], inputs=[question], label="Examples"
-                    )
-                    clear = gr.Button("New chat", size="sm", elem_id="qa-new-chat")
+                gr.Examples(examples=[[e] for e in examples], inputs=[question], label="Examples")
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
                 sources = gr.HTML(EMPTY_SOURCES, elem_id="qa-sources")
                 with gr.Accordion("Documents", open=False):
                     status = gr.Markdown(elem_id="qa-status")
+                    documents = gr.Markdown(elem_id="qa-documents")
+                    with gr.Row():
+                        pick = gr.Dropdown(
+                            choices=[], label="Document", elem_id="qa-doc-pick", scale=3
+                        )
+                        delete_file = gr.Checkbox(
+                            label=f"Also delete the file from {assistant.settings.seeds_dir.name}/",
+                            elem_id="qa-delete-file",
+                            scale=2,
+                        )
+                    with gr.Row():
+                        remove = gr.Button("Remove…", size="sm", elem_id="qa-remove")
+                        reindex = gr.Button("Re-index all", size="sm", elem_id="qa-reindex")
+                    with gr.Group(visible=False, elem_id="qa-confirm") as confirm:
+                        confirm_text = gr.Markdown()
+                        with gr.Row():
+                            confirm_yes = gr.Button(
+                                "Yes, remove", variant="stop", size="sm", elem_id="qa-confirm-yes"
+                            )
+                            confirm_no = gr.Button("Cancel", size="sm", elem_id="qa-confirm-no")
                     upload = gr.File(
-                        label="Add documents (.txt, .md)",
+                        label=UPLOAD_LABEL,
                         file_count="multiple",
                         file_types=sorted(SUPPORTED_SUFFIXES),
                         elem_id="qa-upload",
                     )
                     report = gr.Markdown(elem_id="qa-report")
 
+        doc_panel = [status, documents, pick]
         chat_io: dict[str, Any] = {
             "fn": chat_fn,
             "inputs": [question, turns],
@@ -396,25 +354,44 @@ def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr
             "concurrency_limit": 1,
             "concurrency_id": "models",
         }
-        question.submit(**chat_io, api_name="chat")
-        send.click(**chat_io, api_visibility="private")
+        save_io: dict[str, Any] = {
+            "fn": save_fn,
+            "inputs": [turns, chat_id],
+            "outputs": [chat_id, chats],
+            **private,
+        }
+        question.submit(**chat_io, api_name="chat").then(**save_io)
+        send.click(**chat_io, api_visibility="private").then(**save_io)
         reset: dict[str, Any] = {
-            "fn": new_chat,
+            "fn": lambda: (*new_chat(), "", gr.update(value=None), ""),
             "inputs": None,
-            "outputs": [question, chatbot, turns, sources],
-            "api_visibility": "private",
+            "outputs": [question, chatbot, turns, sources, chat_id, chats, feedback_note],
+            **private,
         }
         clear.click(**reset)
         chatbot.clear(**reset)  # the chatbot's own trash button must forget the session too
-        upload.upload(
-            upload_fn,
-            [upload],
-            [report, status],
-            concurrency_limit=1,
-            concurrency_id="models",
-            api_visibility="private",
-        ).then(lambda: None, None, [upload], api_visibility="private")
-        demo.load(lambda: render_status(assistant), None, [status], api_visibility="private")
+        chats.input(open_fn, [chats], [chatbot, turns, sources, chat_id, feedback_note], **private)
+        delete_chat_btn.click(
+            delete_chat_fn,
+            [chat_id],
+            [question, chatbot, turns, sources, chat_id, chats, feedback_note],
+            **private,
+        )
+        chatbot.like(like_fn, [turns], [feedback_note, correction_form, pending], **private)
+        save_feedback.click(
+            correction_fn,
+            [turns, pending, correction, dont_say],
+            [feedback_note, correction_form, pending, correction, dont_say],
+            **private,
+        )
+        upload.upload(upload_fn, [upload], [report, *doc_panel], **models).then(
+            lambda: None, None, [upload], **private
+        )
+        reindex.click(reindex_fn, None, [report, *doc_panel], **models)
+        remove.click(ask_remove_fn, [pick, delete_file], [confirm_text, confirm, report], **private)
+        confirm_no.click(lambda: gr.update(visible=False), None, [confirm], **private)
+        confirm_yes.click(remove_fn, [pick, delete_file], [report, confirm, *doc_panel], **models)
+        demo.load(load_fn, None, [*doc_panel, chats], **private)
     demo.queue(default_concurrency_limit=1)
     return demo
 

@@ -8,13 +8,12 @@ from langchain_core.language_models import FakeListChatModel
 
 from qa import ABSTAIN_TEXT, Assistant
 from qa.errors import BackendError
+from qa.render import highlight, md_escape
 from qa.ui import (
     GENERIC_ERROR,
     add_documents,
     auth_from_env,
     build_app,
-    highlight,
-    md_escape,
     new_chat,
     respond,
 )
