@@ -360,7 +360,8 @@ def feedback_list(file: FeedbackOpt = None) -> None:
     store = _feedback_store(file)
     items = store.items()
     table = Table(title=f"{len(items)} rating(s) in {store.path}")
-    for column in ("id", "verdict", "question", "answer", "checks", "user", "time"):
+    table.add_column("id", no_wrap=True)
+    for column in ("verdict", "question", "answer", "checks", "user", "time"):
         table.add_column(column)
     for it in items:
         table.add_row(
