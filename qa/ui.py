@@ -332,7 +332,7 @@ def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr
                         remove = gr.Button("Remove…", size="sm", elem_id="qa-remove")
                         reindex = gr.Button("Re-index all", size="sm", elem_id="qa-reindex")
                     with gr.Group(visible=False, elem_id="qa-confirm") as confirm:
-                        confirm_text = gr.Markdown()
+                        confirm_text = gr.Markdown(elem_id="qa-confirm-text")
                         with gr.Row():
                             confirm_yes = gr.Button(
                                 "Yes, remove", variant="stop", size="sm", elem_id="qa-confirm-yes"
@@ -396,22 +396,35 @@ def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr
     return demo
 
 
-def auth_from_env(value: str | None = None) -> tuple[str, str] | None:
-    """``QA_AUTH=user:pass`` as a (user, password) pair; None when unset."""
+Login = tuple[str, str]
+
+
+def auth_from_env(value: str | None = None) -> Login | list[Login] | None:
+    """``QA_AUTH=user:pass`` as a (user, password) pair, ``QA_AUTH=ann:pw1,bob:pw2`` as a list
+    of pairs (each user then has their own chat history); None when unset. A value whose comma
+    parts are not all ``user:pass`` is one user whose password contains commas."""
     value = os.environ.get("QA_AUTH", "") if value is None else value
     if not value:
         return None
+    parts = value.split(",")
+    if len(parts) > 1 and all(_login(p) for p in parts):
+        return [_login(p) for p in parts]  # type: ignore[misc]
+    login = _login(value)
+    if login is None:
+        raise ValueError("QA_AUTH must look like user:password (or ann:pw1,bob:pw2)")
+    return login
+
+
+def _login(value: str) -> Login | None:
     user, sep, password = value.partition(":")
-    if not sep or not user or not password:
-        raise ValueError("QA_AUTH must look like user:password")
-    return user, password
+    return (user, password) if sep and user and password else None
 
 
 def launch(
     assistant: Assistant,
     host: str = "127.0.0.1",
     port: int = 7860,
-    auth: tuple[str, str] | None = None,
+    auth: Login | list[Login] | None = None,
 ) -> None:
     """Serve the UI until interrupted (local only unless ``host`` says otherwise)."""
     demo = build_app(assistant)

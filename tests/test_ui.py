@@ -245,6 +245,8 @@ def test_failed_indexing_removes_the_copied_file(
 def test_auth_from_env() -> None:
     assert auth_from_env("") is None
     assert auth_from_env("ann:pw:x") == ("ann", "pw:x")
+    assert auth_from_env("ann:pw1,bob:pw2") == [("ann", "pw1"), ("bob", "pw2")]
+    assert auth_from_env("ann:pw,x") == ("ann", "pw,x")
     with pytest.raises(ValueError, match="user:password"):
         auth_from_env("nopassword")
 

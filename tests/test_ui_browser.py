@@ -22,23 +22,14 @@ from langchain_core.outputs import ChatGenerationChunk
 from qa import Assistant, Settings
 from qa.ui import CSS, build_app
 
+from .conftest import TIMEOUT_MS
+
 pytestmark = [
     pytest.mark.e2e,
     # Gradio's queue calls pandas APIs that pandas 3 deprecates; not ours to fix.
     pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*"),
 ]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 20_000
 BOT = '[data-testid="bot"]'
 INPUT = '#qa-question textarea[data-testid="textbox"]'
 
@@ -131,32 +122,6 @@ def fake_server(tmp_path_factory: pytest.TempPathFactory, fake_llm: RoutedFakeLL
     assistant = Assistant(settings, embeddings=DeterministicFakeEmbedding(size=32), llm=fake_llm)
     assistant.index()
     yield from _serve(assistant)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} not found; run scripts/install-browser"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1300, "height": 900})
-    pg = context.new_page()
-    pg.set_default_timeout(TIMEOUT_MS)
-    pg.dialogs = []  # type: ignore[attr-defined]
-    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
-    yield pg
-    context.close()
 
 
 def _open(page, url: str) -> None:
