@@ -27,6 +27,7 @@ from langchain_core.embeddings import Embeddings
 from qa.config import Settings
 from qa.errors import BackendError, IndexNotFoundError
 from qa.ingest import Chunk
+from qa.lexical import LexicalIndex, fuse
 
 _BATCH = 64  # chunks embedded per call
 _COPY_BATCH = 1000  # stored chunks copied per call into a new build
@@ -57,50 +58,6 @@ class Hit:
 
     chunk: Chunk
     score: float
-
-
-RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the weight of the very top ranks
-
-
-def fuse(rankings: Sequence[Sequence[Chunk]], k: int) -> list[Hit]:
-    """Reciprocal rank fusion: each ranking adds ``1 / (RRF_K + rank)`` to a chunk's score."""
-    scores: dict[str, float] = {}
-    chunks: dict[str, Chunk] = {}
-    for ranking in rankings:
-        for rank, chunk in enumerate(ranking, 1):
-            scores[chunk.id] = scores.get(chunk.id, 0.0) + 1.0 / (RRF_K + rank)
-            chunks[chunk.id] = chunk
-    best = sorted(scores, key=lambda id_: -scores[id_])[:k]
-    return [Hit(chunks[id_], scores[id_]) for id_ in best]
-
-
-class LexicalIndex:
-    """BM25 (bm25s, English stop words and Snowball stemming) over a fixed list of chunks."""
-
-    def __init__(self, chunks: Sequence[Chunk]) -> None:
-        import bm25s
-        import Stemmer
-
-        self.chunks = list(chunks)
-        self._bm25s = bm25s
-        self._stemmer = Stemmer.Stemmer("english")
-        self._retriever = bm25s.BM25()
-        self._retriever.index(self._tokenize([c.text for c in self.chunks]), show_progress=False)
-
-    def _tokenize(self, texts: list[str]) -> Any:
-        return self._bm25s.tokenize(
-            texts, stopwords="en", stemmer=self._stemmer, show_progress=False
-        )
-
-    def search(self, query: str, k: int) -> list[Chunk]:
-        """Up to ``k`` chunks sharing terms with ``query``, best first."""
-        tokens = self._tokenize([query])
-        if not self.chunks or not tokens.ids[0]:
-            return []
-        ids, scores = self._retriever.retrieve(
-            tokens, k=min(k, len(self.chunks)), show_progress=False
-        )
-        return [self.chunks[i] for i, s in zip(ids[0], scores[0], strict=True) if s > 0]
 
 
 def fingerprint(settings: Settings) -> str:
@@ -445,7 +402,7 @@ class Store:
             lexical = self._lexical = LexicalIndex(self.all_chunks())
         pool = max(pool, k)
         dense = [h.chunk for h in self._dense(query, pool)]
-        return fuse([dense, lexical.search(query, pool)], k)
+        return [Hit(c, score) for c, score in fuse([dense, lexical.search(query, pool)], k)]
 
     @_backend_errors
     def search(self, query: str, k: int) -> list[Hit]:
