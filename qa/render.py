@@ -180,18 +180,11 @@ def render_report(report: IndexReport, added_files: Sequence[str], refused: Sequ
 
 
 def render_documents(docs: Sequence[DocumentInfo]) -> str:
-    """The indexed documents as a Markdown table: name, type, chunks, when indexed, title."""
+    """The indexed documents as a Markdown table: name, type, chunks, when indexed (UTC)."""
     if not docs:
         return "*No documents indexed yet. Add some below.*"
-    rows = [
-        "| Document | Type | Chunks | Indexed | Title |",
-        "|---|---|---|---|---|",
-    ]
+    rows = ["| Document | Type | Chunks | Indexed (UTC) |", "|---|---|---|---|"]
     for d in docs:
         when = d.indexed_at.replace("T", " ").removesuffix("+00:00")[:16] or "–"
-        title = d.title if len(d.title) <= 50 else d.title[:49] + "…"
-        rows.append(
-            f"| {md_escape(d.source)} | {md_escape(d.type)} | {d.chunks} | {md_escape(when)} "
-            f"| {md_escape(title)} |"
-        )
+        rows.append(f"| {md_escape(d.source)} | {md_escape(d.type)} | {d.chunks} | {when} |")
     return "\n".join(rows)

@@ -62,7 +62,8 @@ CSS = """
 .qa-chunk mark { padding: 0 2px; border-radius: 3px; }
 .qa-empty, .qa-note { color: var(--body-text-color-subdued); font-size: 0.9em; }
 .qa-abstain { border-left: 3px solid #d97706; padding-left: 8px; }
-#qa-status table { font-size: 0.9em; }
+#qa-status table, #qa-documents table { font-size: 0.85em; }
+#qa-documents th { white-space: nowrap; }
 """
 
 # --- callbacks (plain functions, testable without a server) -----------------------------------
@@ -319,15 +320,11 @@ def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr
                 with gr.Accordion("Documents", open=False):
                     status = gr.Markdown(elem_id="qa-status")
                     documents = gr.Markdown(elem_id="qa-documents")
-                    with gr.Row():
-                        pick = gr.Dropdown(
-                            choices=[], label="Document", elem_id="qa-doc-pick", scale=3
-                        )
-                        delete_file = gr.Checkbox(
-                            label=f"Also delete the file from {assistant.settings.seeds_dir.name}/",
-                            elem_id="qa-delete-file",
-                            scale=2,
-                        )
+                    pick = gr.Dropdown(choices=[], label="Document", elem_id="qa-doc-pick")
+                    delete_file = gr.Checkbox(
+                        label=f"Delete its file from {assistant.settings.seeds_dir.name}/ too",
+                        elem_id="qa-delete-file",
+                    )
                     with gr.Row():
                         remove = gr.Button("Remove…", size="sm", elem_id="qa-remove")
                         reindex = gr.Button("Re-index all", size="sm", elem_id="qa-reindex")
