@@ -20,6 +20,8 @@ for _var, _value in {
 from qa.answer import ABSTAIN_TEXT, Answer, Citation, IndexReport, Timings  # noqa: E402
 from qa.assistant import AnswerStream, Assistant  # noqa: E402
 from qa.config import Settings  # noqa: E402
+from qa.feedback import FeedbackItem  # noqa: E402
+from qa.store import DocumentInfo  # noqa: E402
 
 __all__ = [
     "ABSTAIN_TEXT",
@@ -27,6 +29,8 @@ __all__ = [
     "AnswerStream",
     "Assistant",
     "Citation",
+    "DocumentInfo",
+    "FeedbackItem",
     "IndexReport",
     "Settings",
     "Timings",

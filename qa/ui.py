@@ -14,7 +14,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,9 @@ def respond(
             message=render_answer(answer),
             sources=render_sources(answer),
             ok=True,
-            answer=asdict(answer),
+            # For ratings; without the passages searched, which a rating does not need and
+            # which would make every stored chat turn as large as the whole context.
+            answer=asdict(replace(answer, retrieved=[])),
         )
     except QAError as err:
         turn["message"] = render_error(str(err))
