@@ -224,7 +224,7 @@ class Assistant:
                     f"No indexed document named {source!r}; `qa docs list` shows the names"
                 )
             excluded = self.store.excluded() | {source}
-            _, removed, unchanged = self.store.sync([], replace_sources={source}, excluded=excluded)
+            _, removed, _ = self.store.sync([], replace_sources={source}, excluded=excluded)
             if delete_file:  # after the chunks: a crash in between leaves an excluded file
                 path.unlink(missing_ok=True)
         return IndexReport(

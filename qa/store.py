@@ -47,7 +47,7 @@ class DocumentInfo:
 
     @property
     def type(self) -> str:
-        """The file type, ``pdf`` or ``md``."""
+        """The file type from its suffix, e.g. ``pdf``."""
         return Path(self.source).suffix.lower().lstrip(".")
 
 
