@@ -146,7 +146,8 @@ def chat(
         bool, typer.Option("--terminal", help="Chat in this terminal instead of the browser.")
     ] = False,
 ) -> None:
-    """Chat in the browser (streamed, cited answers, upload); QA_AUTH=user:pass adds a login."""
+    """Chat in the browser: cited answers, 👍/👎 ratings, documents, past chats; QA_AUTH=user:pass
+    adds a login (ann:pw1,bob:pw2 for several users)."""
     try:
         assistant = _assistant(docs, index)
         _index(assistant)

@@ -56,7 +56,8 @@ def test_history_survives_a_new_process(tmp_path: Path) -> None:
         "import sys; from pathlib import Path; from qa.history import ChatHistory; "
         "ChatHistory(Path(sys.argv[1])).save('ann', None, [{'question': 'Kept?'}])"
     )
-    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+    root = Path(__file__).resolve().parents[1]  # this checkout's qa, whatever the cwd
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, cwd=root)
     assert [c.title for c in ChatHistory(path).list("ann")] == ["Kept?"]
 
 
