@@ -256,14 +256,11 @@ def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr
         return chat_id, chats_update(user, chat_id)
 
     def open_fn(chat_id: str | None, request: gr.Request):
-        messages, turns, sources, chat_id = panels.open_chat(
-            assistant, _user(request), chat_id, EMPTY_SOURCES
-        )
-        return messages, turns, sources, chat_id, ""
+        return panels.open_chat(assistant, _user(request), chat_id, EMPTY_SOURCES)
 
     def delete_chat_fn(chat_id: str | None, request: gr.Request):
-        panels.delete_chat(assistant, _user(request), chat_id)
-        return *new_chat(), "", chats_update(_user(request), None), ""
+        note = panels.delete_chat(assistant, _user(request), chat_id)
+        return *new_chat(), "", chats_update(_user(request), None), note
 
     def load_fn(request: gr.Request):
         return *panel(), chats_update(_user(request), None)

@@ -136,7 +136,11 @@ def confirm_removal(assistant: Assistant, name: str | None, delete_file: bool) -
     """The question the confirmation asks, or '' when no document is picked."""
     if not name:
         return ""
-    chunks = next((d.chunks for d in assistant.documents() if d.source == name), 0)
+    try:
+        chunks = next((d.chunks for d in assistant.documents() if d.source == name), 0)
+    except Exception:
+        log.exception("listing the documents failed")
+        chunks = "?"
     also = f" and **delete the file** from {assistant.settings.seeds_dir}/" if delete_file else ""
     return f"Remove **{md_escape(name)}** ({chunks} chunks) from the index{md_escape(also)}?"
 
@@ -191,13 +195,24 @@ def save_chat(assistant: Assistant, user: str, chat_id: str | None, turns: list[
 
 def open_chat(
     assistant: Assistant, user: str, chat_id: str | None, empty_sources: str
-) -> tuple[list[Message], list[Turn], str, str]:
-    """A past chat as (chatbot, turns, sources, chat id); an empty chat if it is gone."""
-    turns = (assistant.history.load(user, chat_id) if chat_id else None) or []
+) -> tuple[list[Message], list[Turn], str, str, str]:
+    """A past chat as (chatbot, turns, sources, chat id, note); an empty chat and a note saying
+    why if it cannot be opened."""
+    try:
+        turns = (assistant.history.load(user, chat_id) if chat_id else None) or []
+    except Exception as err:
+        return [], [], empty_sources, "", _failed("opening the chat", err)
+    note = "" if turns or not chat_id else "That chat is gone (deleted, or dropped as the oldest)."
     sources = turns[-1].get("sources", empty_sources) if turns else empty_sources
-    return chat_messages(turns), turns, sources, chat_id if turns else ""
+    return chat_messages(turns), turns, sources, chat_id if turns else "", note
 
 
-def delete_chat(assistant: Assistant, user: str, chat_id: str | None) -> bool:
-    """Delete the user's chat ``chat_id``; False if there was none."""
-    return bool(chat_id) and assistant.history.delete(user, chat_id or "")
+def delete_chat(assistant: Assistant, user: str, chat_id: str | None) -> str:
+    """Delete the user's chat ``chat_id``; returns a note ('' when it was deleted)."""
+    if not chat_id:
+        return "This chat was not saved yet; nothing to delete."
+    try:
+        deleted = assistant.history.delete(user, chat_id)
+    except Exception as err:
+        return _failed("deleting the chat", err)
+    return "" if deleted else "That chat is gone already."

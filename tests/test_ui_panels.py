@@ -126,15 +126,20 @@ def test_chats_are_saved_reopened_and_deleted_per_user(assistant: Assistant) -> 
     [(label, listed)] = panels.chat_choices(assistant, "ann")
     assert listed == chat_id and label.startswith("When did the bakery open?")
     assert panels.chat_choices(assistant, "bob") == []
-    messages, reopened, sources, same = panels.open_chat(assistant, "ann", chat_id, EMPTY_SOURCES)
+    messages, reopened, sources, same, note = panels.open_chat(
+        assistant, "ann", chat_id, EMPTY_SOURCES
+    )
     assert same == chat_id and reopened == turns and sources == turns[-1]["sources"]
-    assert messages[0]["content"] == "When did the bakery open?"
-    assert panels.open_chat(assistant, "bob", chat_id, EMPTY_SOURCES)[1] == []
+    assert messages[0]["content"] == "When did the bakery open?" and note == ""
+    _, bobs, _, _, note = panels.open_chat(assistant, "bob", chat_id, EMPTY_SOURCES)
+    assert bobs == [] and "gone" in note
     # A reopened chat can still be rated: the answer travels with the stored turn.
     assert "Saved" in panels.rate(assistant, reopened, 1, True, "ann")[0]
-    assert not panels.delete_chat(assistant, "bob", chat_id)
-    assert panels.delete_chat(assistant, "ann", chat_id)
+    assert "gone" in panels.delete_chat(assistant, "bob", chat_id)
+    assert panels.chat_choices(assistant, "ann")  # Bob's attempt left it alone
+    assert panels.delete_chat(assistant, "ann", chat_id) == ""
     assert panels.chat_choices(assistant, "ann") == []
+    assert "not saved" in panels.delete_chat(assistant, "ann", "")
     assert panels.save_chat(assistant, "ann", "", []) == ""  # nothing to keep
 
 
@@ -142,3 +147,6 @@ def test_a_broken_history_file_does_not_break_the_chat(assistant: Assistant, tmp
     assistant.history.path = tmp_path  # a folder: SQLite cannot open it
     assert panels.save_chat(assistant, "ann", "", [{"question": "q"}]) == ""
     assert panels.chat_choices(assistant, "ann") == []
+    *_, note = panels.open_chat(assistant, "ann", "some-id", EMPTY_SOURCES)
+    assert note.startswith("⚠️") and "server log" in note
+    assert panels.delete_chat(assistant, "ann", "some-id").startswith("⚠️")
