@@ -364,15 +364,25 @@ def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr
             "outputs": [question, chatbot, turns, sources, chat_id, chats, feedback_note],
             **private,
         }
-        clear.click(**reset)
-        chatbot.clear(**reset)  # the chatbot's own trash button must forget the session too
-        chats.input(open_fn, [chats], [chatbot, turns, sources, chat_id, feedback_note], **private)
+        # Another chat on screen: a pending 👎 form would point at the wrong answer.
+        close_form: dict[str, Any] = {
+            "fn": lambda: (gr.update(visible=False), None),
+            "inputs": None,
+            "outputs": [correction_form, pending],
+            **private,
+        }
+        clear.click(**reset).then(**close_form)
+        # The chatbot's own trash button must forget the session too.
+        chatbot.clear(**reset).then(**close_form)
+        chats.input(
+            open_fn, [chats], [chatbot, turns, sources, chat_id, feedback_note], **private
+        ).then(**close_form)
         delete_chat_btn.click(
             delete_chat_fn,
             [chat_id],
             [question, chatbot, turns, sources, chat_id, chats, feedback_note],
             **private,
-        )
+        ).then(**close_form)
         chatbot.like(like_fn, [turns], [feedback_note, correction_form, pending], **private)
         save_feedback.click(
             correction_fn,

@@ -110,6 +110,11 @@ def test_thumbs_down_with_a_correction_becomes_a_regression_item(
         assert "1998" in _ask(page, "When did the bakery open?", 2)
         _rate(page, 2, "Like")
         expect(note).to_contain_text("facts: 1998")
+        # A 👎 form left open does not follow the user into another chat.
+        _rate(page, 2, "Dislike")
+        expect(page.locator("#qa-save-feedback")).to_be_visible()
+        page.click("#qa-new-chat")
+        expect(page.locator("#qa-save-feedback")).to_be_hidden()
 
     path = assistant.settings.feedback_path
     records = [json.loads(line) for line in path.read_text().splitlines()]
