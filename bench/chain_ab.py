@@ -82,6 +82,8 @@ def main() -> None:
                 Path(gold).resolve(),
                 Path(docs).resolve() if docs else None,
                 sample,
+                args.after_args if version == "after" else [],
+                args.reports / f"{name}-{version}.json",
             )
             results.setdefault(name, {})[version] = metrics
             print(
