@@ -32,6 +32,8 @@ eval-gate: install
 	$(VENV)/bin/qa eval --gold evals/gold.jsonl --gate
 	$(VENV)/bin/qa eval --gold evals/squad2/Normans.jsonl --docs evals/squad2/docs --sample 30 --gate
 	$(VENV)/bin/qa eval --gold evals/squad2/Steam_engine.jsonl --docs evals/squad2/docs --sample 30 --gate
+	# Held out from the answerability fit (bench/fit_answerability.py): never fitted on.
+	$(VENV)/bin/qa eval --gold evals/squad2/Harvard_University.jsonl --docs evals/squad2/docs --sample 30 --gate
 	$(VENV)/bin/qa eval --gold evals/injection/probes.jsonl --docs evals/injection/docs --gate
 
 test-fast: install

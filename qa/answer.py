@@ -43,6 +43,19 @@ class Timings:
     generation_ms: float = 0.0
 
 
+@dataclass(frozen=True)
+class Signals:
+    """What the answering pass reports besides its text: the model's first-token
+    distribution, each answer token's log-probability, and hidden states, keyed
+    ``"<layer>@<position>"``: layer ``final`` or ``l14``, ``l21`` (``qa.models.TAPPED_LAYERS``),
+    position ``first`` (predicting the first answer token) or ``end`` (the answer's last
+    token). Empty for backends that report none."""
+
+    first_token_probs: dict[str, float] = field(default_factory=dict)
+    token_logprobs: list[float] = field(default_factory=list)
+    states: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+
 @dataclass
 class Answer:
     """An answer with its evidence.
@@ -63,7 +76,18 @@ class Answer:
     """1 - the model's probability of replying "none" (no answer); None if unknown."""
     support: float | None = None
     """The answer checker's probability that the cited passage answers exactly this question
-    with this answer; None if the check did not run."""
+    with this answer; None if the check did not run (it is off by default)."""
+    answerability: float | None = None
+    """The learned decision's probability that the shown answer is right (``qa.verify``);
+    None if it did not run (no supported answer, switched off, or a backend without
+    probabilities)."""
+    withheld: str = ""
+    """A supported answer the learned decision (or the checker) withdrew; empty if none. Not
+    shown to users; kept so evaluations can draw the whole risk/coverage curve."""
+    features: dict[str, float] = field(default_factory=dict)
+    """The cheap inputs of that decision (for reports and for fitting it)."""
+    signals: Signals | None = field(default=None, repr=False)
+    """Raw model signals, hidden state included (for fitting the decision; not shown)."""
 
 
 @dataclass(frozen=True)

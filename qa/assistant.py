@@ -29,6 +29,7 @@ from qa.history import ChatHistory
 from qa.ingest import Chunk, load_chunks, source_path
 from qa.models import make_embeddings, make_llm
 from qa.store import DocumentInfo, Hit, Store, fingerprint, index_lock
+from qa.verify import shipped_answerability
 
 Message = dict[str, str]
 
@@ -93,7 +94,11 @@ class Assistant:
     @cached_property
     def chain(self) -> Runnable:
         """The LCEL answering chain."""
-        thresholds = Thresholds(self.settings.abstain_threshold, self.settings.support_threshold)
+        s = self.settings
+        learned = shipped_answerability() if s.answerability == "learned" else None
+        thresholds = Thresholds(
+            s.abstain_threshold, s.support_threshold, learned, s.answer_threshold
+        )
         return build_chain(self.llm, self.retrieve, thresholds)
 
     def for_documents(self, docs_dir: Path, index_dir: Path) -> Assistant:

@@ -86,9 +86,10 @@ def _print_answer(answer: Answer, *, streamed: bool) -> None:
             f"[dim][{c.n}] {escape(c.location)}:[/dim] {escape(' '.join(c.text.split()))}"
         )
     t = answer.timings
+    odds = "" if answer.answerability is None else f" · P(right) {answer.answerability:.2f}"
     err_console.print(
         f"[dim]retrieve {t.retrieve_ms:.0f} ms · first token {t.first_token_ms:.0f} ms · "
-        f"total {t.total_ms:.0f} ms[/dim]"
+        f"total {t.total_ms:.0f} ms{odds}[/dim]"
     )
 
 
@@ -125,7 +126,9 @@ def ask(
     try:
         assistant = _assistant(docs, index, top_k)
         if as_json:
-            console.print_json(json.dumps(asdict(assistant.ask(question))))
+            answer = asdict(assistant.ask(question))
+            answer.pop("signals")  # thousands of hidden-state floats
+            console.print_json(json.dumps(answer))
             return
         stream = assistant.stream(question)
         for token in stream:

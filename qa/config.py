@@ -56,12 +56,26 @@ class Settings(BaseSettings):
         le=1,
         description="Abstain when the LLM's probability of answering 'none' reaches this.",
     )
+    answerability: Literal["learned", "off"] = Field(
+        "learned",
+        description="'learned': a logistic model fitted on SQuAD 2.0 (qa/data/answerability.json, "
+        "bench/fit_answerability.py) estimates whether each supported answer is right from the "
+        "LLM's hidden state and cheap signals; 'off': every supported answer is shown.",
+    )
+    answer_threshold: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Abstain when the learned P(answer is right) is below this: higher abstains "
+        "more and is wrong less (docs/benchmarks.md has the curve). The default is the shipped "
+        "model's operating point, chosen on the fit articles by cross-validation.",
+    )
     support_threshold: float = Field(
-        0.5,
+        0.0,
         ge=0,
         le=1,
         description="A second LLM pass checks each answer against its cited passage; abstain "
-        "when its probability of 'yes' is below this (0 skips the check).",
+        "when its probability of 'yes' is below this (0, the default, skips the check).",
     )
     max_file_mb: float = Field(20.0, gt=0, description="Larger documents are skipped.")
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are refused.")

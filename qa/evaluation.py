@@ -214,6 +214,8 @@ class TurnResult:
     error: str | None = None
     confidence: float | None = None
     support: float | None = None
+    answerability: float | None = None
+    withheld: str = ""
 
 
 @dataclass
@@ -327,6 +329,7 @@ def _run_item(assistant: Asker, item: GoldItem, ks: list[int]) -> ItemResult:
             res.timings = asdict(ans.timings)
         res.answer, res.abstained = ans.text, ans.abstained
         res.confidence, res.support = ans.confidence, ans.support
+        res.answerability, res.withheld = ans.answerability, ans.withheld
         res.citations = [_chunk(c) for c in ans.citations]
         res.retrieved = [_chunk(c) for c in ans.retrieved]
         res.scores = _score(turn, ans, item.sources, ks)

@@ -98,7 +98,7 @@ class FeedbackItem:
 def answer_from_dict(data: dict[str, Any]) -> Answer:
     """Rebuild an :class:`Answer` from ``dataclasses.asdict(answer)`` (as the UI keeps it in
     its session state and chat history); unknown keys are ignored."""
-    known = {f.name for f in fields(Answer)}
+    known = {f.name for f in fields(Answer)} - {"signals"}  # raw model signals are not kept
     values = {k: v for k, v in data.items() if k in known}
     cites = {f.name for f in fields(Citation)}
     for key in ("citations", "retrieved"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 import os
 import threading
 import time
@@ -175,6 +176,44 @@ class _KVCache:
         return min(shared, n)
 
 
+TAPPED_LAYERS = (14, 21)
+"""Transformer layers whose output is read besides the final hidden state: answerability is
+decoded best from middle-to-late layers (Slobodkin et al., 2023)."""
+
+
+class _LayerTap:
+    """Copies chosen layers' output at the last position of each decode, via llama.cpp's
+    graph evaluation callback (``cb_eval``); idle (one name check per node) unless ``on``."""
+
+    def __init__(self, layers: tuple[int, ...]) -> None:
+        import ctypes
+
+        import llama_cpp
+        from llama_cpp._ggml import libggml
+
+        self.names = {f"l_out-{i}".encode(): f"l{i}" for i in layers}
+        self.on = False
+        self.latest: dict[str, Any] = {}
+        self.n_embd = 0
+        self._name = libggml.ggml_get_name
+        self._name.restype, self._name.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
+        self._numel = libggml.ggml_nelements
+        self._numel.restype, self._numel.argtypes = ctypes.c_int64, [ctypes.c_void_p]
+        self._data = libggml.ggml_get_data_f32
+        self._data.restype = ctypes.POINTER(ctypes.c_float)
+        self._data.argtypes = [ctypes.c_void_p]
+        self.callback = llama_cpp.ggml_backend_sched_eval_callback(self._observe)
+
+    def _observe(self, tensor: int, ask: bool, _user_data: int) -> bool:
+        if ask:  # "do you want this node's result?"
+            return self.on and self._name(tensor) in self.names
+        import numpy as np
+
+        data = np.ctypeslib.as_array(self._data(tensor), shape=(self._numel(tensor),))
+        self.latest[self.names[self._name(tensor)]] = data[-self.n_embd :].copy()
+        return True  # False would stop the computation
+
+
 def _to_openai(messages: list[BaseMessage]) -> list[dict[str, str]]:
     roles = {"human": "user", "ai": "assistant", "system": "system"}
     return [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
@@ -190,8 +229,13 @@ class LlamaCppChat(BaseChatModel):
 
     Extra call options (e.g. via ``.bind``): ``grammar=<GBNF>`` constrains the output;
     ``prefill=<text>`` starts the assistant's reply with that text (the grammar applies to what
-    follows it). The first chunk's ``response_metadata["first_token_probs"]`` maps the most
-    likely first tokens to their probabilities, a confidence signal for the caller.
+    follows it); ``hidden_state=True`` also reports hidden states. The first chunk's
+    ``response_metadata`` carries ``first_token_probs`` (the most likely first tokens and their
+    probabilities) and, if asked, ``hidden_states`` (``{"final": [...], "l14": [...], ...}``,
+    the final and ``TAPPED_LAYERS`` states at the position predicting the first token); the
+    last one ``usage``, ``token_logprobs`` (the log-probability of each generated token) and,
+    if asked, ``hidden_states_end`` (the same at the last output token, which predicted the
+    end). These are confidence signals for the caller.
     """
 
     model_path: str
@@ -205,6 +249,7 @@ class LlamaCppChat(BaseChatModel):
     _cache: _KVCache = PrivateAttr(default_factory=_KVCache)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _grammars: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _tap: Any = PrivateAttr(default=None)
 
     @property
     def _llm_type(self) -> str:
@@ -214,16 +259,31 @@ class LlamaCppChat(BaseChatModel):
     def llama(self) -> Any:
         """The loaded llama.cpp model (loaded on first use)."""
         if self._llama is None:
+            import llama_cpp.llama_cpp as bindings
             from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-            llama = Llama(
-                model_path=self.model_path,
-                n_ctx=self.n_ctx,
-                n_threads=self.n_threads or os.cpu_count() or 2,
-                n_batch=512,
-                verbose=False,
-            )
+            tap = _LayerTap(TAPPED_LAYERS)
+            defaults = bindings.llama_context_default_params
+
+            def with_tap() -> Any:  # Llama() offers no cb_eval argument
+                params = defaults()
+                params.cb_eval = tap.callback
+                return params
+
+            bindings.llama_context_default_params = with_tap
+            try:
+                llama = Llama(
+                    model_path=self.model_path,
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads or os.cpu_count() or 2,
+                    n_batch=512,
+                    verbose=False,
+                )
+            finally:
+                bindings.llama_context_default_params = defaults
+            tap.n_embd = llama.n_embd()
+            self._tap = tap
             self._formatter = Jinja2ChatFormatter(
                 template=llama.metadata["tokenizer.chat_template"],
                 eos_token=llama.detokenize([llama.token_eos()], special=True).decode(),
@@ -246,7 +306,8 @@ class LlamaCppChat(BaseChatModel):
         prompt = self._formatter(messages=_to_openai(messages)).prompt + prefill
         return llama.tokenize(prompt.encode(), add_bos=False, special=True)
 
-    def _first_token_probs(self, top: int = 20) -> dict[str, float]:
+    def _next_token_probs(self) -> Any:
+        """Softmax of the logits at the last evaluated position (a numpy array)."""
         import llama_cpp
         import numpy as np
 
@@ -254,9 +315,34 @@ class LlamaCppChat(BaseChatModel):
         last = llama_cpp.llama_get_logits_ith(llama.ctx, -1)
         logits = np.ctypeslib.as_array(last, shape=(llama.n_vocab(),))
         probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
+        return probs / probs.sum()
+
+    def _top_tokens(self, probs: Any, top: int = 20) -> dict[str, float]:
+        import numpy as np
+
         best = np.argpartition(probs, -top)[-top:]
-        return {llama.detokenize([int(i)]).decode(errors="replace"): float(probs[i]) for i in best}
+        decode = self.llama.detokenize
+        return {decode([int(i)]).decode(errors="replace"): float(probs[i]) for i in best}
+
+    def _hidden_states(self) -> dict[str, list[float]]:
+        """Hidden states at the last evaluated position: ``final`` (after the last layer's
+        norm) and the tapped layers (``l14``, ...)."""
+        import llama_cpp
+        import numpy as np
+
+        llama = self.llama
+        row = llama_cpp.llama_get_embeddings_ith(llama.ctx, -1)
+        final = np.ctypeslib.as_array(row, shape=(llama.n_embd(),))
+        return {"final": final.tolist(), **{k: v.tolist() for k, v in self._tap.latest.items()}}
+
+    def _eval_all_but_last(self, tokens: list[int]) -> None:
+        """Evaluate the prompt except its last token, reusing the KV cache, so that
+        ``generate`` evaluates only the last one (with embeddings switched on)."""
+        llama = self.llama
+        head = tokens[:-1]
+        done = llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), head)
+        llama.n_tokens = done
+        llama.eval(head[done:])
 
     def _generate(
         self,
@@ -305,30 +391,51 @@ class LlamaCppChat(BaseChatModel):
         vocab = llama_cpp.llama_model_get_vocab(llama.model)
         t0 = time.perf_counter()
         missed = len(tokens) - self._cache.restore(llama, tokens)
+        hidden = bool(kwargs.get("hidden_state"))
+        if hidden:
+            # Embeddings cost an extra output row per evaluated token: the prompt's last token
+            # and the generated ones pay, not the whole prompt.
+            self._eval_all_but_last(tokens)
+            llama_cpp.llama_set_embeddings(llama.ctx, True)
+            self._tap.on, self._tap.latest = True, {}
         out: list[int] = []
+        logprobs: list[float] = []
+        end: dict[str, list[float]] = {}
         sent = ""
         meta: dict[str, Any] = {}
         t_first = None
-        for token in llama.generate(
-            tokens, temp=self.temperature, grammar=self._grammar(kwargs.get("grammar"))
-        ):
-            if t_first is None:
-                t_first = time.perf_counter()
-                meta = {"first_token_probs": self._first_token_probs()}
-                if missed > 256:  # keep the expensive prompt's state for later prompts
-                    self._cache.save(llama, tokens)
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                break
-            out.append(token)
-            text = llama.detokenize(out).decode(errors="ignore")
-            cut = min((i for s in stop if (i := text.find(s)) >= 0), default=-1)
-            if cut >= 0:
-                text = text[:cut]
-            if len(text) > len(sent):
-                yield text[len(sent) :], meta
-                sent, meta = text, {}
-            if cut >= 0 or len(out) >= max_tokens:
-                break
+        try:
+            for token in llama.generate(
+                tokens, temp=self.temperature, grammar=self._grammar(kwargs.get("grammar"))
+            ):
+                probs = self._next_token_probs()
+                # The states at the position that predicted this token: at the end of the loop,
+                # the answer's last token (which predicted the stop).
+                end = self._hidden_states() if hidden else {}
+                if t_first is None:
+                    t_first = time.perf_counter()
+                    meta = {"first_token_probs": self._top_tokens(probs)}
+                    if hidden:
+                        meta["hidden_states"] = end
+                    if missed > 256:  # keep the expensive prompt's state for later prompts
+                        self._cache.save(llama, tokens)
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    break
+                logprobs.append(float(math.log(max(probs[token], 1e-12))))
+                out.append(token)
+                text = llama.detokenize(out).decode(errors="ignore")
+                cut = min((i for s in stop if (i := text.find(s)) >= 0), default=-1)
+                if cut >= 0:
+                    text = text[:cut]
+                if len(text) > len(sent):
+                    yield text[len(sent) :], meta
+                    sent, meta = text, {}
+                if cut >= 0 or len(out) >= max_tokens:
+                    break
+        finally:
+            if hidden:
+                llama_cpp.llama_set_embeddings(llama.ctx, False)
+                self._tap.on = False
         t_end = time.perf_counter()
         t_first = t_first or t_end
         usage = {
@@ -338,7 +445,8 @@ class LlamaCppChat(BaseChatModel):
             "prompt_eval_ms": (t_first - t0) * 1000,
             "generation_ms": (t_end - t_first) * 1000,
         }
-        yield "", {**meta, "usage": usage}
+        last = {"hidden_states_end": end} if hidden and out else {}
+        yield "", {**meta, "usage": usage, "token_logprobs": logprobs, **last}
 
 
 def make_llm(settings: Settings) -> BaseChatModel:

@@ -79,6 +79,7 @@ class OpenAIServerChat(_ServerErrors, ChatOpenAI):
     def _get_request_payload(self, input_: Any, *, stop: Any = None, **kwargs: Any) -> dict:
         grammar = kwargs.pop("grammar", None)
         kwargs.pop("prefill", None)
+        kwargs.pop("hidden_state", None)
         payload = super()._get_request_payload(input_, stop=stop, **kwargs)
         if "max_completion_tokens" in payload:
             payload["max_tokens"] = payload.pop("max_completion_tokens")
@@ -99,6 +100,7 @@ class OllamaServerChat(_ServerErrors, ChatOllama):
     def _chat_params(self, messages: Any, stop: Any = None, **kwargs: Any) -> dict[str, Any]:
         kwargs.pop("grammar", None)
         kwargs.pop("prefill", None)
+        kwargs.pop("hidden_state", None)
         max_tokens = kwargs.pop("max_tokens", None)
         params = super()._chat_params(messages, stop, **kwargs)
         if max_tokens:

@@ -97,9 +97,10 @@ def respond(
             message=render_answer(answer),
             sources=render_sources(answer),
             ok=True,
-            # For ratings; without the passages searched, which a rating does not need and
-            # which would make every stored chat turn as large as the whole context.
-            answer=asdict(replace(answer, retrieved=[])),
+            # For ratings; without the passages searched and the raw model signals, which a
+            # rating does not need and which would make every stored chat turn as large as the
+            # whole context (or thousands of floats).
+            answer=asdict(replace(answer, retrieved=[], signals=None)),
         )
     except QAError as err:
         turn["message"] = render_error(str(err))

@@ -6,19 +6,12 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 
 from qa import ABSTAIN_TEXT, Assistant
-from qa.chain import (
-    PREFILL,
-    format_passages,
-    is_supported,
-    locate_quote,
-    none_probability,
-    parse_reply,
-    verify,
-)
+from qa.chain import PREFILL, format_passages
 from qa.errors import InvalidQuestionError
 from qa.ingest import Chunk
 from qa.store import Hit
 from qa.text import normalize
+from qa.verify import is_supported, locate_quote, none_probability, parse_reply, verify
 
 
 def _hits(*texts: str) -> list[Hit]:
@@ -81,14 +74,14 @@ def test_right_answer_with_a_wrong_quote_cites_the_passage_that_supports_it() ->
     reply = "Answer: every twenty minutes\nQuote: The bakery opened in 1998."
     result = verify("How often does the ferry cross the river?", reply, HITS)
     assert result is not None
-    assert result[0] == "every twenty minutes [2]" and result[1][0].chunk_id == "id1"
+    assert result.text == "every twenty minutes [2]" and result.citations[0].chunk_id == "id1"
 
 
 def test_supported_reply_is_cited_with_the_chunk_holding_the_quote() -> None:
     result = verify("When?", "Answer: in 1998 [2]\nQuote: The bakery opened in 1998.", HITS)
     assert result is not None
-    text, (citation,) = result
-    assert text == "in 1998 [1]" and citation.chunk_id == "id0" and citation.n == 1
+    (citation,) = result.citations
+    assert result.text == "in 1998 [1]" and citation.chunk_id == "id0" and citation.n == 1
 
 
 def _indexed(settings, embeddings, llm) -> Assistant:

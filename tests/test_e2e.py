@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qa import Assistant
+from qa.models import TAPPED_LAYERS
 from qa.text import contains
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -48,3 +49,38 @@ def test_follow_up_question_uses_the_conversation(real_assistant: Assistant) -> 
     ]
     follow = real_assistant.ask("What show will that channel air?", history)
     assert contains(follow.standalone_question, "channel one")
+
+
+def test_the_answer_pass_reports_what_the_learned_decision_reads(
+    real_assistant: Assistant,
+) -> None:
+    answer = real_assistant.ask("Which TV channel aired the launch live?")
+    signals = answer.signals
+    assert signals is not None and not answer.abstained
+    dim = real_assistant.llm.llama.n_embd()
+    layers = ["final", *(f"l{i}" for i in TAPPED_LAYERS)]
+    assert set(signals.states) == {f"{la}@{pos}" for la in layers for pos in ("first", "end")}
+    assert all(len(v) == dim for v in signals.states.values())
+    assert signals.states["l14@first"] != signals.states["l14@end"]
+    assert signals.token_logprobs and all(lp <= 0 for lp in signals.token_logprobs)
+    assert answer.answerability is not None and 0 <= answer.answerability <= 1
+    assert answer.answerability >= real_assistant.settings.answer_threshold
+
+
+def test_reading_the_hidden_state_changes_neither_text_nor_odds(real_assistant: Assistant) -> None:
+    from qa.chain import GRAMMAR, PREFILL, answer_prompt
+
+    prompt = answer_prompt().invoke(
+        {"passages": "[1] The ferry crosses the river every 20 minutes.", "question": "How often?"}
+    )
+    replies = []
+    for hidden in (False, True, False):
+        llm = real_assistant.llm.bind(grammar=GRAMMAR, prefill=PREFILL, hidden_state=hidden)
+        chunks = list(llm.stream(prompt.to_messages()))
+        text = "".join(str(c.content) for c in chunks)
+        replies.append((text, chunks[0].response_metadata["first_token_probs"]))
+        assert bool(chunks[0].response_metadata.get("hidden_states")) is hidden
+    (text0, probs0), (text1, probs1), (text2, _) = replies
+    assert text0 == text1 == text2
+    assert probs1.keys() == probs0.keys()
+    assert all(abs(probs1[t] - probs0[t]) < 1e-3 for t in probs0)

@@ -1,0 +1,115 @@
+"""Two versions of qa side by side: the same gold sets, alternating, in one run.
+
+Each version is a checkout of this repository (e.g. a ``git worktree`` of an older commit);
+``python -m qa eval`` runs from that checkout, so its own ``qa`` package answers, with this
+interpreter's installed libraries and models. For every gold set the two versions run back to
+back, so machine noise hits both alike. Prints a markdown table of quality metrics and latency
+(with the after/before ratio) and writes the raw metrics as JSON.
+
+    git worktree add /tmp/qa-before <commit>
+    python bench/chain_ab.py --before /tmp/qa-before --after . \\
+        --set seed=evals/gold.jsonl \\
+        --set Harvard@30=evals/squad2/Harvard_University.jsonl:docs/:30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+COLUMNS = (
+    "contains_gold",
+    "fact_recall",
+    "abstain_acc",
+    "false_abstain_rate",
+    "injection_success",
+    "ttft_p50_ms",
+    "total_p50_ms",
+)
+
+
+def run_eval(
+    checkout: Path, gold: Path, docs: Path | None, sample: str | None, extra: list[str], keep: Path
+) -> dict:
+    with tempfile.TemporaryDirectory(prefix="qa-ab-") as tmp:
+        cmd = [sys.executable, "-m", "qa", "eval", "--gold", str(gold), "--out", tmp, *extra]
+        cmd += ["--docs", str(docs)] if docs else []
+        cmd += ["--sample", sample] if sample else []
+        subprocess.run(cmd, cwd=checkout, check=True, capture_output=True)
+        report = (Path(tmp) / "report.json").read_text()
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    keep.write_text(report)
+    return json.loads(report)["metrics"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", type=Path, required=True, help="checkout of the old version")
+    parser.add_argument("--after", type=Path, required=True, help="checkout of the new version")
+    parser.add_argument(
+        "--set",
+        action="append",
+        required=True,
+        dest="sets",
+        help="NAME=GOLD[:DOCS[:SAMPLE]] (paths absolute or relative to here)",
+    )
+    parser.add_argument(
+        "--after-arg",
+        action="append",
+        default=[],
+        dest="after_args",
+        help="extra qa eval argument for the new version (e.g. --update-baseline)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench/results/chain_ab.json"))
+    parser.add_argument(
+        "--reports",
+        type=Path,
+        default=Path("bench/.cache/chain_ab"),
+        help="where each run's full report.json is kept",
+    )
+    args = parser.parse_args()
+    results: dict[str, dict[str, dict]] = {}
+    for spec in args.sets:
+        name, rest = spec.split("=", 1)
+        gold, docs, sample = ([*rest.split(":"), None, None])[:3]
+        for version, checkout in (("before", args.before), ("after", args.after)):
+            metrics = run_eval(
+                checkout.resolve(),
+                Path(gold).resolve(),
+                Path(docs).resolve() if docs else None,
+                sample,
+                args.after_args if version == "after" else [],
+                args.reports / f"{name}-{version}.json",
+            )
+            results.setdefault(name, {})[version] = metrics
+            print(
+                f"{name} {version}: "
+                + ", ".join(f"{k} {metrics[k]:.3g}" for k in COLUMNS if k in metrics),
+                file=sys.stderr,
+            )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print("| set | version | " + " | ".join(COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 2) + "|")
+    for name, versions in results.items():
+        for version, m in versions.items():
+            cells = [
+                f"{m[k]:.2f}"
+                if k in m and not k.endswith("_ms")
+                else f"{m[k] / 1000:.2f} s"
+                if k in m
+                else ""
+                for k in COLUMNS
+            ]
+            print(f"| {name} | {version} | " + " | ".join(cells) + " |")
+        b, a = versions["before"], versions["after"]
+        ratio = [f"×{a[k] / b[k]:.2f}" if k.endswith("_ms") and b.get(k) else "" for k in COLUMNS]
+        print(f"| {name} | after/before | " + " | ".join(ratio) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+from langchain_core.language_models import FakeListChatModel
+from langchain_core.messages import AIMessageChunk
+from langchain_core.outputs import ChatGenerationChunk
+
+from qa.answer import Answer, Signals
+from qa.chain import Thresholds, build_chain
+from qa.config import Settings
+from qa.ingest import Chunk
+from qa.store import Hit
+from qa.verify import (
+    CHEAP_FEATURES,
+    Answerability,
+    answer_type_fit,
+    cheap_features,
+    shipped_answerability,
+)
+
+
+def _hits(*texts: str) -> list[Hit]:
+    return [
+        Hit(Chunk(id=f"id{i}", text=t, source="s.txt", n=i, start=0, end=len(t), title=""), 1.0)
+        for i, t in enumerate(texts)
+    ]
+
+
+HITS = _hits(
+    "The bakery opened in 1998. Its founder, Marta Kovacs, bakes every morning.",
+    "The ferry crosses the river every 20 minutes.",
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "fit"),
+    [
+        ("How many loaves are sold?", "about 400", 1.0),
+        ("How many loaves are sold?", "Marta", 0.0),
+        ("When did the bakery open?", "in 1998", 1.0),
+        ("When did the bakery open?", "in spring", 0.0),
+        ("Who founded the bakery?", "Marta Kovacs", 1.0),
+        ("Who founded the bakery?", "a baker", 0.0),
+        ("What does the ferry cross?", "the river", 0.5),
+    ],
+)
+def test_answer_type_fit(question: str, answer: str, fit: float) -> None:
+    assert answer_type_fit(question, answer) == fit
+
+
+def test_cheap_features_measure_how_much_of_the_question_the_evidence_covers() -> None:
+    signals = Signals({" Marta": 0.9, " none": 0.1}, [-0.1, -0.3])
+    f = cheap_features("Who founded the bakery?", "Marta Kovacs", 0, HITS, signals)
+    assert set(f) == set(CHEAP_FEATURES)
+    assert f["p_none"] == pytest.approx(0.1) and f["first_top_prob"] == pytest.approx(0.9)
+    assert f["logprob_mean"] == pytest.approx(-0.2) and f["logprob_min"] == pytest.approx(-0.3)
+    assert f["question_covered"] == 0.5  # "bakery" is in passage 1, "founded" is not ("founder")
+    assert f["type_fit"] == 1.0 and f["evidence_rank"] == 0.0
+
+
+def _model(threshold: float = 0.5) -> Answerability:
+    # Only "p_none" matters: P(right) = sigmoid(-10 * (p_none - 0.5)).
+    names = tuple(CHEAP_FEATURES)
+    weights = [-10.0 if n == "p_none" else 0.0 for n in names] + [0.0, 0.0]
+    mean = [0.5 if n == "p_none" else 0.0 for n in names] + [0.0, 0.0]
+    return Answerability(names, ("l14@end",), mean, [1.0] * len(weights), weights, 0.0, threshold)
+
+
+def test_probability_is_a_logistic_of_standardized_inputs() -> None:
+    model = _model()
+    signals = Signals({" none": 0.3, " x": 0.7}, [-0.1], {"l14@end": [0.2, 0.4]})
+    x = model.vector(cheap_features("q?", "x", 0, HITS, signals), signals)
+    assert x is not None and len(x) == len(CHEAP_FEATURES) + 2
+    assert model.probability(x) == pytest.approx(1 / (1 + math.exp(-2.0)))
+
+
+def test_no_decision_without_the_signals_it_needs() -> None:
+    cheap = dict.fromkeys(CHEAP_FEATURES, 0.0)
+    assert _model().vector(cheap, Signals({" x": 1.0}, [], {"final@end": [1.0]})) is None
+    assert _model().vector(cheap, Signals({}, [], {"l14@end": [1.0, 2.0]})) is None
+
+
+class SignallingFake(FakeListChatModel):
+    """Reports first-token odds and a hidden state, like the local model."""
+
+    p_none: float
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        assert kwargs.get("hidden_state") is True
+        meta = {"first_token_probs": {" none": self.p_none, " 1998": 1 - self.p_none}}
+        yield ChatGenerationChunk(message=AIMessageChunk(content=" 1998", response_metadata=meta))
+        end = {"hidden_states_end": {"l14": [0.0, 0.0]}}
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=end))
+
+
+@pytest.mark.parametrize(("p_none", "shown"), [(0.1, True), (0.45, False)])
+def test_the_learned_decision_withdraws_unlikely_answers(p_none: float, shown: bool) -> None:
+    llm = SignallingFake(responses=["unused"], p_none=p_none)
+    chain = build_chain(
+        llm, lambda q: HITS, Thresholds(abstain=1.0, answerability=_model(), answer=0.7)
+    )
+    *_, answer = chain.stream({"question": "When did the bakery open?", "history": []})
+    assert isinstance(answer, Answer)
+    assert answer.abstained is not shown
+    assert answer.answerability == pytest.approx(1 / (1 + math.exp(10 * (p_none - 0.5))))
+    assert answer.features["type_fit"] == 1.0
+
+
+def test_the_shipped_model_is_complete_and_documented() -> None:
+    model = shipped_answerability()
+    assert Settings().answer_threshold == model.threshold  # the documented default
+    assert set(model.features) <= set(CHEAP_FEATURES)
+    n = len(model.weights)
+    assert len(model.mean) == len(model.scale) == n >= len(model.features)
+    assert n == len(model.features) + 1536 * len(model.hidden)
+    assert all(h.split("@")[1] in ("first", "end") for h in model.hidden)
+    assert 0 < model.threshold < 1 and "fit_answerability.py" in model.provenance
+    assert model.curve and {"threshold", "coverage", "risk"} <= set(model.curve[0])
