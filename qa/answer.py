@@ -47,7 +47,7 @@ class Timings:
 class Signals:
     """What the answering pass reports besides its text: the model's first-token
     distribution, each answer token's log-probability, and hidden states, keyed
-    ``"<layer>@<position>"``: layer ``final`` or ``l14``, ``l21`` (``qa.models.TAPPED_LAYERS``),
+    ``"<layer>@<position>"``: layer ``final`` or ``l14``, ``l21`` (``qa.llamacpp.TAPPED_LAYERS``),
     position ``first`` (predicting the first answer token) or ``end`` (the answer's last
     token). Empty for backends that report none."""
 

@@ -1,6 +1,6 @@
 """Chat models for LLM servers: any OpenAI-compatible server, or Ollama.
 
-Both take the same call options as the local :class:`~qa.models.LlamaCppChat`, so the chain does
+Both take the same call options as the local :class:`~qa.llamacpp.LlamaCppChat`, so the chain does
 not need to know which backend answers. The chain binds ``grammar=<GBNF>`` (llama.cpp's way to
 force the ``Answer:``/``Quote:`` format); a served model sends it only where the server
 understands it and otherwise drops it, leaving the format to the prompt. The ``prefill`` option

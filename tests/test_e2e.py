@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qa import Assistant
-from qa.models import TAPPED_LAYERS
+from qa.llamacpp import TAPPED_LAYERS
 from qa.text import contains
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
