@@ -76,6 +76,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def serve_ui(assistant: Assistant, auth: object = None) -> Iterator[str]:
+    """Serve the chat UI for ``assistant`` on a free loopback port; yields its URL."""
+    from qa.ui import CSS, build_app
+
+    demo = build_app(assistant, examples=["What is this document about?"])
+    port = free_port()
+    demo.launch(
+        prevent_thread_lock=True,
+        server_name="127.0.0.1",
+        server_port=port,
+        share=False,
+        ssr_mode=False,
+        quiet=True,
+        css=CSS,
+        auth=auth,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
 @contextmanager
 def silent_server() -> Iterator[int]:
     """A server that accepts connections and never answers: a hung backend. Yields its port."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,8 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 
 from qa import Assistant, Settings
-from qa.ui import CSS, build_app
 
-from .conftest import TIMEOUT_MS
+from .conftest import TIMEOUT_MS, serve_ui
 
 pytestmark = [
     pytest.mark.e2e,
@@ -77,30 +75,6 @@ class RoutedFakeLLM(FakeListChatModel):
             yield ChatGenerationChunk(message=AIMessageChunk(content=ch))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(assistant: Assistant) -> Iterator[str]:
-    demo = build_app(assistant, examples=["What is this document about?"])
-    port = _free_port()
-    demo.launch(
-        prevent_thread_lock=True,
-        server_name="127.0.0.1",
-        server_port=port,
-        share=False,
-        ssr_mode=False,
-        quiet=True,
-        css=CSS,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-
-
 @pytest.fixture(scope="module")
 def fake_llm() -> RoutedFakeLLM:
     return RoutedFakeLLM()
@@ -121,7 +95,7 @@ def fake_server(tmp_path_factory: pytest.TempPathFactory, fake_llm: RoutedFakeLL
     )
     assistant = Assistant(settings, embeddings=DeterministicFakeEmbedding(size=32), llm=fake_llm)
     assistant.index()
-    yield from _serve(assistant)
+    yield from serve_ui(assistant)
 
 
 def _open(page, url: str) -> None:
@@ -212,7 +186,7 @@ def test_gradio_client_calls_the_chat_endpoint(fake_server) -> None:
 
 @pytest.mark.slow
 def test_real_models_answer_in_the_browser(page, real_assistant: Assistant) -> None:
-    for url in _serve(real_assistant):
+    for url in serve_ui(real_assistant):
         _open(page, url)
         reply = _ask(page, "Which TV channel broadcast the launch?", 1, timeout=300_000)
         assert "Channel One" in reply

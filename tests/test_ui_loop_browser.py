@@ -5,7 +5,6 @@ two logged-in users with separate histories."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,8 @@ from typer.testing import CliRunner
 
 from qa import Assistant, Settings
 from qa.cli import app
-from qa.ui import CSS, build_app
 
-from .conftest import TIMEOUT_MS, free_port
+from .conftest import TIMEOUT_MS, serve_ui
 from .test_documents import chunks_of, raw_client
 from .test_ui_browser import BOT, INPUT, RoutedFakeLLM, _ask, _open
 
@@ -65,25 +63,6 @@ def _assistant(settings: Settings, llm: RoutedFakeLLM | None = None) -> Assistan
     return a
 
 
-def _serve(assistant: Assistant, auth=None) -> Iterator[str]:
-    demo = build_app(assistant, examples=["What is this document about?"])
-    port = free_port()
-    demo.launch(
-        prevent_thread_lock=True,
-        server_name="127.0.0.1",
-        server_port=port,
-        share=False,
-        ssr_mode=False,
-        quiet=True,
-        css=CSS,
-        auth=auth,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-
-
 def _rate(page, n: int, which: str) -> None:
     page.locator(BOT).nth(n - 1).wait_for()
     page.locator(f'#qa-chat button[aria-label="{which}"]').nth(n - 1).click()
@@ -96,7 +75,7 @@ def test_thumbs_down_with_a_correction_becomes_a_regression_item(
 
     llm = FounderLLM()
     assistant = _assistant(_settings(tmp_path), llm)
-    for url in _serve(assistant):
+    for url in serve_ui(assistant):
         _open(page, url)
         assert "Elm Street" in _ask(page, "Who founded the bakery?", 1)
         _rate(page, 1, "Dislike")
@@ -147,7 +126,7 @@ def test_documents_panel_lists_and_removes_after_confirmation(page, tmp_path: Pa
 
     assistant = _assistant(_settings(tmp_path))
     settings = assistant.settings
-    for url in _serve(assistant):
+    for url in serve_ui(assistant):
         _open(page, url)
         page.get_by_text("Documents", exact=True).click()
         table = page.locator("#qa-documents")
@@ -181,13 +160,13 @@ def test_history_survives_an_app_restart(page, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     settings = _settings(tmp_path)
-    for url in _serve(_assistant(settings)):
+    for url in serve_ui(_assistant(settings)):
         _open(page, url)
         _ask(page, "When did the bakery open?", 1)
         _ask(page, "How many loaves does it sell?", 2)
         expect(page.locator("#qa-chats")).to_contain_text("When did the bakery open?")
     # A new process would build a new Assistant over the same settings: the same here.
-    for url in _serve(_assistant(settings)):
+    for url in serve_ui(_assistant(settings)):
         _open(page, url)
         assert page.locator(BOT).count() == 0
         page.locator("#qa-chats label", has_text="When did the bakery open?").click()
@@ -217,7 +196,7 @@ def test_two_users_never_see_each_others_chats(browser, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     assistant = _assistant(_settings(tmp_path))
-    for url in _serve(assistant, auth=[("ann", "pw-ann"), ("bob", "pw-bob")]):
+    for url in serve_ui(assistant, auth=[("ann", "pw-ann"), ("bob", "pw-bob")]):
         ann_ctx, ann = _login(browser, url, "ann", "pw-ann")
         _ask(ann, "When did the bakery open?", 1)
         expect(ann.locator("#qa-chats")).to_contain_text("When did the bakery open?")
