@@ -84,3 +84,21 @@ def test_reading_the_hidden_state_changes_neither_text_nor_odds(real_assistant: 
     assert text0 == text1 == text2
     assert probs1.keys() == probs0.keys()
     assert all(abs(probs1[t] - probs0[t]) < 1e-3 for t in probs0)
+
+
+def test_ratings_of_real_answers_run_as_regression_items(real_assistant: Assistant, tmp_path):
+    from qa.evaluation import run_eval
+
+    settings = real_assistant.settings.model_copy(update={"feedback_path": tmp_path / "fb.jsonl"})
+    rater = Assistant(settings, embeddings=real_assistant.embeddings, llm=real_assistant.llm)
+    right = rater.ask("Which TV channel aired the launch live?")
+    rater.feedback(right, "up")
+    wrong = rater.ask("How long will the crew stay aboard the space station?")
+    rater.feedback(wrong, "down", correction="They stay 13 days")  # deliberately not the text's
+    none = rater.ask("What is Tom Cruise's favorite food?")
+    rater.feedback(none, "down", unanswerable=True)
+    report = run_eval(rater, settings.feedback_path)
+    passed = [item.passed for item in report.items]
+    # The answer that was liked still passes, the invented correction cannot, and the question
+    # the article does not answer is still refused.
+    assert passed == [True, False, True]
