@@ -71,19 +71,28 @@ def main() -> None:
         default=Path("bench/.cache/chain_ab"),
         help="where each run's full report.json is kept",
     )
+    parser.add_argument(
+        "--reuse-before",
+        action="store_true",
+        help="take the old version's reports kept from an earlier run instead of re-running it",
+    )
     args = parser.parse_args()
     results: dict[str, dict[str, dict]] = {}
     for spec in args.sets:
         name, rest = spec.split("=", 1)
         gold, docs, sample = ([*rest.split(":"), None, None])[:3]
         for version, checkout in (("before", args.before), ("after", args.after)):
+            keep = args.reports / f"{name}-{version}.json"
+            if version == "before" and args.reuse_before and keep.exists():
+                results.setdefault(name, {})[version] = json.loads(keep.read_text())["metrics"]
+                continue
             metrics = run_eval(
                 checkout.resolve(),
                 Path(gold).resolve(),
                 Path(docs).resolve() if docs else None,
                 sample,
                 args.after_args if version == "after" else [],
-                args.reports / f"{name}-{version}.json",
+                keep,
             )
             results.setdefault(name, {})[version] = metrics
             print(

@@ -228,6 +228,7 @@ def eval_(
                     name=name,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
+                report.config["gold"] = str(gold)
     except (QAError, ValueError, OSError) as err:
         raise _fail(QAError(str(err))) from err
     out = out or Path("evals/reports") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
         "LLM's hidden state and cheap signals; 'off': every supported answer is shown.",
     )
     answer_threshold: float = Field(
-        0.25,
+        0.15,
         ge=0,
         le=1,
         description="Abstain when the learned P(answer is right) is below this: higher abstains "

@@ -203,6 +203,7 @@ CHEAP_FEATURES = (
     "question_covered_best",
     "evidence_rank",
     "type_fit",
+    "passages",
 )
 
 
@@ -228,8 +229,11 @@ def cheap_features(
         "answer_in_question": len(answer_words & _content(question)) / max(len(answer_words), 1),
         "question_covered": covered[evidence] if covered else 0.0,
         "question_covered_best": max(covered, default=0.0),
-        "evidence_rank": evidence / max(len(hits), 1),
+        # By retrieval score, not position: in full-context mode passages come in document order.
+        "evidence_rank": sum(h.score > hits[evidence].score for h in hits) / max(len(hits), 1),
         "type_fit": answer_type_fit(question, answer),
+        # How many passages the model saw: top-k, or the whole small corpus in full-context mode.
+        "passages": math.log1p(len(hits)),
     }
 
 
