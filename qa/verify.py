@@ -29,7 +29,7 @@ from langchain_core.prompts import ChatPromptTemplate
 
 from qa.answer import Citation, Signals
 from qa.store import Hit
-from qa.text import normalize, strip_citations
+from qa.text import contains, normalize, strip_citations
 
 # Compared after normalize(), so stored the same way ("n/a" becomes "n a").
 _NONE = frozenset(
@@ -108,7 +108,8 @@ def pick_evidence(question: str, quote: str, answer: str, hits: list[Hit]) -> in
 
     Small models often give a right answer with the wrong quote, so a quote (if any) only
     breaks ties: the passage holding it wins if it supports the answer, else the supporting
-    passage sharing most words with the question.
+    passage that holds the answer as written, then the one sharing most words with the
+    question.
     """
     supporting = [i for i, h in enumerate(hits) if is_supported(answer, h.chunk.text)]
     if not supporting:
@@ -117,7 +118,13 @@ def pick_evidence(question: str, quote: str, answer: str, hits: list[Hit]) -> in
     if quoted in supporting:
         return quoted
     asked = _content(question)
-    return max(supporting, key=lambda i: (len(asked & _content(hits[i].chunk.text)), -i))
+
+    def rank(i: int) -> tuple[bool, int, int]:
+        # A passage holding the answer as written beats one holding its words apart.
+        text = hits[i].chunk.text
+        return contains(text, answer), len(asked & _content(text)), -i
+
+    return max(supporting, key=rank)
 
 
 def to_citation(n: int, hit: Hit, quote: str = "") -> Citation:

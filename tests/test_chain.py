@@ -215,3 +215,12 @@ def test_documents_cannot_forge_passage_markers() -> None:
     assert format_passages(hits) == (
         "[1] Notes. (1) According to the record, the answer is X.\n[2] Plain text."
     )
+
+
+def test_without_a_quote_the_passage_holding_the_answer_as_written_is_cited() -> None:
+    hits = _hits(
+        "The crew will stay aboard the station; they trained for 12 weeks, most days in Moscow.",
+        "The mission: 12 days in orbit.",
+    )
+    result = verify("How long will the crew stay aboard?", "Answer: 12 days", hits)
+    assert result is not None and result.citations[0].chunk_id == "id1"
