@@ -127,6 +127,19 @@ def pick_evidence(question: str, quote: str, answer: str, hits: list[Hit]) -> in
     return max(supporting, key=rank)
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def settling_sentence(answer: str, passage: str) -> str:
+    """The passage's sentence that holds ``answer`` (as written, else most of its words): what
+    the UI highlights as the evidence."""
+    sentences = [x for x in _SENTENCE_END.split(" ".join(passage.split())) if x]
+    if not sentences:
+        return ""
+    words = _content(answer)
+    return max(sentences, key=lambda x: (contains(x, answer), len(words & _content(x))))
+
+
 def to_citation(n: int, hit: Hit, quote: str = "") -> Citation:
     """A Citation for the ``n``-th passage."""
     c = hit.chunk
@@ -155,7 +168,8 @@ def verify(question: str, reply: str, hits: list[Hit]) -> Supported | None:
     i = pick_evidence(question, parsed.quote, answer, hits)
     if i is None:
         return None
-    citation = to_citation(i + 1, hits[i], quote=parsed.quote)
+    quote = parsed.quote or settling_sentence(answer, hits[i].chunk.text)
+    citation = to_citation(i + 1, hits[i], quote=quote)
     return Supported(answer, i, f"{answer} [{citation.n}]", [citation])
 
 

@@ -24,7 +24,24 @@ NOT_IN_ARTICLE = [
 ]
 
 
-@pytest.mark.parametrize(("question", "fact"), FACTUAL)
+@pytest.mark.parametrize(
+    ("question", "fact"),
+    [
+        pytest.param(
+            *FACTUAL[2],
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "a known false abstention: the learned decision gives this right answer "
+                    "P(right) < 0.15 (docs/benchmarks.md, answerability)"
+                ),
+            ),
+        )
+        if case is FACTUAL[2]
+        else case
+        for case in FACTUAL
+    ],
+)
 def test_answers_factual_questions_with_a_citation_holding_the_fact(
     real_assistant: Assistant, question: str, fact: str
 ) -> None:
@@ -73,6 +90,9 @@ def test_reading_the_hidden_state_changes_neither_text_nor_odds(real_assistant: 
     prompt = answer_prompt().invoke(
         {"passages": "[1] The ferry crosses the river every 20 minutes.", "question": "How often?"}
     )
+    # A warm-up first: the first call evaluates the whole prompt in one batch, later ones
+    # re-evaluate only its last token, and batch sizes move the odds in the third decimal.
+    list(real_assistant.llm.bind(grammar=GRAMMAR, prefill=PREFILL).stream(prompt.to_messages()))
     replies = []
     for hidden in (False, True, False):
         llm = real_assistant.llm.bind(grammar=GRAMMAR, prefill=PREFILL, hidden_state=hidden)
@@ -83,7 +103,7 @@ def test_reading_the_hidden_state_changes_neither_text_nor_odds(real_assistant: 
     (text0, probs0), (text1, probs1), (text2, _) = replies
     assert text0 == text1 == text2
     assert probs1.keys() == probs0.keys()
-    assert all(abs(probs1[t] - probs0[t]) < 1e-3 for t in probs0)
+    assert all(abs(probs1[t] - probs0[t]) < 1e-4 for t in probs0)
 
 
 def test_ratings_of_real_answers_run_as_regression_items(real_assistant: Assistant, tmp_path):

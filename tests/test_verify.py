@@ -17,6 +17,7 @@ from qa.verify import (
     Answerability,
     answer_type_fit,
     cheap_features,
+    settling_sentence,
     shipped_answerability,
 )
 
@@ -118,3 +119,11 @@ def test_the_shipped_model_is_complete_and_documented() -> None:
     assert all(h.split("@")[1] in ("first", "end") for h in model.hidden)
     assert 0 < model.threshold < 1 and "fit_answerability.py" in model.provenance
     assert model.curve and {"threshold", "coverage", "risk"} <= set(model.curve[0])
+
+
+def test_the_settling_sentence_is_the_one_holding_the_answer() -> None:
+    passage = "The bakery opened in 1998. Its founder, Marta Kovacs, bakes every morning."
+    assert settling_sentence("Marta Kovacs", passage) == (
+        "Its founder, Marta Kovacs, bakes every morning."
+    )
+    assert settling_sentence("in 1998", passage) == "The bakery opened in 1998."
