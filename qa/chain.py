@@ -20,6 +20,7 @@ from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
 from qa.answer import ABSTAIN_TEXT, Answer, Signals, Timings
 from qa.store import Hit
+from qa.text import escape_braces
 from qa.verify import (
     Answerability,
     Supported,
@@ -95,13 +96,9 @@ def answer_prompt() -> ChatPromptTemplate:
     messages: list[tuple[str, str]] = [("system", SYSTEM)]
     for passages, question, reply in EXAMPLES:
         user = f"Passages:\n{passages}\n\nQuestion: {question}"
-        messages += [("human", _escape(user)), ("ai", _escape(reply))]
+        messages += [("human", escape_braces(user)), ("ai", escape_braces(reply))]
     messages.append(("human", "Passages:\n{passages}\n\nQuestion: {question}"))
     return ChatPromptTemplate.from_messages(messages)
-
-
-def _escape(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
 
 
 @dataclass(frozen=True)

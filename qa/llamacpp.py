@@ -218,16 +218,16 @@ class LlamaCppChat(BaseChatModel):
         decode = self.llama.detokenize
         return {decode([int(i)]).decode(errors="replace"): float(probs[i]) for i in best}
 
-    def _hidden_states(self) -> dict[str, list[float]]:
-        """Hidden states at the last evaluated position: ``final`` (after the last layer's
-        norm) and the tapped layers (``l14``, ...)."""
+    def _hidden_states(self) -> dict[str, Any]:
+        """Hidden states at the last evaluated position (numpy copies): ``final`` (after the
+        last layer's norm) and the tapped layers (``l14``, ...)."""
         import llama_cpp
         import numpy as np
 
         llama = self.llama
         row = llama_cpp.llama_get_embeddings_ith(llama.ctx, -1)
-        final = np.ctypeslib.as_array(row, shape=(llama.n_embd(),))
-        return {"final": final.tolist(), **{k: v.tolist() for k, v in self._tap.latest.items()}}
+        final = np.ctypeslib.as_array(row, shape=(llama.n_embd(),)).copy()
+        return {"final": final, **self._tap.latest}
 
     def _eval_all_but_last(self, tokens: list[int]) -> None:
         """Evaluate the prompt except its last token, reusing the KV cache, so that
@@ -294,7 +294,7 @@ class LlamaCppChat(BaseChatModel):
             self._tap.on, self._tap.latest = True, {}
         out: list[int] = []
         logprobs: list[float] = []
-        end: dict[str, list[float]] = {}
+        end: dict[str, Any] = {}
         sent = ""
         meta: dict[str, Any] = {}
         t_first = None
@@ -310,7 +310,7 @@ class LlamaCppChat(BaseChatModel):
                     t_first = time.perf_counter()
                     meta = {"first_token_probs": self._top_tokens(probs)}
                     if hidden:
-                        meta["hidden_states"] = end
+                        meta["hidden_states"] = {k: v.tolist() for k, v in end.items()}
                     if missed > 256:  # keep the expensive prompt's state for later prompts
                         self._cache.save(llama, tokens)
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -339,5 +339,7 @@ class LlamaCppChat(BaseChatModel):
             "prompt_eval_ms": (t_first - t0) * 1000,
             "generation_ms": (t_end - t_first) * 1000,
         }
-        last = {"hidden_states_end": end} if hidden and out else {}
+        last = (
+            {"hidden_states_end": {k: v.tolist() for k, v in end.items()}} if hidden and out else {}
+        )
         yield "", {**meta, "usage": usage, "token_logprobs": logprobs, **last}

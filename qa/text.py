@@ -71,3 +71,8 @@ _CITATION_MARK = re.compile(r"\s*\[\d+(?:\s*[,-]\s*\d+)*\]")
 def strip_citations(text: str) -> str:
     """Remove ``[n]`` / ``[1, 2]`` citation markers from an answer."""
     return _CITATION_MARK.sub("", text)
+
+
+def escape_braces(text: str) -> str:
+    """``text`` as a literal inside a langchain prompt template (``{`` and ``}`` doubled)."""
+    return text.replace("{", "{{").replace("}", "}}")

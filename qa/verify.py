@@ -29,7 +29,7 @@ from langchain_core.prompts import ChatPromptTemplate
 
 from qa.answer import Citation, Signals
 from qa.store import Hit
-from qa.text import contains, normalize, strip_citations
+from qa.text import contains, escape_braces, normalize, strip_citations
 
 # Compared after normalize(), so stored the same way ("n/a" becomes "n a").
 _NONE = frozenset(
@@ -345,10 +345,6 @@ CHECK_EXAMPLES: list[tuple[str, str, str, str]] = [
 ]
 
 
-def _escape(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
-
-
 def build_checker(llm: BaseChatModel) -> Callable[[str, str, str], float | None]:
     """``(question, answer, passage) -> P(yes)``: the model's belief that the passage answers
     exactly this question with this answer (None if the model reports no probabilities).
@@ -358,7 +354,7 @@ def build_checker(llm: BaseChatModel) -> Callable[[str, str, str], float | None]
     messages: list[tuple[str, str]] = [("system", CHECK_SYSTEM)]
     for passage, question, answer, verdict in CHECK_EXAMPLES:
         user = f"Passage: {passage}\nQuestion: {question}\nProposed answer: {answer}"
-        messages += [("human", _escape(user)), ("ai", verdict)]
+        messages += [("human", escape_braces(user)), ("ai", verdict)]
     messages.append(
         ("human", "Passage: {passage}\nQuestion: {question}\nProposed answer: {answer}")
     )
