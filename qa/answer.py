@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+Shape = Literal["short", "yesno", "list", "open", "overview"]
+"""What kind of answer a question calls for: a few words (``short``), ``yesno`` ("Yes"/"No"
+and the reason), a ``list`` of cited items, ``open`` (1-5 sentences, each cited) or an
+``overview`` of the documents (from their summaries)."""
 
 ABSTAIN_TEXT = "I don't know: the documents don't say."
 """The one sentence qa answers with when the documents do not contain the answer."""
@@ -26,6 +32,18 @@ class Citation:
     def location(self) -> str:
         """The source as people cite it: ``report.pdf, p. 3`` or ``notes.md``."""
         return f"{self.source}, p. {self.page}" if self.page else self.source
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One shown sentence (or list item) of an answer and the passages that back it.
+
+    ``citations`` are the supporting passages, each with ``quote`` set to the passage's
+    sentence that backs *this* sentence (what the UI highlights); their ``n`` match
+    ``Answer.citations``."""
+
+    text: str
+    citations: list[Citation] = field(default_factory=list)
 
 
 @dataclass
@@ -88,6 +106,14 @@ class Answer:
     """The cheap inputs of that decision (for reports and for fitting it)."""
     signals: Signals | None = field(default=None, repr=False)
     """Raw model signals, hidden state included (for fitting the decision; not shown)."""
+    shape: Shape = "short"
+    """The answer shape the question was routed to."""
+    sentences: list[Sentence] = field(default_factory=list)
+    """The shown answer sentence by sentence, each with its own citations (one sentence for a
+    short answer; empty when qa abstained). ``text`` is these sentences joined, each followed
+    by its ``[n]`` markers."""
+    dropped: list[str] = field(default_factory=list)
+    """Sentences the model wrote that no passage supports: not shown, kept for evaluation."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
-from qa.answer import ABSTAIN_TEXT, Answer, Signals, Timings
+from qa.answer import ABSTAIN_TEXT, Answer, Sentence, Signals, Timings
 from qa.store import Hit
 from qa.text import escape_braces
 from qa.verify import (
@@ -252,6 +252,7 @@ def _answer(
         withheld=decision.supported.answer if decision.supported and not shown else "",
         features=decision.features,
         signals=signals,
+        sentences=[Sentence(shown.answer, shown.citations)] if shown else [],
     )
 
 
