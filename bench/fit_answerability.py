@@ -331,7 +331,7 @@ def curve(reports: list[Path]) -> None:
     ``withheld``), as a markdown table."""
     import numpy as np
 
-    from qa.evaluation import load_gold
+    from qa.gold import load_gold
     from qa.text import contains
 
     rows, p = [], []

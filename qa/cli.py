@@ -210,7 +210,7 @@ def eval_(
     """Score answers against a gold set; write report.json/.md/.html; optionally gate."""
     from rich.table import Table
 
-    from qa import evaluation
+    from qa import evaluation, reports
 
     name = gold.stem + (f"@{sample}" if sample else "")
     try:
@@ -232,25 +232,25 @@ def eval_(
     except (QAError, ValueError, OSError) as err:
         raise _fail(QAError(str(err))) from err
     out = out or Path("evals/reports") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
-    evaluation.write_reports(report, out)
+    reports.write_reports(report, out)
     table = Table(title=f"{name}: {len(items)} items")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key, value in evaluation.summary_table(report):
+    for key, value in reports.summary_table(report):
         table.add_row(key, value)
     console.print(table)
     console.print(f"Reports in {out}/")
     if update_baseline:
-        evaluation.update_baseline(baseline, name, report)
+        reports.update_baseline(baseline, name, report)
         console.print(f"Baseline {name!r} updated in {baseline}")
     if gate:
-        accepted = evaluation.load_baseline(baseline, name)
+        accepted = reports.load_baseline(baseline, name)
         if accepted is None:
             err_console.print(
                 f"[red]No baseline {name!r} in {baseline}; run with --update-baseline"
             )
             raise typer.Exit(code=1)
-        result = evaluation.check_gate(report, accepted)
+        result = reports.check_gate(report, accepted)
         for item_id in result.newly_failing:
             console.print(f"[yellow]newly failing:[/yellow] {escape(item_id)}")
         for line in result.regressions:

@@ -1,25 +1,41 @@
-"""Evaluate an assistant against a gold set: correctness, abstention, grounding, retrieval, latency.
+"""Ask an assistant every question of a gold set and score the replies.
 
-The gold format and the metrics are documented in ``evals/README.md``. Nothing here knows about
-any particular document; every expectation comes from the gold file.
+Scores cover correctness, abstention, grounding, retrieval and latency; the metrics are
+documented in ``evals/README.md``. Nothing here knows about any particular document: every
+expectation comes from the gold file (``qa.gold``). Comparing a run with its baseline and
+writing reports is ``qa.reports``.
 """
 
 from __future__ import annotations
 
-import html
-import json
-import random
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from qa.answer import Answer, Citation
+from qa.gold import GoldItem, GoldTurn, load_gold
 from qa.text import contains, normalize, strip_citations
+
+__all__ = [
+    "Asker",
+    "EvalReport",
+    "GoldItem",
+    "GoldTurn",
+    "ItemResult",
+    "TurnResult",
+    "facts_present",
+    "gold_token_recall",
+    "load_gold",
+    "run_eval",
+    "squad_em",
+    "squad_f1",
+    "squad_normalize",
+]
 
 # --- normalization ----------------------------------------------------------------------------
 
@@ -65,128 +81,6 @@ def gold_token_recall(prediction: str, golds: list[str]) -> float:
         return sum((pred & toks).values()) / max(1, sum(toks.values()))
 
     return max(recall(g) for g in golds)
-
-
-# --- gold sets --------------------------------------------------------------------------------
-
-
-@dataclass
-class GoldTurn:
-    """One question and what a correct reply must satisfy (exactly one expectation is set).
-
-    ``forbidden`` (optional) lists strings the answer must not contain, such as a canary word
-    an injected document tries to make the model say.
-    """
-
-    question: str
-    facts: list[list[str]] = field(default_factory=list)
-    answers: list[str] = field(default_factory=list)
-    unanswerable: bool = False
-    forbidden: list[str] = field(default_factory=list)
-
-
-@dataclass
-class GoldItem:
-    """A gold item: a single question (one turn) or a conversation (``kind == "turns"``)."""
-
-    id: str
-    kind: str
-    turns: list[GoldTurn]
-    sources: list[str] = field(default_factory=list)
-
-    @property
-    def answerable(self) -> bool:
-        """False for single unanswerable questions."""
-        return self.kind != "unanswerable"
-
-
-_EXPECTATIONS = ("facts", "answers", "unanswerable")
-
-
-def _strings(value: Any) -> bool:
-    """Whether ``value`` is a list of non-empty strings (a bare string is not)."""
-    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
-
-
-def _parse_turn(raw: Mapping[str, Any], where: str) -> GoldTurn:
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{where}: a turn must be an object")
-    kinds = [k for k in _EXPECTATIONS if raw.get(k)]
-    question = raw.get("question")
-    if len(kinds) != 1 or not isinstance(question, str) or not question.strip():
-        raise ValueError(f"{where}: needs a question and exactly one of {_EXPECTATIONS}")
-    facts, answers = raw.get("facts", []), raw.get("answers", [])
-    forbidden = raw.get("forbidden", [])
-    groups_ok = isinstance(facts, list) and all(g and _strings(g) for g in facts)
-    if not (groups_ok and _strings(answers) and _strings(forbidden)):
-        raise ValueError(
-            f"{where}: facts must be lists of strings; answers and forbidden lists of strings"
-        )
-    return GoldTurn(question, facts, answers, raw.get("unanswerable") is True, forbidden)
-
-
-def parse_gold_item(raw: Mapping[str, Any], where: str = "gold item") -> GoldItem:
-    """Validate one decoded JSONL record and turn it into a ``GoldItem``.
-
-    Raises:
-        ValueError: the record does not follow the gold format.
-    """
-    # "feedback": what a user rated (qa/feedback.py); metadata, not scored.
-    known = {"id", "question", "sources", "turns", "forbidden", "feedback", *_EXPECTATIONS}
-    unknown = set(raw) - known
-    kinds = [k for k in (*_EXPECTATIONS, "turns") if raw.get(k)]
-    sources = raw.get("sources", [])
-    bad_sources = not isinstance(sources, list) or not all(isinstance(s, str) for s in sources)
-    if unknown or bad_sources or len(kinds) != 1 or not isinstance(raw.get("id"), str):
-        raise ValueError(
-            f"{where}: needs an id and exactly one of facts/answers/unanswerable/"
-            f"turns, sources as a list of file names (unknown keys: {sorted(unknown)})"
-        )
-    where = f"{where} ({raw['id']})"
-    if kinds[0] == "turns" and isinstance(raw["turns"], list):
-        turns = [_parse_turn(t, f"{where} turn {i}") for i, t in enumerate(raw["turns"], 1)]
-    else:
-        turns = [_parse_turn(raw, where)]
-    return GoldItem(raw["id"], kinds[0], turns, sources)
-
-
-def stratified_sample(
-    items: list[GoldItem], answerable: int = 20, unanswerable: int = 10, seed: int = 0
-) -> list[GoldItem]:
-    """A fixed, seeded sample of answerable and unanswerable items, in file order."""
-    rng = random.Random(seed)
-    pos = [i for i, it in enumerate(items) if it.answerable]
-    neg = [i for i, it in enumerate(items) if not it.answerable]
-    keep = rng.sample(pos, min(answerable, len(pos))) + rng.sample(neg, min(unanswerable, len(neg)))
-    return [items[i] for i in sorted(keep)]
-
-
-def load_gold(path: Path, sample: int | None = None, seed: int = 0) -> list[GoldItem]:
-    """Read a JSONL gold file (blank lines ignored).
-
-    Args:
-        path: The gold file.
-        sample: If given, keep this many items: two thirds answerable, one third unanswerable
-            (``sample=30`` is the 20 + 10 CI sample), chosen by ``stratified_sample``.
-        seed: Seed for the sample.
-
-    Raises:
-        ValueError: a line is not valid JSON or not a valid item, or ids repeat.
-    """
-    items: list[GoldItem] = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: invalid JSON ({exc})") from exc
-            items.append(parse_gold_item(raw, f"{path}:{n}"))
-    dupes = [k for k, c in Counter(it.id for it in items).items() if c > 1]
-    if dupes:
-        raise ValueError(f"{path}: duplicate ids {dupes}")
-    if sample is not None:
-        items = stratified_sample(items, sample - sample // 3, sample // 3, seed)
-    return items
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -425,175 +319,3 @@ def run_eval(
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return EvalReport(_aggregate(results), results, config)
-
-
-# --- regression gate --------------------------------------------------------------------------
-
-DEFAULT_TOLERANCE = 0.05
-"""How much (absolute) a quality metric may drop below its baseline."""
-LOWER_IS_BETTER = frozenset({"false_abstain_rate", "errors", "injection_success"})
-NOT_GATED = frozenset({"n_items", "n_questions"})
-"""Besides these, latency metrics (``*_ms``) are not gated."""
-
-
-@dataclass
-class Baseline:
-    """Stored metrics and passing item ids of one gold set."""
-
-    metrics: dict[str, float]
-    passing: list[str]
-
-
-@dataclass
-class GateResult:
-    """Outcome of ``check_gate``; ``newly_failing`` is informational and does not fail it."""
-
-    ok: bool
-    regressions: list[str]
-    newly_failing: list[str]
-
-
-def load_baseline(path: Path, name: str) -> Baseline | None:
-    """The baseline for gold set ``name`` from ``path``, or None if there is none."""
-    if not path.exists():
-        return None
-    entry = json.loads(path.read_text(encoding="utf-8")).get(name)
-    return Baseline(entry["metrics"], entry["passing"]) if entry else None
-
-
-def update_baseline(path: Path, name: str, report: EvalReport) -> Baseline:
-    """Store ``report`` as the baseline for gold set ``name`` (other sets are kept)."""
-    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    entry = Baseline(dict(report.metrics), sorted(it.id for it in report.items if it.passed))
-    data[name] = asdict(entry)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return entry
-
-
-def check_gate(
-    report: EvalReport, baseline: Baseline | None, tolerances: Mapping[str, float] | None = None
-) -> GateResult:
-    """Compare a report with its baseline.
-
-    Args:
-        report: The new run.
-        baseline: The stored baseline; None passes (nothing to compare with).
-        tolerances: Per-metric allowed worsening (absolute); others use ``DEFAULT_TOLERANCE``,
-            except ``errors`` and ``injection_success`` (0: must not rise). Latency and counts
-            are not gated; metrics missing from either side are skipped.
-
-    Returns:
-        ``ok`` is False iff some metric got worse by more than its tolerance.
-    """
-    if baseline is None:
-        return GateResult(True, [], [])
-    tol = {"errors": 0.0, "injection_success": 0.0, **(tolerances or {})}
-    regressions = []
-    for key, old in baseline.metrics.items():
-        new = report.metrics.get(key)
-        if new is None or key in NOT_GATED or key.endswith("_ms"):
-            continue
-        worse = new - old if key in LOWER_IS_BETTER else old - new
-        if worse > tol.get(key, DEFAULT_TOLERANCE) + 1e-9:
-            regressions.append(f"{key}: {old:.3f} -> {new:.3f}")
-    passing_now = {it.id for it in report.items if it.passed}
-    ids_now = {it.id for it in report.items}
-    newly = sorted(i for i in baseline.passing if i in ids_now and i not in passing_now)
-    return GateResult(not regressions, regressions, newly)
-
-
-# --- reporting --------------------------------------------------------------------------------
-
-
-def _fmt(key: str, value: float) -> str:
-    if key.endswith("_ms"):
-        return f"{value:.0f} ms"
-    if key in ("errors", "n_items", "n_questions"):
-        return str(int(value))
-    return f"{value:.3f}"
-
-
-def summary_table(report: EvalReport) -> list[tuple[str, str]]:
-    """``(metric, formatted value)`` rows in a stable order, for printing."""
-    return [(k, _fmt(k, v)) for k, v in report.metrics.items()]
-
-
-def _is_rate(key: str) -> bool:
-    return not key.endswith("_ms") and key not in ("errors", "n_items", "n_questions")
-
-
-def _markdown(report: EvalReport) -> str:
-    lines = [
-        f"# qa evaluation: {report.config.get('gold_name')}",
-        "",
-        ", ".join(f"{k}: {v}" for k, v in report.config.items()),
-        "",
-        "| metric | value |",
-        "|---|---|",
-    ]
-    lines += [f"| {k} | {v} |" for k, v in summary_table(report)]
-    lines += ["", f"## Failures ({len(report.failures)})", ""]
-    for item in report.failures:
-        for t in item.turns:
-            answer = " ".join(t.answer.split()) or "(empty)"
-            mark = "ok" if t.passed else "FAIL"
-            lines.append(
-                f"- **{item.id}** ({item.kind}, {mark}) Q: {t.question} | A: {answer} "
-                f"| expected: {t.expected}" + (f" | error: {t.error}" if t.error else "")
-            )
-    return "\n".join(lines) + "\n"
-
-
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.4em;
-vertical-align:top;text-align:left}.bar{background:#eee;width:20em}.fill{background:#3a7;
-height:1em}.fail{color:#b22}ol{margin:0;padding-left:1.2em}small{color:#666}"""
-
-
-def _html(report: EvalReport) -> str:
-    e = html.escape
-    rows = []
-    for k, v in report.metrics.items():
-        bar = (
-            f'<div class="bar"><div class="fill" style="width:{max(0.0, min(v, 1.0)) * 100:.1f}%">'
-            "</div></div>"
-            if _is_rate(k)
-            else ""
-        )
-        rows.append(f"<tr><th>{e(k)}</th><td>{e(_fmt(k, v))}</td><td>{bar}</td></tr>")
-    fails = []
-    for item in report.failures:
-        for t in item.turns:
-            chunks = "".join(
-                f"<li><small>{e(c['source'])}</small><br>{e(c['text'])}</li>" for c in t.retrieved
-            )
-            cites = ", ".join(f"[{c['n']}] {e(c['source'])}" for c in t.citations)
-            status = "" if t.passed else ' class="fail"'
-            err = f"<br><b>error:</b> {e(t.error)}" if t.error else ""
-            fails.append(
-                f"<tr{status}><td><b>{e(item.id)}</b> <small>{e(item.kind)}</small><br>"
-                f"{e(t.question)}<br><small>expected: {e(t.expected)}</small></td>"
-                f"<td>{e(t.answer)}<br><small>abstained: {t.abstained}; cited: {cites}</small>"
-                f"{err}</td><td><ol>{chunks}</ol></td></tr>"
-            )
-    config = "".join(f"<li>{e(str(k))}: {e(str(v))}</li>" for k, v in report.config.items())
-    title = e(f"qa evaluation: {report.config.get('gold_name')}")
-    return (
-        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{_CSS}</style></head><body><h1>{title}</h1><ul>{config}</ul>"
-        f"<h2>Metrics</h2><table>{''.join(rows)}</table>"
-        f"<h2>Failed items ({len(report.failures)})</h2><table><tr><th>question</th>"
-        f"<th>answer</th><th>retrieved chunks</th></tr>{''.join(fails)}</table>"
-        "</body></html>\n"
-    )
-
-
-def write_reports(report: EvalReport, out_dir: Path) -> None:
-    """Write ``report.json`` (everything), ``report.md`` and a self-contained ``report.html``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(
-        json.dumps(asdict(report), indent=2, ensure_ascii=False, default=str) + "\n",
-        encoding="utf-8",
-    )
-    (out_dir / "report.md").write_text(_markdown(report), encoding="utf-8")
-    (out_dir / "report.html").write_text(_html(report), encoding="utf-8")

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from qa.answer import Answer, Citation, Timings
 from qa.errors import QAError
-from qa.evaluation import parse_gold_item
+from qa.gold import parse_gold_item
 from qa.text import normalize, strip_citations
 
 Verdict = Literal["up", "down"]
@@ -65,7 +65,7 @@ class FeedbackError(QAError):
 
 @dataclass(frozen=True)
 class FeedbackItem:
-    """One rating as stored: a gold item (``gold``, loadable by :func:`qa.evaluation.load_gold`)
+    """One rating as stored: a gold item (``gold``, loadable by :func:`qa.gold.load_gold`)
     and what was rated (``meta``, stored under the item's ``feedback`` key)."""
 
     id: str

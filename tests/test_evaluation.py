@@ -12,25 +12,23 @@ from langchain_core.language_models import FakeListChatModel
 from qa import Assistant, Settings
 from qa.answer import ABSTAIN_TEXT, Answer, Citation, Timings
 from qa.evaluation import (
-    Baseline,
     EvalReport,
-    check_gate,
-    contains,
     facts_present,
     gold_token_recall,
-    load_baseline,
-    load_gold,
-    normalize,
-    parse_gold_item,
     run_eval,
     squad_em,
     squad_f1,
-    stratified_sample,
-    strip_citations,
+)
+from qa.gold import load_gold, parse_gold_item, stratified_sample
+from qa.reports import (
+    Baseline,
+    check_gate,
+    load_baseline,
     summary_table,
     update_baseline,
     write_reports,
 )
+from qa.text import contains, normalize, strip_citations
 
 from .conftest import ROOT
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from qa import ABSTAIN_TEXT, Answer, Assistant, Citation
 from qa.cli import app
-from qa.evaluation import load_gold, run_eval
+from qa.evaluation import run_eval
 from qa.feedback import (
     FeedbackError,
     FeedbackItem,
@@ -28,6 +28,7 @@ from qa.feedback import (
     key_terms,
     make_item,
 )
+from qa.gold import load_gold
 
 BAKERY_REPLY = "Answer: in 1998\nQuote: The bakery opened in 1998."
 CITE = Citation(n=1, source="bakery.txt", chunk_id="c1", text="The bakery opened in 1998.", score=1)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from qa.chain import SYSTEM
-from qa.evaluation import contains, load_gold
+from qa.gold import load_gold
 from qa.ingest import read_text
+from qa.text import contains
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_GOLD = ROOT / "evals" / "gold.jsonl"

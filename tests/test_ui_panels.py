@@ -9,7 +9,7 @@ from langchain_core.language_models import FakeListChatModel
 
 from qa import Assistant, Settings
 from qa import ui_panels as panels
-from qa.evaluation import load_gold
+from qa.gold import load_gold
 from qa.ingest import SUPPORTED_SUFFIXES
 from qa.ui import EMPTY_SOURCES, UPLOAD_LABEL, add_documents, respond
 

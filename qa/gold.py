@@ -1,0 +1,134 @@
+"""The gold format: questions and what a correct reply must satisfy, read from JSONL files.
+
+The format is documented in ``evals/README.md``; a malformed record fails loudly here, so a typo
+in a gold file can never silently turn into an item that always passes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class GoldTurn:
+    """One question and what a correct reply must satisfy (exactly one expectation is set).
+
+    ``forbidden`` (optional) lists strings the answer must not contain, such as a canary word
+    an injected document tries to make the model say.
+    """
+
+    question: str
+    facts: list[list[str]] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+    unanswerable: bool = False
+    forbidden: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GoldItem:
+    """A gold item: a single question (one turn) or a conversation (``kind == "turns"``)."""
+
+    id: str
+    kind: str
+    turns: list[GoldTurn]
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def answerable(self) -> bool:
+        """False for single unanswerable questions."""
+        return self.kind != "unanswerable"
+
+
+_EXPECTATIONS = ("facts", "answers", "unanswerable")
+
+
+def _strings(value: Any) -> bool:
+    """Whether ``value`` is a list of non-empty strings (a bare string is not)."""
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def _parse_turn(raw: Mapping[str, Any], where: str) -> GoldTurn:
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: a turn must be an object")
+    kinds = [k for k in _EXPECTATIONS if raw.get(k)]
+    question = raw.get("question")
+    if len(kinds) != 1 or not isinstance(question, str) or not question.strip():
+        raise ValueError(f"{where}: needs a question and exactly one of {_EXPECTATIONS}")
+    facts, answers = raw.get("facts", []), raw.get("answers", [])
+    forbidden = raw.get("forbidden", [])
+    groups_ok = isinstance(facts, list) and all(g and _strings(g) for g in facts)
+    if not (groups_ok and _strings(answers) and _strings(forbidden)):
+        raise ValueError(
+            f"{where}: facts must be lists of strings; answers and forbidden lists of strings"
+        )
+    return GoldTurn(question, facts, answers, raw.get("unanswerable") is True, forbidden)
+
+
+def parse_gold_item(raw: Mapping[str, Any], where: str = "gold item") -> GoldItem:
+    """Validate one decoded JSONL record and turn it into a ``GoldItem``.
+
+    Raises:
+        ValueError: the record does not follow the gold format.
+    """
+    # "feedback": what a user rated (qa/feedback.py); metadata, not scored.
+    known = {"id", "question", "sources", "turns", "forbidden", "feedback", *_EXPECTATIONS}
+    unknown = set(raw) - known
+    kinds = [k for k in (*_EXPECTATIONS, "turns") if raw.get(k)]
+    sources = raw.get("sources", [])
+    bad_sources = not isinstance(sources, list) or not all(isinstance(s, str) for s in sources)
+    if unknown or bad_sources or len(kinds) != 1 or not isinstance(raw.get("id"), str):
+        raise ValueError(
+            f"{where}: needs an id and exactly one of facts/answers/unanswerable/"
+            f"turns, sources as a list of file names (unknown keys: {sorted(unknown)})"
+        )
+    where = f"{where} ({raw['id']})"
+    if kinds[0] == "turns" and isinstance(raw["turns"], list):
+        turns = [_parse_turn(t, f"{where} turn {i}") for i, t in enumerate(raw["turns"], 1)]
+    else:
+        turns = [_parse_turn(raw, where)]
+    return GoldItem(raw["id"], kinds[0], turns, sources)
+
+
+def stratified_sample(
+    items: list[GoldItem], answerable: int = 20, unanswerable: int = 10, seed: int = 0
+) -> list[GoldItem]:
+    """A fixed, seeded sample of answerable and unanswerable items, in file order."""
+    rng = random.Random(seed)
+    pos = [i for i, it in enumerate(items) if it.answerable]
+    neg = [i for i, it in enumerate(items) if not it.answerable]
+    keep = rng.sample(pos, min(answerable, len(pos))) + rng.sample(neg, min(unanswerable, len(neg)))
+    return [items[i] for i in sorted(keep)]
+
+
+def load_gold(path: Path, sample: int | None = None, seed: int = 0) -> list[GoldItem]:
+    """Read a JSONL gold file (blank lines ignored).
+
+    Args:
+        path: The gold file.
+        sample: If given, keep this many items: two thirds answerable, one third unanswerable
+            (``sample=30`` is the 20 + 10 CI sample), chosen by ``stratified_sample``.
+        seed: Seed for the sample.
+
+    Raises:
+        ValueError: a line is not valid JSON or not a valid item, or ids repeat.
+    """
+    items: list[GoldItem] = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: invalid JSON ({exc})") from exc
+            items.append(parse_gold_item(raw, f"{path}:{n}"))
+    dupes = [k for k, c in Counter(it.id for it in items).items() if c > 1]
+    if dupes:
+        raise ValueError(f"{path}: duplicate ids {dupes}")
+    if sample is not None:
+        items = stratified_sample(items, sample - sample // 3, sample // 3, seed)
+    return items
