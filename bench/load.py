@@ -24,8 +24,8 @@ import urllib.request
 from pathlib import Path
 
 from qa.bench import percentile
-from qa.evaluation import facts_present
 from qa.gold import GoldItem, load_gold
+from qa.scoring import facts_present
 from qa.text import contains
 
 ROOT = Path(__file__).resolve().parents[1]

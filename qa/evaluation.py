@@ -8,9 +8,6 @@ writing reports is ``qa.reports``.
 
 from __future__ import annotations
 
-import re
-import string
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +16,7 @@ from typing import Any, Protocol
 
 from qa.answer import Answer, Citation
 from qa.gold import GoldItem, GoldTurn, load_gold
-from qa.text import contains, normalize, strip_citations
+from qa.scoring import grounded_flags, score_turn, shown_sentences, turn_passed
 
 __all__ = [
     "Asker",
@@ -28,62 +25,9 @@ __all__ = [
     "GoldTurn",
     "ItemResult",
     "TurnResult",
-    "facts_present",
-    "gold_token_recall",
     "load_gold",
     "run_eval",
-    "squad_em",
-    "squad_f1",
-    "squad_normalize",
 ]
-
-# --- normalization ----------------------------------------------------------------------------
-
-
-def facts_present(text: str, facts: list[list[str]]) -> bool:
-    """Whether every fact group has at least one alternative in ``text``."""
-    return all(any(contains(text, alt) for alt in group) for group in facts)
-
-
-def squad_normalize(text: str) -> str:
-    """The official SQuAD normalization: lowercase, drop ASCII punctuation and articles."""
-    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
-    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
-
-
-def squad_em(prediction: str, golds: list[str]) -> float:
-    """SQuAD exact match, max over gold answers."""
-    return max(float(squad_normalize(prediction) == squad_normalize(g)) for g in golds)
-
-
-def squad_f1(prediction: str, golds: list[str]) -> float:
-    """SQuAD token F1, max over gold answers."""
-
-    def f1(gold: str) -> float:
-        pred_toks, gold_toks = squad_normalize(prediction).split(), squad_normalize(gold).split()
-        if not pred_toks or not gold_toks:
-            return float(pred_toks == gold_toks)
-        common = sum((Counter(pred_toks) & Counter(gold_toks)).values())
-        if common == 0:
-            return 0.0
-        precision, recall = common / len(pred_toks), common / len(gold_toks)
-        return 2 * precision * recall / (precision + recall)
-
-    return max(f1(g) for g in golds)
-
-
-def gold_token_recall(prediction: str, golds: list[str]) -> float:
-    """Fraction of a gold answer's (normalized) tokens found in the prediction, max over golds."""
-    pred = Counter(normalize(prediction).split())
-
-    def recall(gold: str) -> float:
-        toks = Counter(normalize(gold).split())
-        return sum((pred & toks).values()) / max(1, sum(toks.values()))
-
-    return max(recall(g) for g in golds)
-
-
-# --- running ----------------------------------------------------------------------------------
 
 
 class Asker(Protocol):
@@ -94,7 +38,13 @@ class Asker(Protocol):
 
 @dataclass
 class TurnResult:
-    """One asked question, what came back and how it scored (``scores`` keys are metric names)."""
+    """One asked question, what came back and how it scored (``scores`` keys are metric names).
+
+    ``gold_shape`` is the shape the gold asks for (None: not stated), ``shape`` the one the
+    question was routed to; ``sentences`` are the shown sentences, each with the ``n`` of its
+    citations and whether the eval's own check found it grounded; ``dropped`` the sentences
+    the assistant removed as unsupported.
+    """
 
     question: str
     expected: str
@@ -110,6 +60,10 @@ class TurnResult:
     support: float | None = None
     answerability: float | None = None
     withheld: str = ""
+    gold_shape: str | None = None
+    shape: str = "short"
+    sentences: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -141,68 +95,22 @@ def _expected(turn: GoldTurn) -> str:
         return "abstain"
     if turn.answers:
         return "one of: " + " | ".join(turn.answers)
-    return "; ".join(" or ".join(g) for g in turn.facts)
+    facts = "; ".join(" or ".join(g) for g in turn.facts)
+    if turn.yes is None:
+        return facts
+    return ("Yes" if turn.yes else "No") + (f"; {facts}" if facts else "")
 
 
 def _chunk(c: Citation) -> dict[str, Any]:
     return {"n": c.n, "source": c.source, "text": c.text, "score": c.score}
 
 
-def _score(turn: GoldTurn, ans: Answer, sources: list[str], ks: list[int]) -> dict[str, float]:
-    scores = _score_expectation(turn, ans, sources, ks)
-    if turn.forbidden:
-        said = any(contains(ans.text, f) for f in turn.forbidden)
-        scores["injection_success"] = float(said)
-    return scores
-
-
-def _score_expectation(
-    turn: GoldTurn, ans: Answer, sources: list[str], ks: list[int]
-) -> dict[str, float]:
-    if turn.unanswerable:
-        return {"abstain_acc": float(ans.abstained)}
-    text, answered = strip_citations(ans.text), not ans.abstained
-    if turn.answers:
-        golds = turn.answers
-        correct = answered and any(contains(text, g) for g in golds)
-        scores = {
-            "contains_gold": float(correct),
-            "squad_em": squad_em(text, golds),
-            "squad_f1": squad_f1(text, golds),
-            "gold_token_recall": gold_token_recall(text, golds),
-        }
-        cited = [c.text for c in ans.citations]
-        grounded = any(contains(c, g) for c in cited for g in golds)
-    else:
-        correct = answered and facts_present(text, turn.facts)
-        scores = {}
-        grounded = all(
-            any(contains(c.text, a) for c in ans.citations for a in g) for g in turn.facts
-        )
-    scores |= {"fact_recall": float(correct), "false_abstain_rate": float(not answered)}
-    if correct:
-        scores["citation_grounding"] = float(grounded)
-    if sources:
-        names = {Path(s).name for s in sources}
-        scores["source_hit"] = float(any(Path(c.source).name in names for c in ans.citations))
-    supports = [
-        any(contains(c.text, g) for g in turn.answers)
-        if turn.answers
-        else facts_present(c.text, turn.facts)
-        for c in ans.retrieved
+def _sentences(ans: Answer) -> list[dict[str, Any]]:
+    flags = grounded_flags(ans)
+    return [
+        {"text": s.text, "citations": [c.n for c in s.citations], "grounded": ok}
+        for s, ok in zip(shown_sentences(ans), flags, strict=True)
     ]
-    rank = supports.index(True) + 1 if True in supports else None
-    scores |= {f"hit@{k}": float(rank is not None and rank <= k) for k in ks}
-    scores["mrr@10"] = 1 / rank if rank and rank <= 10 else 0.0
-    return scores
-
-
-def _passed(turn: GoldTurn, scores: dict[str, float]) -> bool:
-    if scores.get("injection_success"):
-        return False
-    if turn.unanswerable:
-        return scores["abstain_acc"] == 1.0
-    return scores["fact_recall"] == 1.0 and scores.get("source_hit", 1.0) == 1.0
 
 
 def _run_item(assistant: Asker, item: GoldItem, ks: list[int]) -> ItemResult:
@@ -226,13 +134,17 @@ def _run_item(assistant: Asker, item: GoldItem, ks: list[int]) -> ItemResult:
         res.answerability, res.withheld = ans.answerability, ans.withheld
         res.citations = [_chunk(c) for c in ans.citations]
         res.retrieved = [_chunk(c) for c in ans.retrieved]
-        res.scores = _score(turn, ans, item.sources, ks)
-        res.passed = res.error is None and _passed(turn, res.scores)
+        res.gold_shape, res.shape = turn.shape, ans.shape
+        res.sentences, res.dropped = _sentences(ans), list(ans.dropped)
+        res.scores = score_turn(turn, ans, item.sources, ks)
+        res.passed = res.error is None and turn_passed(turn, res.scores)
+        if item.kind == "turns":
+            res.scores["turn_acc"] = float(res.passed)
         results.append(res)
     return ItemResult(item.id, item.kind, all(r.passed for r in results), results)
 
 
-_RATE_ORDER = [
+_MEAN_ORDER = [
     "fact_recall",
     "contains_gold",
     "squad_em",
@@ -243,6 +155,14 @@ _RATE_ORDER = [
     "citation_grounding",
     "source_hit",
     "injection_success",
+    "fact_coverage",
+    "yesno_acc",
+    "open_abstain_acc",
+    "unsupported_claims",
+    "shape_acc",
+    "turn_acc",
+    "answer_words",
+    "answer_sentences",
 ]
 
 
@@ -258,10 +178,14 @@ def _aggregate(items: list[ItemResult]) -> dict[str, float]:
     keys = {k for t in turns for k in t.scores}
     hit_keys = sorted((k for k in keys if k.startswith("hit@")), key=lambda k: int(k[4:]))
     metrics: dict[str, float] = {}
-    for key in [*_RATE_ORDER, *hit_keys, "mrr@10"]:
+    for key in [*_MEAN_ORDER, *hit_keys, "mrr@10"]:
         values = [t.scores[key] for t in turns if key in t.scores]
         if values:
             metrics[key] = sum(values) / len(values)
+    # Pooled over sentences: an answer of five sentences weighs five times one of one.
+    grounded = [s["grounded"] for t in turns for s in t.sentences]
+    if grounded:
+        metrics["sentence_grounding"] = sum(grounded) / len(grounded)
     if items:
         metrics["pass_rate"] = sum(it.passed for it in items) / len(items)
     timed = [t.timings for t in turns if t.timings]

@@ -39,7 +39,7 @@ from typing import Any, Literal
 from qa.answer import Answer, Citation, Timings
 from qa.errors import QAError
 from qa.gold import parse_gold_item
-from qa.text import normalize, strip_citations
+from qa.text import STOPWORDS, normalize, strip_citations
 
 Verdict = Literal["up", "down"]
 
@@ -47,15 +47,8 @@ MAX_TERMS = 3
 """Fact groups taken from an answer or a correction: enough to pin the answer down, few enough
 that a correct rephrasing still passes."""
 
-_STOP = frozenset(
-    """about above after again all also am and any are as at be because been before being
-    between both but by can could did do does doing down during each few for from further had
-    has have having he her here hers him his how i if in into is it its itself just me more
-    most my no nor not now of off on once only or other our out over own same she should so
-    some such than that their them then there these they this those through to too under
-    until up very was we were what when where which while who whom why will with would you
-    your yours answer none know documents say don t s""".split()
-)
+# Plus the words of an abstention ("I don't know: the documents don't say"), never a key term.
+_STOP = STOPWORDS | {"answer", "none", "know", "documents", "say", "don"}
 _NAME = re.compile(r"\b(?:\d[\d.,:/]*\d|\d|[A-Z][\w'’-]+)")
 
 

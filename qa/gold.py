@@ -12,15 +12,23 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+
+from qa.answer import Shape
+
+SHAPES: tuple[Shape, ...] = get_args(Shape)
+"""The answer shapes a gold question may call for (``qa.answer.Shape``)."""
 
 
 @dataclass
 class GoldTurn:
-    """One question and what a correct reply must satisfy (exactly one expectation is set).
+    """One question and what a correct reply must satisfy.
 
-    ``forbidden`` (optional) lists strings the answer must not contain, such as a canary word
-    an injected document tries to make the model say.
+    Exactly one of ``facts``, ``answers``, ``unanswerable`` and ``yes`` is the expectation,
+    except that a yes/no question (``yes`` set) may add ``facts``: reason words its answer must
+    contain. ``shape`` is the answer shape the question calls for (None: not stated, scored as
+    ``short``; ``yes`` implies ``yesno``). ``forbidden`` (optional) lists strings the answer must
+    not contain, such as a canary word an injected document tries to make the model say.
     """
 
     question: str
@@ -28,6 +36,13 @@ class GoldTurn:
     answers: list[str] = field(default_factory=list)
     unanswerable: bool = False
     forbidden: list[str] = field(default_factory=list)
+    shape: Shape | None = None
+    yes: bool | None = None
+
+    @property
+    def gold_shape(self) -> Shape:
+        """The shape scored against: the stated one, else ``short``."""
+        return self.shape or "short"
 
 
 @dataclass
@@ -46,6 +61,7 @@ class GoldItem:
 
 
 _EXPECTATIONS = ("facts", "answers", "unanswerable")
+_TURN_KEYS = frozenset({"question", "forbidden", "shape", "yes", *_EXPECTATIONS})
 
 
 def _strings(value: Any) -> bool:
@@ -53,13 +69,37 @@ def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
 
 
+def _kind(raw: Mapping[str, Any], kinds: tuple[str, ...]) -> str | None:
+    """The record's expectation kind, or None unless exactly one is given (``yes`` may come
+    with ``facts``, its required reason words)."""
+    given = [k for k in kinds if raw.get(k)]
+    if "yes" in raw:
+        return "yes" if given in ([], ["facts"]) else None
+    return given[0] if len(given) == 1 else None
+
+
+def _shape(raw: Mapping[str, Any], where: str) -> Shape | None:
+    """The turn's stated shape, checked against ``yes`` (which implies ``yesno``)."""
+    shape, yes = raw.get("shape"), raw.get("yes")
+    if "yes" in raw and not isinstance(yes, bool):
+        raise ValueError(f"{where}: yes must be true or false")
+    if shape is not None and shape not in SHAPES:
+        raise ValueError(f"{where}: shape must be one of {SHAPES}, not {shape!r}")
+    if yes is not None and shape not in (None, "yesno"):
+        raise ValueError(f"{where}: a question with yes is a yesno question, not {shape!r}")
+    if shape == "yesno" and yes is None and not raw.get("unanswerable"):
+        raise ValueError(f"{where}: an answerable yesno question needs yes: true or false")
+    return "yesno" if yes is not None else shape
+
+
 def _parse_turn(raw: Mapping[str, Any], where: str) -> GoldTurn:
     if not isinstance(raw, Mapping):
         raise ValueError(f"{where}: a turn must be an object")
-    kinds = [k for k in _EXPECTATIONS if raw.get(k)]
     question = raw.get("question")
-    if len(kinds) != 1 or not isinstance(question, str) or not question.strip():
-        raise ValueError(f"{where}: needs a question and exactly one of {_EXPECTATIONS}")
+    if _kind(raw, _EXPECTATIONS) is None or not isinstance(question, str) or not question.strip():
+        raise ValueError(
+            f"{where}: needs a question and exactly one of {_EXPECTATIONS} or yes (with facts)"
+        )
     facts, answers = raw.get("facts", []), raw.get("answers", [])
     forbidden = raw.get("forbidden", [])
     groups_ok = isinstance(facts, list) and all(g and _strings(g) for g in facts)
@@ -67,7 +107,9 @@ def _parse_turn(raw: Mapping[str, Any], where: str) -> GoldTurn:
         raise ValueError(
             f"{where}: facts must be lists of strings; answers and forbidden lists of strings"
         )
-    return GoldTurn(question, facts, answers, raw.get("unanswerable") is True, forbidden)
+    shape = _shape(raw, where)
+    unanswerable = raw.get("unanswerable") is True
+    return GoldTurn(question, facts, answers, unanswerable, forbidden, shape, raw.get("yes"))
 
 
 def parse_gold_item(raw: Mapping[str, Any], where: str = "gold item") -> GoldItem:
@@ -77,22 +119,27 @@ def parse_gold_item(raw: Mapping[str, Any], where: str = "gold item") -> GoldIte
         ValueError: the record does not follow the gold format.
     """
     # "feedback": what a user rated (qa/feedback.py); metadata, not scored.
-    known = {"id", "question", "sources", "turns", "forbidden", "feedback", *_EXPECTATIONS}
-    unknown = set(raw) - known
-    kinds = [k for k in (*_EXPECTATIONS, "turns") if raw.get(k)]
+    unknown = set(raw) - _TURN_KEYS - {"id", "sources", "turns", "feedback"}
+    kind = _kind(raw, (*_EXPECTATIONS, "turns"))
     sources = raw.get("sources", [])
     bad_sources = not isinstance(sources, list) or not all(isinstance(s, str) for s in sources)
-    if unknown or bad_sources or len(kinds) != 1 or not isinstance(raw.get("id"), str):
+    if unknown or bad_sources or kind is None or not isinstance(raw.get("id"), str):
         raise ValueError(
-            f"{where}: needs an id and exactly one of facts/answers/unanswerable/"
+            f"{where}: needs an id and exactly one of facts/answers/unanswerable/yes/"
             f"turns, sources as a list of file names (unknown keys: {sorted(unknown)})"
         )
     where = f"{where} ({raw['id']})"
-    if kinds[0] == "turns" and isinstance(raw["turns"], list):
-        turns = [_parse_turn(t, f"{where} turn {i}") for i, t in enumerate(raw["turns"], 1)]
-    else:
-        turns = [_parse_turn(raw, where)]
-    return GoldItem(raw["id"], kinds[0], turns, sources)
+    if kind != "turns":
+        return GoldItem(raw["id"], kind, [_parse_turn(raw, where)], sources)
+    misplaced = set(raw) & {"question", "shape", "forbidden"}
+    if not isinstance(raw["turns"], list) or misplaced:
+        raise ValueError(f"{where}: turns must be a list; {sorted(misplaced)} go on each turn")
+    for i, turn in enumerate(raw["turns"], 1):
+        extra = set(turn) - _TURN_KEYS if isinstance(turn, Mapping) else set()
+        if extra:
+            raise ValueError(f"{where} turn {i}: unknown keys {sorted(extra)}")
+    turns = [_parse_turn(t, f"{where} turn {i}") for i, t in enumerate(raw["turns"], 1)]
+    return GoldItem(raw["id"], kind, turns, sources)
 
 
 def stratified_sample(

@@ -12,15 +12,21 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from qa.evaluation import EvalReport
+from qa.evaluation import EvalReport, TurnResult
 
 # --- regression gate --------------------------------------------------------------------------
 
 DEFAULT_TOLERANCE = 0.05
 """How much (absolute) a quality metric may drop below its baseline."""
-LOWER_IS_BETTER = frozenset({"false_abstain_rate", "errors", "injection_success"})
-NOT_GATED = frozenset({"n_items", "n_questions"})
+LOWER_IS_BETTER = frozenset(
+    {"false_abstain_rate", "errors", "injection_success", "unsupported_claims"}
+)
+TOLERANCES = {"errors": 0.0, "injection_success": 0.0, "unsupported_claims": 0.25}
+"""Metrics with a tolerance of their own; ``unsupported_claims`` counts sentences, not a rate."""
+NOT_GATED = frozenset({"n_items", "n_questions", "answer_words", "answer_sentences"})
 """Besides these, latency metrics (``*_ms``) are not gated."""
+_COUNTS = frozenset({"errors", "n_items", "n_questions"})
+_NOT_RATES = _COUNTS | {"unsupported_claims", "answer_words", "answer_sentences"}
 
 
 @dataclass
@@ -65,16 +71,16 @@ def check_gate(
     Args:
         report: The new run.
         baseline: The stored baseline; None passes (nothing to compare with).
-        tolerances: Per-metric allowed worsening (absolute); others use ``DEFAULT_TOLERANCE``,
-            except ``errors`` and ``injection_success`` (0: must not rise). Latency and counts
-            are not gated; metrics missing from either side are skipped.
+        tolerances: Per-metric allowed worsening (absolute), over ``TOLERANCES``; others use
+            ``DEFAULT_TOLERANCE``. Latency, counts and answer length are not gated; metrics
+            missing from either side are skipped.
 
     Returns:
         ``ok`` is False iff some metric got worse by more than its tolerance.
     """
     if baseline is None:
         return GateResult(True, [], [])
-    tol = {"errors": 0.0, "injection_success": 0.0, **(tolerances or {})}
+    tol = {**TOLERANCES, **(tolerances or {})}
     regressions = []
     for key, old in baseline.metrics.items():
         new = report.metrics.get(key)
@@ -95,8 +101,10 @@ def check_gate(
 def _fmt(key: str, value: float) -> str:
     if key.endswith("_ms"):
         return f"{value:.0f} ms"
-    if key in ("errors", "n_items", "n_questions"):
+    if key in _COUNTS:
         return str(int(value))
+    if key in ("answer_words", "answer_sentences"):
+        return f"{value:.1f}"
     return f"{value:.3f}"
 
 
@@ -106,7 +114,32 @@ def summary_table(report: EvalReport) -> list[tuple[str, str]]:
 
 
 def _is_rate(key: str) -> bool:
-    return not key.endswith("_ms") and key not in ("errors", "n_items", "n_questions")
+    return not key.endswith("_ms") and key not in _NOT_RATES
+
+
+def _cites(numbers: list[int]) -> str:
+    return f"[{', '.join(map(str, numbers))}]" if numbers else "(no citation)"
+
+
+def _turn_details(t: TurnResult) -> list[str]:
+    """Markdown sub-bullets: shape, each shown sentence with its citations, dropped sentences."""
+    lines = [f"  - shape: {t.gold_shape or 'not stated'} (routed: {t.shape})"]
+    for s in t.sentences:
+        flag = "" if s["grounded"] else " — **ungrounded**"
+        lines.append(f"  - {' '.join(s['text'].split())} {_cites(s['citations'])}{flag}")
+    lines += [f"  - dropped: {' '.join(d.split())}" for d in t.dropped]
+    return lines
+
+
+def _ungrounded(report: EvalReport) -> list[str]:
+    """Every shown sentence the grounding check rejected, failed item or not."""
+    return [
+        f"- **{item.id}** Q: {t.question} | {' '.join(s['text'].split())} {_cites(s['citations'])}"
+        for item in report.items
+        for t in item.turns
+        for s in t.sentences
+        if not s["grounded"]
+    ]
 
 
 def _markdown(report: EvalReport) -> str:
@@ -128,6 +161,9 @@ def _markdown(report: EvalReport) -> str:
                 f"- **{item.id}** ({item.kind}, {mark}) Q: {t.question} | A: {answer} "
                 f"| expected: {t.expected}" + (f" | error: {t.error}" if t.error else "")
             )
+            lines += _turn_details(t)
+    ungrounded = _ungrounded(report)
+    lines += ["", f"## Ungrounded sentences ({len(ungrounded)})", "", *ungrounded]
     return "\n".join(lines) + "\n"
 
 
@@ -135,6 +171,19 @@ _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.4em;
 vertical-align:top;text-align:left}.bar{background:#eee;width:20em}.fill{background:#3a7;
 height:1em}.fail{color:#b22}ol{margin:0;padding-left:1.2em}small{color:#666}"""
+
+
+def _html_sentences(t: TurnResult) -> str:
+    """Shape, the shown sentences with their citations (ungrounded ones marked) and dropped ones."""
+    e = html.escape
+    items = "".join(
+        f"<li{'' if s['grounded'] else ' class=fail'}>{e(s['text'])} "
+        f"<small>{_cites(s['citations'])}</small></li>"
+        for s in t.sentences
+    )
+    dropped = "".join(f"<br><small>dropped: {e(d)}</small>" for d in t.dropped)
+    shape = f"shape: {e(t.gold_shape or 'not stated')} (routed: {e(t.shape)})"
+    return f"<ol>{items}</ol>{dropped}<br><small>{shape}</small><br>"
 
 
 def _html(report: EvalReport) -> str:
@@ -160,7 +209,8 @@ def _html(report: EvalReport) -> str:
             fails.append(
                 f"<tr{status}><td><b>{e(item.id)}</b> <small>{e(item.kind)}</small><br>"
                 f"{e(t.question)}<br><small>expected: {e(t.expected)}</small></td>"
-                f"<td>{e(t.answer)}<br><small>abstained: {t.abstained}; cited: {cites}</small>"
+                f"<td>{e(t.answer)}{_html_sentences(t)}<small>"
+                f"abstained: {t.abstained}; cited: {cites}</small>"
                 f"{err}</td><td><ol>{chunks}</ol></td></tr>"
             )
     config = "".join(f"<li>{e(str(k))}: {e(str(v))}</li>" for k, v in report.config.items())

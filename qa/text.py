@@ -14,6 +14,18 @@ _TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ni
 _NUMBER_WORDS = {w: i for i, w in enumerate(_UNITS)} | {w: 10 * i for i, w in enumerate(_TENS, 2)}
 _ARTICLES = frozenset({"a", "an", "the"})
 
+STOPWORDS = frozenset(
+    """about above after again all also am and any are as at be because been before being
+    between both but by can could did do does doing down during each few for from further had
+    has have having he her here hers him his how i if in into is it its itself just me more
+    most my no nor not now of off on once only or other our out over own same she should so
+    some such than that their them then there these they this those through to too under
+    until up very was we were what when where which while who whom why will with would you
+    your yours s t""".split()
+)
+"""English function words (as ``normalize`` leaves them: ``don't`` -> ``don t``): what is left
+of a sentence without them is its content."""
+
 
 def _numbers_to_digits(tokens: list[str]) -> list[str]:
     out: list[str] = []

@@ -11,14 +11,7 @@ from langchain_core.language_models import FakeListChatModel
 
 from qa import Assistant, Settings
 from qa.answer import ABSTAIN_TEXT, Answer, Citation, Timings
-from qa.evaluation import (
-    EvalReport,
-    facts_present,
-    gold_token_recall,
-    run_eval,
-    squad_em,
-    squad_f1,
-)
+from qa.evaluation import EvalReport, run_eval
 from qa.gold import load_gold, parse_gold_item, stratified_sample
 from qa.reports import (
     Baseline,
@@ -28,6 +21,7 @@ from qa.reports import (
     update_baseline,
     write_reports,
 )
+from qa.scoring import facts_present, gold_token_recall, squad_em, squad_f1
 from qa.text import contains, normalize, strip_citations
 
 from .conftest import ROOT
@@ -88,11 +82,40 @@ def test_squad_metrics_on_known_cases() -> None:
         {"id": "x", "turns": [{"question": "q?"}]},
         {"id": "x", "turns": "q?"},
         {"id": "x", "question": "q?", "unanswerable": True, "sources": "doc.txt"},
+        {"id": "x", "question": "q?", "facts": [["a"]], "shape": "essay"},
+        {"id": "x", "question": "q?", "yes": "yes"},
+        {"id": "x", "question": "q?", "yes": True, "shape": "open"},
+        {"id": "x", "question": "q?", "yes": False, "unanswerable": True},
+        {"id": "x", "question": "q?", "yes": True, "answers": ["a"]},
+        {"id": "x", "question": "q?", "facts": [["a"]], "shape": "yesno"},
+        {"id": "x", "shape": "open", "turns": [{"question": "q?", "facts": [["a"]]}]},
+        {"id": "x", "turns": [{"question": "q?", "facts": [["a"]], "shpae": "open"}]},
     ],
 )
 def test_parse_rejects_malformed_items(raw: dict) -> None:
     with pytest.raises(ValueError):
         parse_gold_item(raw)
+
+
+def test_parse_reads_shape_and_yes() -> None:
+    no = parse_gold_item({"id": "n", "question": "q?", "yes": False, "facts": [["12"]]})
+    assert no.kind == "yes" and no.answerable
+    assert (no.turns[0].yes, no.turns[0].shape, no.turns[0].facts) == (False, "yesno", [["12"]])
+    assert parse_gold_item({"id": "y", "question": "q?", "yes": True}).turns[0].facts == []
+    plain = parse_gold_item({"id": "p", "question": "q?", "facts": [["a"]]}).turns[0]
+    assert (plain.shape, plain.gold_shape, plain.yes) == (None, "short", None)
+    vague = parse_gold_item({"id": "u", "question": "q?", "unanswerable": True, "shape": "yesno"})
+    assert vague.turns[0].shape == "yesno" and not vague.answerable
+    conv = parse_gold_item(
+        {
+            "id": "c",
+            "turns": [
+                {"question": "q?", "yes": True},
+                {"question": "r?", "shape": "list", "facts": [["a"], ["b"]]},
+            ],
+        }
+    )
+    assert [t.gold_shape for t in conv.turns] == ["yesno", "list"]
 
 
 def _write_gold(path: Path, records: list[dict]) -> Path:
