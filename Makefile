@@ -35,6 +35,10 @@ eval-gate: install
 	# Held out from the answerability fit (bench/fit_answerability.py): never fitted on.
 	$(VENV)/bin/qa eval --gold evals/squad2/Harvard_University.jsonl --docs evals/squad2/docs --sample 30 --gate
 	$(VENV)/bin/qa eval --gold evals/injection/probes.jsonl --docs evals/injection/docs --gate
+	# Open questions (#13): overviews, lists, why/how, yes/no, conversations.
+	$(VENV)/bin/qa eval --gold evals/open.jsonl --gate
+	$(VENV)/bin/qa eval --gold evals/squad2/multidoc.jsonl --docs evals/squad2/docs --gate
+	$(VENV)/bin/qa eval --gold evals/conversations/stories.jsonl --docs evals/conversations/docs --gate
 
 test-fast: install
 	$(VENV)/bin/python -m pytest -m "not slow and not e2e"

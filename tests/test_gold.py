@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qa.chain import SYSTEM
-from qa.gold import load_gold
+from qa.gold import GoldItem, GoldTurn, load_gold
 from qa.ingest import read_text
 from qa.text import contains
 
@@ -17,23 +17,38 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED_GOLD = ROOT / "evals" / "gold.jsonl"
 SEED_DOC = ROOT / "seeds" / "000_fee3450cbe0e2819.txt"
 SQUAD = ROOT / "evals" / "squad2"
+OPEN_GOLD = ROOT / "evals" / "open.jsonl"
+MULTIDOC = SQUAD / "multidoc.jsonl"
+STORIES = ROOT / "evals" / "conversations" / "stories.jsonl"
+STORY_DOCS = ROOT / "evals" / "conversations" / "docs"
+# A gold file and its document, or its folder of documents (then each item's `sources`, if any).
 GOLD_SETS = [
     (SEED_GOLD, SEED_DOC),
     (SQUAD / "Normans.jsonl", SQUAD / "docs" / "Normans.txt"),
     (SQUAD / "Steam_engine.jsonl", SQUAD / "docs" / "Steam_engine.txt"),
+    (OPEN_GOLD, SEED_DOC),
+    (MULTIDOC, SQUAD / "docs"),
+    (STORIES, STORY_DOCS),
 ]
 KINDS = ("facts", "answers", "unanswerable", "turns")
 
 
+def _source_text(item: GoldItem, doc: Path) -> str:
+    """The text a correct answer to ``item`` comes from."""
+    if doc.is_file():
+        return doc.read_text(encoding="utf-8")
+    files = [doc / s for s in item.sources] or sorted(doc.glob("*.txt"))
+    return "\n\n".join(f.read_text(encoding="utf-8") for f in files)
+
+
 @pytest.mark.parametrize(("gold", "doc"), GOLD_SETS, ids=lambda p: p.name)
 def test_expected_text_occurs_in_source(gold: Path, doc: Path) -> None:
-    text = doc.read_text(encoding="utf-8")
     missing = [
         (item.id, alt)
         for item in load_gold(gold)
         for turn in item.turns
         for alt in [*(a for group in turn.facts for a in group), *turn.answers]
-        if not contains(text, alt)
+        if not contains(_source_text(item, doc), alt)
     ]
     assert not missing
 
@@ -44,8 +59,12 @@ def test_records_are_well_formed(gold: Path, doc: Path) -> None:
     ids = Counter(r["id"] for r in records)
     assert [i for i, n in ids.items() if n > 1] == []
     for record in records:
-        assert sum(bool(record.get(k)) for k in KINDS) == 1, record["id"]
-    assert len(load_gold(gold)) == len(records)
+        kinds = sum(bool(record.get(k)) for k in KINDS)
+        assert kinds == 1 or ("yes" in record and kinds <= 1), record["id"]
+    items = load_gold(gold)
+    assert len(items) == len(records)
+    if doc.is_dir():
+        assert {s for item in items for s in item.sources} <= {p.name for p in doc.iterdir()}
 
 
 def test_seed_gold_coverage() -> None:
@@ -56,6 +75,59 @@ def test_seed_gold_coverage() -> None:
     assert kinds["turns"] >= 4
     assert all(len(item.turns) >= 2 for item in items if item.kind == "turns")
     assert len({item.turns[0].question for item in items}) == len(items)
+
+
+def _turns(gold: Path) -> list[GoldTurn]:
+    return [turn for item in load_gold(gold) for turn in item.turns]
+
+
+def test_open_gold_coverage() -> None:
+    items = load_gold(OPEN_GOLD)
+    turns = _turns(OPEN_GOLD)
+    assert len(items) >= 25 and all(t.shape for t in turns)
+    assert len({t.question for t in turns}) == len(turns)
+    assert {"overview", "list", "open", "yesno"} <= {t.shape for t in turns}
+    verdicts = [t.yes for t in turns if t.yes is not None]
+    assert len(verdicts) >= 6 and verdicts.count(False) >= 2
+    assert sum(t.unanswerable and t.shape != "short" for t in turns) >= 5
+    questions = {t.question for t in turns}
+    assert {"What is this document about?", "Who are the people involved?"} <= questions
+
+
+def test_multidoc_gold_coverage() -> None:
+    turns = _turns(MULTIDOC)
+    assert len(turns) >= 10
+    about = next(t for t in turns if t.question == "What are these documents about?")
+    assert len(about.facts) == len(list((SQUAD / "docs").glob("*.txt")))  # a group per document
+    assert sum(t.yes is not None for t in turns) >= 1
+    assert sum(t.unanswerable and t.shape != "short" for t in turns) >= 2
+    assert {"overview", "list", "open"} <= {t.shape for t in turns}
+
+
+def test_stories_are_conversations_with_follow_ups() -> None:
+    items = load_gold(STORIES)
+    assert len(items) >= 2
+    for item in items:
+        assert item.kind == "turns" and len(item.turns) >= 10 and len(item.sources) == 1
+        verdicts = [t.yes for t in item.turns if t.yes is not None]
+        assert len(verdicts) >= 3 and {True, False} <= set(verdicts), item.id
+        assert sum(t.unanswerable for t in item.turns) == 1, item.id
+        assert 1500 <= len((STORY_DOCS / item.sources[0]).read_text(encoding="utf-8")) <= 2500
+
+
+def test_story_facts_are_not_known_to_the_code() -> None:
+    """Expectations live only in evals/: none of the stories' names appears in qa/."""
+    code = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "qa").glob("*.py"))
+    stories = "\n".join(p.read_text(encoding="utf-8") for p in STORY_DOCS.glob("*.txt"))
+    names = {
+        a
+        for t in _turns(STORIES)
+        for g in t.facts
+        for a in g
+        if a[0].isalpha() and a.title() in stories
+    }
+    assert len(names) >= 10
+    assert [n for n in sorted(names) if contains(code, n)] == []
 
 
 INJECTION = ROOT / "evals" / "injection"
