@@ -57,7 +57,7 @@ CITE_JS = """
 if (!window.qaCiteClicks) {
   window.qaCiteClicks = true;
   document.addEventListener('click', (event) => {
-    const link = event.target.closest && event.target.closest('a.qa-cite');
+    const link = event.target.closest('a.qa-cite');
     const found = link && /^#qa-(\\d+)-(\\d+)-(\\d+)$/.exec(link.getAttribute('href'));
     if (!found) return;
     event.preventDefault();
