@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from qa.answer import Answer, Citation, Timings
+from qa.answer import Answer, Citation, Sentence, Timings
 from qa.errors import QAError
 from qa.gold import parse_gold_item
 from qa.text import STOPWORDS, normalize, strip_citations
@@ -94,10 +94,16 @@ def answer_from_dict(data: dict[str, Any]) -> Answer:
     known = {f.name for f in fields(Answer)} - {"signals"}  # raw model signals are not kept
     values = {k: v for k, v in data.items() if k in known}
     cites = {f.name for f in fields(Citation)}
+
+    def cite(c: dict[str, Any]) -> Citation:
+        return Citation(**{k: v for k, v in c.items() if k in cites})
+
     for key in ("citations", "retrieved"):
-        values[key] = [
-            Citation(**{k: v for k, v in c.items() if k in cites}) for c in data.get(key, [])
-        ]
+        values[key] = [cite(c) for c in data.get(key, [])]
+    values["sentences"] = [
+        Sentence(s["text"], [cite(c) for c in s.get("citations", [])])
+        for s in data.get("sentences", [])
+    ]
     timing = {f.name for f in fields(Timings)}
     values["timings"] = Timings(**{k: v for k, v in data.get("timings", {}).items() if k in timing})
     return Answer(**values)

@@ -1,19 +1,27 @@
 """Rendering for the chat UI: answers, sources, index status and document lists as Markdown or
-HTML.
+HTML, and the page's styles and the script behind the answers' ``[n]`` markers.
 
 Every piece of document text and model output is HTML-escaped (and Markdown-escaped in the
 chat) here, before it reaches the page, so a document cannot inject markup or scripts.
+
+Each answer sentence ends with links ``#qa-<turn>-<sentence>-<n>``; the sources panel holds
+every turn's passages (``data-turn``, ``data-n``) with each sentence's quote marked
+(``data-s``). :data:`CITE_JS` joins them: a click shows that turn's sources, opens passage
+``n`` and emphasizes the quote of that sentence. The link carries all three numbers in its
+``href`` because Gradio's chat sanitizer strips ``data-`` attributes (it keeps ``class`` and
+``href``); the sources panel (``gr.HTML``) is not sanitized, so it can use them.
 """
 
 from __future__ import annotations
 
 import html
+import itertools
 import logging
 import re
 from collections.abc import Sequence
 from typing import Any
 
-from qa.answer import Answer, Citation, IndexReport
+from qa.answer import Answer, Citation, IndexReport, Sentence
 from qa.assistant import Assistant
 from qa.errors import QAError
 from qa.store import DocumentInfo
@@ -24,9 +32,52 @@ Message = dict[str, str]
 Turn = dict[str, Any]
 """One question and its reply, as kept in the per-session ``gr.State``:
 ``question``, ``text`` (plain answer text, what the model sees as history), ``message`` (the
-rendered chat bubble), ``sources`` (rendered sources panel), ``ok`` (False for errors, which
-are left out of the history) and ``answer`` (the :class:`Answer` as a dict, for ratings)."""
+rendered chat bubble), ``sources`` (this answer's rendered sources; '' for errors), ``ok``
+(False for errors, which are left out of the history) and ``answer`` (the :class:`Answer` as
+a dict, for ratings)."""
 
+
+EMPTY_SOURCES = '<div class="qa-empty">Sources for each answer appear here.</div>'
+
+CSS = """
+.qa-sources details { border: 1px solid var(--border-color-primary); border-radius: 6px;
+  padding: 4px 8px; margin: 6px 0; }
+.qa-sources summary { cursor: pointer; font-weight: 600; }
+.qa-chunk { white-space: pre-wrap; font-size: 0.9em; line-height: 1.45; margin-top: 6px; }
+.qa-chunk mark { padding: 0 2px; border-radius: 3px; }
+.qa-chunk mark.qa-active { outline: 2px solid var(--color-accent); font-weight: 600; }
+a.qa-cite { text-decoration: none; font-size: 0.85em; margin-left: 2px; }
+.qa-empty, .qa-note { color: var(--body-text-color-subdued); font-size: 0.9em; }
+.qa-abstain { border-left: 3px solid #d97706; padding-left: 8px; }
+#qa-status table, #qa-documents table { font-size: 0.85em; }
+#qa-documents th { white-space: nowrap; }
+"""
+
+CITE_JS = """
+if (!window.qaCiteClicks) {
+  window.qaCiteClicks = true;
+  document.addEventListener('click', (event) => {
+    const link = event.target.closest('a.qa-cite');
+    const found = link && /^#qa-(\\d+)-(\\d+)-(\\d+)$/.exec(link.getAttribute('href'));
+    if (!found) return;
+    event.preventDefault();
+    const [, turn, sentence, n] = found;
+    const panel = document.getElementById('qa-sources');
+    const section = panel && panel.querySelector(`.qa-turn[data-turn="${turn}"]`);
+    if (!section) return;
+    panel.querySelectorAll('.qa-turn').forEach((t) => { t.hidden = t !== section; });
+    panel.querySelectorAll('mark.qa-active').forEach((m) => m.classList.remove('qa-active'));
+    const passage = section.querySelector(`details[data-n="${n}"]`);
+    if (!passage) return;
+    passage.open = true;
+    const marks = passage.querySelectorAll(`mark[data-s~="${sentence}"]`);
+    marks.forEach((m) => m.classList.add('qa-active'));
+    (marks[0] || passage).scrollIntoView({ block: 'center' });
+  });
+}
+"""
+"""Installed once per page (``gr.HTML(js_on_load=...)`` of the sources panel); delegated from
+the document so it serves every answer, also those rendered after it was installed."""
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$^])")
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
@@ -66,21 +117,34 @@ def quote_span(text: str, quote: str) -> tuple[int, int] | None:
     return start, end
 
 
-def highlight(text: str, quote: str) -> str:
-    """``text`` HTML-escaped, with ``quote`` wrapped in ``<mark>``."""
-    span = quote_span(text, quote) if quote else None
-    if span is None:
-        return html.escape(text)
-    a, b = span
-    return f"{html.escape(text[:a])}<mark>{html.escape(text[a:b])}</mark>{html.escape(text[b:])}"
+def highlight(text: str, quotes: Sequence[tuple[int, str]]) -> str:
+    """``text`` HTML-escaped, with each ``(sentence, quote)`` wrapped in ``<mark data-s>``
+    naming the answer sentences it backs (where quotes overlap, the overlap names them all)."""
+    spans = [(span, s) for s, quote in quotes if quote and (span := quote_span(text, quote))]
+    cuts = sorted({0, len(text), *(i for span, _ in spans for i in span)})
+    out = []
+    for a, b in itertools.pairwise(cuts):
+        backs = sorted({s for (x, y), s in spans if x <= a and b <= y})
+        piece = html.escape(text[a:b])
+        out.append(f'<mark data-s="{" ".join(map(str, backs))}">{piece}</mark>' if backs else piece)
+    return "".join(out)
 
 
-def _source_block(c: Citation, *, open_: bool) -> str:
+def _quotes(answer: Answer) -> dict[int, list[tuple[int, str]]]:
+    """Each cited passage's quotes, by its ``n``: (index of the sentence it backs, quote)."""
+    quotes: dict[int, list[tuple[int, str]]] = {}
+    for s, sentence in enumerate(answer.sentences):
+        for c in sentence.citations:
+            quotes.setdefault(c.n, []).append((s, c.quote))
+    return quotes
+
+
+def _source_block(c: Citation, quotes: Sequence[tuple[int, str]], *, open_: bool) -> str:
     label = f"[{c.n}] {c.location}"
     return (
-        f"<details{' open' if open_ else ''}><summary>{html.escape(label)}"
+        f'<details data-n="{c.n}"{" open" if open_ else ""}><summary>{html.escape(label)}'
         f' <span class="qa-note">score {c.score:.2f}</span></summary>'
-        f'<div class="qa-chunk" style="white-space: pre-wrap">{highlight(c.text, c.quote)}</div>'
+        f'<div class="qa-chunk" style="white-space: pre-wrap">{highlight(c.text, quotes)}</div>'
         "</details>"
     )
 
@@ -90,20 +154,50 @@ def render_sources(answer: Answer) -> str:
     abstained, the passages that were searched (collapsed)."""
     parts = [f'<div class="qa-sources"><p class="qa-note">Q: {html.escape(answer.question)}</p>']
     if answer.citations:
-        parts += [_source_block(c, open_=True) for c in answer.citations]
+        quotes = _quotes(answer)
+        parts += [
+            _source_block(c, quotes.get(c.n) or [(0, c.quote)], open_=True)
+            for c in answer.citations
+        ]
     else:
         parts.append(
             '<p class="qa-note">No passage supports an answer. Passages searched:</p>'
             if answer.retrieved
             else '<p class="qa-note">No passage supports an answer.</p>'
         )
-        parts += [_source_block(c, open_=False) for c in answer.retrieved]
+        parts += [_source_block(c, [], open_=False) for c in answer.retrieved]
     parts.append("</div>")
     return "".join(parts)
 
 
-def render_answer(answer: Answer) -> str:
-    """The chat bubble for a verified answer: escaped text, source files, timings."""
+def sources_panel(turns: Sequence[Turn]) -> str:
+    """The sources panel: every turn's sources (so an earlier answer's ``[n]`` can open its
+    own), the latest that has any shown, the others hidden until one of their markers is
+    clicked."""
+    shown = max((i for i, t in enumerate(turns) if t.get("sources")), default=None)
+    if shown is None:
+        return EMPTY_SOURCES
+    return "".join(
+        f'<div class="qa-turn" data-turn="{i}"{"" if i == shown else " hidden"}>'
+        f"{t['sources']}</div>"
+        for i, t in enumerate(turns)
+        if t.get("sources")
+    )
+
+
+def _marker(turn: int, sentence: int, n: int) -> str:
+    return f'<a class="qa-cite" href="#qa-{turn}-{sentence}-{n}">{md_escape(f"[{n}]")}</a>'
+
+
+def _sentence(s: Sentence, index: int, turn: int) -> str:
+    markers = "".join(_marker(turn, index, c.n) for c in s.citations)
+    return f"{md_escape(' '.join(s.text.split()))} {markers}".rstrip()
+
+
+def render_answer(answer: Answer, turn: int = 0) -> str:
+    """The chat bubble for a verified answer of chat turn ``turn``: each sentence (a list item
+    for list answers) escaped and followed by its clickable ``[n]`` markers, then the source
+    files and timings."""
     t = answer.timings
     timing = (
         f'<span class="qa-note"><small>first token {t.first_token_ms / 1000:.1f} s · '
@@ -116,8 +210,15 @@ def render_answer(answer: Answer) -> str:
             "document that covers it.</span></div>"
         )
         return f"{body}\n\n{timing}"
+    shown = [_sentence(s, i, turn) for i, s in enumerate(answer.sentences)]
+    if not shown:  # an answer without per-sentence citations: its text as it is
+        text = md_escape(answer.text)
+    elif answer.shape == "list":
+        text = "\n".join(f"- {item}" for item in shown)
+    else:
+        text = " ".join(shown)
     sources = " · ".join(f"[{c.n}] {c.location}" for c in answer.citations)
-    return f"{md_escape(answer.text)}\n\n<small>Sources: {md_escape(sources)}</small> {timing}"
+    return f"{text}\n\n<small>Sources: {md_escape(sources)}</small> {timing}"
 
 
 def render_error(message: str) -> str:

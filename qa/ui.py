@@ -25,6 +25,9 @@ from qa.assistant import Assistant
 from qa.errors import QAError, UnsupportedFileError
 from qa.ingest import SUPPORTED_SUFFIXES, read_text
 from qa.render import (
+    CITE_JS,
+    CSS,
+    EMPTY_SOURCES,
     Message,
     Turn,
     chat_messages,
@@ -35,6 +38,7 @@ from qa.render import (
     render_report,
     render_sources,
     render_status,
+    sources_panel,
 )
 
 log = logging.getLogger(__name__)
@@ -45,7 +49,6 @@ DEFAULT_EXAMPLES = [
     "When and where did the main event take place?",
 ]
 GENERIC_ERROR = "Something went wrong while answering. Please try again; details are in the log."
-EMPTY_SOURCES = '<div class="qa-empty">Sources for each answer appear here.</div>'
 CURSOR = " ▍"
 _FORMATS = (".txt", ".md", ".pdf", ".html", ".docx")  # the label's order; .htm = .html
 UPLOAD_LABEL = (
@@ -53,18 +56,6 @@ UPLOAD_LABEL = (
     + " ".join([*_FORMATS, *sorted(SUPPORTED_SUFFIXES - {*_FORMATS, ".htm"})])
     + ")"
 )
-
-CSS = """
-.qa-sources details { border: 1px solid var(--border-color-primary); border-radius: 6px;
-  padding: 4px 8px; margin: 6px 0; }
-.qa-sources summary { cursor: pointer; font-weight: 600; }
-.qa-chunk { white-space: pre-wrap; font-size: 0.9em; line-height: 1.45; margin-top: 6px; }
-.qa-chunk mark { padding: 0 2px; border-radius: 3px; }
-.qa-empty, .qa-note { color: var(--body-text-color-subdued); font-size: 0.9em; }
-.qa-abstain { border-left: 3px solid #d97706; padding-left: 8px; }
-#qa-status table, #qa-documents table { font-size: 0.85em; }
-#qa-documents th { white-space: nowrap; }
-"""
 
 # --- callbacks (plain functions, testable without a server) -----------------------------------
 
@@ -78,23 +69,28 @@ def respond(
     history = model_history(turns)
     # Lone surrogates (invalid unicode) cannot be sent to the browser as UTF-8.
     question = str(question or "").encode("utf-8", "replace").decode("utf-8")
-    turn: Turn = {"question": question.strip(), "text": "", "message": CURSOR, "ok": False}
-    turn["sources"] = turns[-1]["sources"] if turns else EMPTY_SOURCES
+    turn: Turn = {
+        "question": question.strip(),
+        "text": "",
+        "message": CURSOR,
+        "sources": "",
+        "ok": False,
+    }
     turns.append(turn)
-    yield "", chat_messages(turns), turns, turn["sources"]
+    yield "", chat_messages(turns), turns, sources_panel(turns)
     try:
         stream = assistant.stream(question, history)
         text = ""
         for token in stream:
             text += token
             turn["message"] = md_escape(text) + CURSOR
-            yield "", chat_messages(turns), turns, turn["sources"]
+            yield "", chat_messages(turns), turns, sources_panel(turns)
         answer = stream.answer
         if answer is None:
             raise RuntimeError("the answer stream ended without an answer")
         turn.update(
             text=answer.text,
-            message=render_answer(answer),
+            message=render_answer(answer, turn=len(turns) - 1),
             sources=render_sources(answer),
             ok=True,
             # For ratings; without the passages searched and the raw model signals, which a
@@ -107,7 +103,7 @@ def respond(
     except Exception:
         log.exception("answering %r failed", question[:200])
         turn["message"] = render_error(GENERIC_ERROR)
-    yield "", chat_messages(turns), turns, turn["sources"]
+    yield "", chat_messages(turns), turns, sources_panel(turns)
 
 
 def new_chat() -> tuple[str, list[Message], list[Turn], str]:
@@ -257,7 +253,7 @@ def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr
         return chat_id, chats_update(user, chat_id)
 
     def open_fn(chat_id: str | None, request: gr.Request):
-        return panels.open_chat(assistant, _user(request), chat_id, EMPTY_SOURCES)
+        return panels.open_chat(assistant, _user(request), chat_id)
 
     def delete_chat_fn(chat_id: str | None, request: gr.Request):
         note = panels.delete_chat(assistant, _user(request), chat_id)
@@ -316,7 +312,7 @@ def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr
                 gr.Examples(examples=[[e] for e in examples], inputs=[question], label="Examples")
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
-                sources = gr.HTML(EMPTY_SOURCES, elem_id="qa-sources")
+                sources = gr.HTML(EMPTY_SOURCES, elem_id="qa-sources", js_on_load=CITE_JS)
                 with gr.Accordion("Documents", open=False):
                     status = gr.Markdown(elem_id="qa-status")
                     documents = gr.Markdown(elem_id="qa-documents")

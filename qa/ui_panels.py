@@ -17,6 +17,7 @@ from qa.assistant import Assistant
 from qa.errors import QAError
 from qa.feedback import FeedbackItem, answer_from_dict
 from qa.render import (
+    EMPTY_SOURCES,
     Message,
     Turn,
     chat_messages,
@@ -24,6 +25,7 @@ from qa.render import (
     render_documents,
     render_report,
     render_status,
+    sources_panel,
 )
 
 log = logging.getLogger(__name__)
@@ -194,17 +196,16 @@ def save_chat(assistant: Assistant, user: str, chat_id: str | None, turns: list[
 
 
 def open_chat(
-    assistant: Assistant, user: str, chat_id: str | None, empty_sources: str
+    assistant: Assistant, user: str, chat_id: str | None
 ) -> tuple[list[Message], list[Turn], str, str, str]:
     """A past chat as (chatbot, turns, sources, chat id, note); an empty chat and a note saying
     why if it cannot be opened."""
     try:
         turns = (assistant.history.load(user, chat_id) if chat_id else None) or []
     except Exception as err:
-        return [], [], empty_sources, "", _failed("opening the chat", err)
+        return [], [], EMPTY_SOURCES, "", _failed("opening the chat", err)
     note = "" if turns or not chat_id else "That chat is gone (deleted, or dropped as the oldest)."
-    sources = turns[-1].get("sources", empty_sources) if turns else empty_sources
-    return chat_messages(turns), turns, sources, chat_id if turns else "", note
+    return chat_messages(turns), turns, sources_panel(turns), chat_id if turns else "", note
 
 
 def delete_chat(assistant: Assistant, user: str, chat_id: str | None) -> str:

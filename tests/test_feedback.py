@@ -18,6 +18,7 @@ from langchain_core.language_models import FakeListChatModel
 from typer.testing import CliRunner
 
 from qa import ABSTAIN_TEXT, Answer, Assistant, Citation
+from qa.answer import Sentence
 from qa.cli import app
 from qa.evaluation import run_eval
 from qa.feedback import (
@@ -42,6 +43,7 @@ def _answer(text: str = "in 1998 [1]", *, abstained: bool = False) -> Answer:
         citations=[] if abstained else [CITE],
         retrieved=[CITE],
         standalone_question="When did the bakery open?",
+        sentences=[] if abstained else [Sentence("in 1998", [CITE])],
     )
 
 

@@ -48,10 +48,11 @@ def test_answer_streams_then_shows_the_cited_answer_and_its_source(settings, fak
     reply = chat[-1]["content"]
     n = turns[-1]["text"].removeprefix("in 1998 [").removesuffix("]")
     assert turns[-1]["text"] == f"in 1998 [{n}]" and turns[-1]["ok"]
-    assert md_escape(f"in 1998 [{n}]") in reply and md_escape(f"[{n}] bakery.txt") in reply
+    marker = f'<a class="qa-cite" href="#qa-0-0-{n}">{md_escape(f"[{n}]")}</a>'
+    assert f"in 1998 {marker}" in reply and md_escape(f"[{n}] bakery.txt") in reply
     assert "first token" in reply
-    assert html.escape(f"[{n}] bakery.txt") in sources
-    assert "<mark>The bakery opened in 1998.</mark>" in sources
+    assert html.escape(f"[{n}] bakery.txt") in sources and 'data-turn="0"' in sources
+    assert '<mark data-s="0">The bakery opened in 1998.</mark>' in sources
 
 
 def test_follow_up_gets_the_first_turn_as_plain_history(settings, fake_embeddings, monkeypatch):
@@ -95,7 +96,7 @@ def test_document_and_model_markup_is_escaped(settings, fake_embeddings, docs: P
     _, chat, _, sources = steps[-1]
     assert "&lt;script&gt;" in chat[-1]["content"]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in sources
-    assert "<mark>" in sources
+    assert "<mark data-s=" in sources
 
 
 def test_markdown_tricks_are_neutralised() -> None:
@@ -105,9 +106,10 @@ def test_markdown_tricks_are_neutralised() -> None:
 
 
 def test_highlight_escapes_around_the_mark() -> None:
-    out = highlight("<b>Intro</b> The ferry crosses the river.", "the ferry crosses the river.")
-    assert out == "&lt;b&gt;Intro&lt;/b&gt; <mark>The ferry crosses the river.</mark>"
-    assert highlight("<x>", "nothing like it") == "&lt;x&gt;"
+    text = "<b>Intro</b> The ferry crosses the river."
+    out = highlight(text, [(0, "the ferry crosses the river.")])
+    assert out == '&lt;b&gt;Intro&lt;/b&gt; <mark data-s="0">The ferry crosses the river.</mark>'
+    assert highlight("<x>", [(0, "nothing like it")]) == "&lt;x&gt;"
 
 
 def test_abstention_is_shown_as_a_note(settings, fake_embeddings):

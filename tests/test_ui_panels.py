@@ -11,7 +11,8 @@ from qa import Assistant, Settings
 from qa import ui_panels as panels
 from qa.gold import load_gold
 from qa.ingest import SUPPORTED_SUFFIXES
-from qa.ui import EMPTY_SOURCES, UPLOAD_LABEL, add_documents, respond
+from qa.render import EMPTY_SOURCES, sources_panel
+from qa.ui import UPLOAD_LABEL, add_documents, respond
 
 BAKERY_REPLY = "Answer: in 1998\nQuote: The bakery opened in 1998."
 
@@ -126,12 +127,10 @@ def test_chats_are_saved_reopened_and_deleted_per_user(assistant: Assistant) -> 
     [(label, listed)] = panels.chat_choices(assistant, "ann")
     assert listed == chat_id and label.startswith("When did the bakery open?")
     assert panels.chat_choices(assistant, "bob") == []
-    messages, reopened, sources, same, note = panels.open_chat(
-        assistant, "ann", chat_id, EMPTY_SOURCES
-    )
-    assert same == chat_id and reopened == turns and sources == turns[-1]["sources"]
+    messages, reopened, sources, same, note = panels.open_chat(assistant, "ann", chat_id)
+    assert same == chat_id and reopened == turns and sources == sources_panel(turns)
     assert messages[0]["content"] == "When did the bakery open?" and note == ""
-    _, bobs, _, _, note = panels.open_chat(assistant, "bob", chat_id, EMPTY_SOURCES)
+    _, bobs, _, _, note = panels.open_chat(assistant, "bob", chat_id)
     assert bobs == [] and "gone" in note
     # A reopened chat can still be rated: the answer travels with the stored turn.
     assert "Saved" in panels.rate(assistant, reopened, 1, True, "ann")[0]
@@ -147,6 +146,7 @@ def test_a_broken_history_file_does_not_break_the_chat(assistant: Assistant, tmp
     assistant.history.path = tmp_path  # a folder: SQLite cannot open it
     assert panels.save_chat(assistant, "ann", "", [{"question": "q"}]) == ""
     assert panels.chat_choices(assistant, "ann") == []
-    *_, note = panels.open_chat(assistant, "ann", "some-id", EMPTY_SOURCES)
+    sources, _, note = panels.open_chat(assistant, "ann", "some-id")[2:]
+    assert sources == EMPTY_SOURCES
     assert note.startswith("⚠️") and "server log" in note
     assert panels.delete_chat(assistant, "ann", "some-id").startswith("⚠️")
