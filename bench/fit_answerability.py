@@ -204,7 +204,7 @@ def _fit(x: Any, y: Any, c: float, n_cheap: int, k: int | None) -> Linear:
     """Logistic regression on standardized inputs; with ``k``, the hidden-state columns are
     first reduced to their ``k`` principal components (a regularizer: with a few hundred
     answers, 1,536 raw dimensions overfit). PCA is linear, so the result folds back into one
-    weight per input, the form ``qa.verify.Answerability`` evaluates."""
+    weight per input, the form ``qa.answerability.Answerability`` evaluates."""
     import numpy as np
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
@@ -260,7 +260,7 @@ def fit() -> None:
     import numpy as np
     from sklearn.metrics import log_loss, roc_auc_score
 
-    from qa.verify import CHEAP_FEATURES
+    from qa.answerability import CHEAP_FEATURES
 
     rows = [r for r in _load(FIT) if r["shown"]]  # the decision only sees supported answers
     articles = sorted({r["article"] for r in rows})

@@ -14,7 +14,8 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 
-from qa.answer import Answer, IndexReport
+from qa.answer import Answer, IndexReport, Sentence, Shape
+from qa.answerability import shipped_answerability
 from qa.chain import Thresholds, Token, build_chain
 from qa.config import Settings
 from qa.errors import (
@@ -28,10 +29,15 @@ from qa.feedback import FeedbackItem, FeedbackStore, Verdict, make_item
 from qa.history import ChatHistory
 from qa.ingest import Chunk, load_chunks, source_path
 from qa.models import make_embeddings, make_llm
+from qa.shapes import overview_topic
 from qa.store import DocumentInfo, Hit, Store, fingerprint, index_lock
-from qa.verify import shipped_answerability
+from qa.summaries import Summaries
 
 Message = dict[str, str]
+
+SUMMARY_QUESTION = "What is this document about?"
+MAX_OVERVIEW_DOCUMENTS = 12
+"""An overview of everything covers this many documents (each costs one summary, once)."""
 
 
 class AnswerStream:
@@ -97,9 +103,13 @@ class Assistant:
         s = self.settings
         learned = shipped_answerability() if s.answerability == "learned" else None
         thresholds = Thresholds(
-            s.abstain_threshold, s.support_threshold, learned, s.answer_threshold
+            s.abstain_threshold,
+            s.support_threshold,
+            learned,
+            s.answer_threshold,
+            s.open_support_threshold,
         )
-        return build_chain(self.llm, self.retrieve, thresholds)
+        return build_chain(self.llm, self.retrieve, thresholds, self.overview)
 
     def for_documents(self, docs_dir: Path, index_dir: Path) -> Assistant:
         """A new Assistant over another folder and an embedded index in ``index_dir`` that shares
@@ -282,8 +292,8 @@ class Assistant:
         self.feedback_store.append(item)
         return item
 
-    def retrieve(self, question: str) -> list[Hit]:
-        """The chunks the LLM will see for ``question``.
+    def retrieve(self, question: str, shape: Shape = "short") -> list[Hit]:
+        """The chunks the LLM will see for ``question`` (routed to ``shape``).
 
         Usually the ``top_k`` most similar, best first. When the whole index fits in
         ``full_context_chars``, every chunk in document order: the prompt prefix is then the
@@ -298,6 +308,38 @@ class Assistant:
                 scores = {h.chunk.id: h.score for h in self._search(question, count)}
                 return [Hit(c, scores.get(c.id, 0.0)) for c in chunks]
         return self._search(question, self.settings.top_k)
+
+    @cached_property
+    def summaries(self) -> Summaries:
+        """Per-document summaries for overview questions (``summaries.json`` next to the
+        index, or in ``cache_dir`` when a Chroma server holds the index)."""
+        s = self.settings
+        folder = s.cache_dir if s.chroma_host else s.index_dir
+        return Summaries(folder / f"summaries-{s.collection}.json", self._summarize)
+
+    def _summarize(self, hits: list[Hit]) -> list[Sentence]:
+        inputs = {"question": SUMMARY_QUESTION, "history": [], "shape": "open", "hits": hits}
+        *_, answer = self.chain.stream(inputs | {"t0": time.perf_counter()})
+        return answer.sentences
+
+    def overview(self, question: str) -> list[Sentence] | None:
+        """Sentences from the summaries of the documents an overview question is about (all of
+        them, or those its topic retrieves); None when every document fits the LLM's context,
+        which then answers from the documents themselves."""
+        chunks = self.store.all_chunks()
+        if sum(len(c.text) for c in chunks) <= self.settings.full_context_chars:
+            return None
+        by_source: dict[str, list[Chunk]] = {}
+        for c in chunks:
+            by_source.setdefault(c.source, []).append(c)
+        if overview_topic(question):
+            sources = list(dict.fromkeys(h.chunk.source for h in self._search(question, 4)))[:2]
+            per_document = 3
+        else:
+            sources = sorted(by_source)[:MAX_OVERVIEW_DOCUMENTS]
+            per_document = 1 if len(sources) > 3 else 2
+        summaries = self.summaries.get(by_source, sources)
+        return [s for source in sources for s in summaries[source][:per_document]]
 
     def _search(self, question: str, k: int) -> list[Hit]:
         if self.settings.retrieval == "hybrid":
@@ -331,7 +373,7 @@ class Assistant:
         """Load the models and compute the LLM's fixed prompt prefix (with a throwaway
         question), so the first real question is answered at full speed."""
         with contextlib.suppress(QAError):  # nothing indexed: the models are loaded anyway
-            self.ask("What are these documents about?")
+            self.ask("Who is named first?")  # a short answer: no document summaries yet
 
     def status(self) -> dict[str, str | int]:
         """What is indexed and which models answer."""

@@ -1,9 +1,19 @@
-"""The answering chain (LCEL): condense follow-up -> retrieve -> prompt -> LLM -> decide.
+"""The answering chain (LCEL): condense follow-up -> route -> retrieve -> prompt -> LLM -> decide.
 
-The LLM's reply is prefilled with "Answer:" so its first generated token is the answer, whose
-probability of being "none", token log-probabilities and hidden state feed the answer-or-abstain
-decision in :mod:`qa.verify`. Generation stops at the end of the answer line. Citations come
-from the passage that supports the answer, not from markers the model writes.
+The question is routed to an answer shape (:mod:`qa.shapes`). Every shape uses the same prompt
+with a shape instruction after the question, so they share the KV-cached passages.
+
+* **short**: the LLM's reply is prefilled with "Answer:" so its first generated token is the
+  answer, whose probability of being "none", token log-probabilities and hidden state feed the
+  learned answer-or-abstain decision (:mod:`qa.answerability`). Generation stops at the end of
+  the answer line.
+* **open**, **overview**: a few sentences, each kept only if a passage backs it
+  (:func:`qa.verify.ground`), then the answer checker on what is left.
+* **list**: items, each kept only if a passage holds it.
+* **yesno**: the model copies the sentence that settles the question; a short second prompt
+  decides yes, no or unclear from that sentence alone.
+
+Citations come from the passage that supports each sentence, not from markers the model writes.
 """
 
 from __future__ import annotations
@@ -11,22 +21,28 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
-from qa.answer import ABSTAIN_TEXT, Answer, Sentence, Signals, Timings
+from qa.answer import ABSTAIN_TEXT, Answer, Citation, Sentence, Shape, Signals, Timings
+from qa.answerability import Answerability, cheap_features
+from qa.shapes import INSTRUCTIONS, list_items, route, sentences
 from qa.store import Hit
 from qa.text import escape_braces
 from qa.verify import (
-    Answerability,
     Supported,
     build_checker,
-    cheap_features,
+    build_yesno,
+    ground,
     none_probability,
+    pick_evidence,
+    question_coverage,
+    says_something,
+    settling_sentence,
     to_citation,
     verify,
 )
@@ -77,6 +93,18 @@ PREFILL = "Answer:"
 GRAMMAR = r"""root ::= " " line "\nQuote: " line
 line ::= [^\n]{1,400}
 """
+# Other shapes: one line of free text (sentences or items are cut out of it afterwards).
+FREE_GRAMMAR = r"""root ::= " " [^\n]{1,1200}
+"""
+_BINDS: dict[Shape, dict] = {
+    # The hidden state costs one output row; it is always asked for so answers can be studied.
+    "short": {"grammar": GRAMMAR, "hidden_state": True},
+    "open": {"grammar": FREE_GRAMMAR, "max_tokens": 200},
+    "overview": {"grammar": FREE_GRAMMAR, "max_tokens": 200},
+    "list": {"grammar": FREE_GRAMMAR, "max_tokens": 160},
+    # The model writes the sentence that settles the question, not its own yes or no.
+    "yesno": {"grammar": FREE_GRAMMAR, "max_tokens": 100, "prefill": "Quote:"},
+}
 
 _MARKER = re.compile(r"\[(\d+)\]")
 
@@ -154,30 +182,52 @@ class Thresholds:
     support: float = 0.0  # the checker's P(yes) below which qa abstains; 0 skips the check
     answerability: Answerability | None = None  # the learned decision; None switches it off
     answer: float = 0.5  # its P(right) below which qa abstains
+    open_support: float = 0.0  # the checker's P(yes) below which an open answer is withdrawn
+
+
+@dataclass(frozen=True)
+class _Models:
+    """The runnables one answer may use: a generator per shape and the second-pass prompts."""
+
+    generate: dict[Shape, Runnable]
+    checker: Callable[[str, str, str], float | None] | None
+    yesno: Callable[[str, str], dict[str, float]]
 
 
 def build_chain(
     llm: BaseChatModel,
-    retrieve: Callable[[str], list[Hit]],
+    retrieve: Callable[[str, Shape], list[Hit]],
     thresholds: Thresholds = Thresholds(),
+    overview: Callable[[str], list[Sentence] | None] | None = None,
 ) -> Runnable[dict, Token | Answer]:
-    """The whole LCEL pipeline. Input ``{"question", "history"}``; streams ``Token``s, then
-    yields the verified ``Answer``."""
+    """The whole LCEL pipeline. Input ``{"question", "history"}`` (optionally ``"shape"`` and
+    ``"hits"`` to skip routing and retrieval); streams ``Token``s, then yields the verified
+    ``Answer``. ``retrieve(question, shape)`` gives the passages the LLM sees; ``overview``
+    answers overview questions from document summaries (None: from the passages)."""
     # The quote line the examples show is not generated: the decision needs only the answer.
-    # The hidden state costs one output row; it is always asked for so answers can be studied.
-    generate = answer_prompt() | llm.bind(
-        grammar=GRAMMAR, prefill=PREFILL, hidden_state=True, stop=["\n"]
+    binds = {"prefill": PREFILL, "stop": ["\n"]}
+    checked = thresholds.support > 0 or thresholds.open_support > 0
+    models = _Models(
+        generate={
+            shape: answer_prompt() | llm.bind(**(binds | extra)) for shape, extra in _BINDS.items()
+        },
+        checker=build_checker(llm) if checked else None,
+        yesno=build_yesno(llm),
     )
-    checker = build_checker(llm) if thresholds.support > 0 else None
 
     def answer_events(inputs: Iterator[dict]) -> Iterator[Token | Answer]:
         for x in inputs:
-            yield from _answer(x, generate, thresholds, checker)
+            summary = overview(x["standalone"]) if overview and x["shape"] == "overview" else None
+            if summary is None:
+                yield from _answer(x, models, thresholds)
+            else:
+                yield from _summary_answer(x, summary)
 
     def add_hits(x: dict) -> dict:
         t0 = time.perf_counter()
-        hits = retrieve(x["standalone"])
-        return {**x, "hits": hits, "retrieve_ms": (time.perf_counter() - t0) * 1000}
+        shape = x.get("shape") or route(x["standalone"])
+        hits = x.get("hits") or retrieve(x["standalone"], shape)
+        return {**x, "shape": shape, "hits": hits, "retrieve_ms": (time.perf_counter() - t0) * 1e3}
 
     def add_standalone(x: dict) -> dict:
         return {**x, "standalone": condense.invoke(x), "t0": x.get("t0", time.perf_counter())}
@@ -185,6 +235,32 @@ def build_chain(
     condense = build_condense(llm)
     return (
         RunnableLambda(add_standalone) | RunnableLambda(add_hits) | RunnableGenerator(answer_events)
+    )
+
+
+def _summary_answer(x: dict, summary: list[Sentence]) -> Iterator[Token | Answer]:
+    """An overview answered from document summaries: their sentences, renumbered."""
+    numbers: dict[str, int] = {}
+    kept = []
+    for s in summary:
+        cites = [
+            replace(c, n=numbers.setdefault(c.chunk_id, len(numbers) + 1)) for c in s.citations
+        ]
+        kept.append(Sentence(s.text, cites))
+    supported = _supported(kept, "overview") if kept else None
+    if supported:
+        yield Token(supported.text)
+    total_ms = (time.perf_counter() - x["t0"]) * 1000
+    yield Answer(
+        question=x["question"],
+        text=supported.text if supported else ABSTAIN_TEXT,
+        abstained=supported is None,
+        citations=supported.citations if supported else [],
+        retrieved=supported.citations if supported else [],
+        timings=Timings(x["retrieve_ms"], total_ms, total_ms),
+        standalone_question=x["standalone"],
+        shape="overview",
+        sentences=kept,
     )
 
 
@@ -201,20 +277,19 @@ def _answer_line(generated: str) -> str:
     return line.strip()
 
 
-def _answer(
-    x: dict,
-    generate: Runnable,
-    thresholds: Thresholds,
-    checker: Callable[[str, str, str], float | None] | None,
-) -> Iterator[Token | Answer]:
+def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token | Answer]:
     hits: list[Hit] = x["hits"]
+    shape: Shape = x["shape"]
     t0 = x["t0"]
     timings = Timings(retrieve_ms=x["retrieve_ms"])
     generated, streamed = "", 0
     probs: dict[str, float] = {}
     states: dict[str, list[float]] = {}
     logprobs: list[float] = []
-    for chunk in generate.stream({"passages": format_passages(hits), "question": x["standalone"]}):
+    question = x["standalone"] + INSTRUCTIONS[shape]
+    for chunk in models.generate[shape].stream(
+        {"passages": format_passages(hits), "question": question}
+    ):
         meta = chunk.response_metadata
         probs = probs or meta.get("first_token_probs", {})
         logprobs = meta.get("token_logprobs", logprobs)
@@ -230,7 +305,10 @@ def _answer(
             yield Token(visible[streamed:])
             streamed = len(visible)
     signals = Signals(probs, logprobs, states)
-    decision = _decide(x["standalone"], generated, hits, signals, thresholds, checker)
+    if shape == "short":
+        decision = _decide(x["standalone"], generated, hits, signals, thresholds, models.checker)
+    else:
+        decision = _decide_shaped(x["standalone"], shape, generated, hits, models, thresholds)
     timings.total_ms = (time.perf_counter() - t0) * 1000
     if not timings.first_token_ms:
         timings.first_token_ms = timings.total_ms
@@ -252,7 +330,9 @@ def _answer(
         withheld=decision.supported.answer if decision.supported and not shown else "",
         features=decision.features,
         signals=signals,
-        sentences=[Sentence(shown.answer, shown.citations)] if shown else [],
+        shape=shape,
+        sentences=decision.sentences if shown else [],
+        dropped=decision.dropped,
     )
 
 
@@ -263,6 +343,8 @@ class _Decision:
     support: float | None = None
     answerability: float | None = None
     features: dict[str, float] = field(default_factory=dict)
+    sentences: list[Sentence] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
 
 def _decide(
@@ -293,4 +375,91 @@ def _decide(
     if shown and checker:
         support = checker(question, supported.answer, supported.citations[0].text)
         shown = support is None or support >= thresholds.support
-    return _Decision(supported, shown, support, p_right, features)
+    sentences = [Sentence(supported.answer, supported.citations)]
+    return _Decision(supported, shown, support, p_right, features, sentences)
+
+
+def _decide_shaped(
+    question: str,
+    shape: Shape,
+    generated: str,
+    hits: list[Hit],
+    models: _Models,
+    thresholds: Thresholds,
+) -> _Decision:
+    """Open answers, lists and yes/no: keep what a passage backs, drop the rest; abstain when
+    nothing is left (or the checker rejects what is)."""
+    if shape == "yesno":
+        return _decide_yesno(question, generated.strip(), hits, models)
+    reply = _answer_line(generated)
+    if shape == "list":
+        kept, dropped = _ground_items(question, list_items(reply), hits)
+    else:
+        kept, dropped = _ground_sentences(question, sentences(reply), hits)
+    if not kept:
+        return _Decision(None, False, dropped=dropped)
+    supported = _supported(kept, shape)
+    support = None
+    if models.checker and thresholds.open_support > 0:
+        evidence = " ".join(dict.fromkeys(c.quote for s in kept for c in s.citations))
+        support = models.checker(question, " ".join(s.text for s in kept), evidence)
+    shown = support is None or support >= thresholds.open_support
+    return _Decision(supported, shown, support, sentences=kept, dropped=dropped)
+
+
+def _cite(n: int, hit: Hit, claim: str) -> Citation:
+    return to_citation(n, hit, quote=settling_sentence(claim, hit.chunk.text))
+
+
+def _ground_sentences(
+    question: str, claims: list[str], hits: list[Hit]
+) -> tuple[list[Sentence], list[str]]:
+    kept: list[Sentence] = []
+    dropped: list[str] = []
+    for claim in claims:
+        backing = ground(claim, hits, question) if says_something(question, claim, 3) else None
+        if backing is None:
+            dropped.append(claim)
+        else:
+            kept.append(Sentence(claim, [_cite(i + 1, hits[i], claim) for i in backing]))
+    return kept, dropped
+
+
+def _ground_items(
+    question: str, items: list[str], hits: list[Hit]
+) -> tuple[list[Sentence], list[str]]:
+    kept: list[Sentence] = []
+    dropped: list[str] = []
+    for item in items:
+        i = pick_evidence(question, "", item, hits) if says_something(question, item) else None
+        if i is None:
+            dropped.append(item)
+        else:
+            kept.append(Sentence(item, [_cite(i + 1, hits[i], item)]))
+    return kept, dropped
+
+
+def _decide_yesno(question: str, reply: str, hits: list[Hit], models: _Models) -> _Decision:
+    """The sentence the model copied must be in a passage; the verdict comes from that
+    passage sentence alone."""
+    claims = sentences(reply, limit=1) or [reply]
+    backing = ground(claims[0], hits, question) if says_something(question, claims[0], 3) else None
+    citation = _cite(backing[0] + 1, hits[backing[0]], claims[0]) if backing else None
+    # A sentence about something else cannot settle the question (the model copies one anyway).
+    if citation is None or question_coverage(question, citation.quote) < 0.5:
+        return _Decision(None, False, dropped=claims)
+    verdict = models.yesno(question, citation.quote)
+    word = max(verdict, key=verdict.__getitem__, default="unclear")
+    if word == "unclear":
+        return _Decision(None, False, dropped=claims)
+    kept = [Sentence(f"{word.capitalize()}. {citation.quote}", [citation])]
+    return _Decision(_supported(kept, "yesno"), True, verdict[word], sentences=kept)
+
+
+def _supported(kept: list[Sentence], shape: Shape) -> Supported:
+    """The shown text (each sentence with its ``[n]`` markers) and the distinct citations."""
+    marked = [f"{s.text} " + "".join(f"[{c.n}]" for c in s.citations) for s in kept]
+    text = "\n".join(f"- {m}" for m in marked) if shape == "list" else " ".join(marked)
+    citations = list({c.n: c for s in reversed(kept) for c in s.citations}.values())[::-1]
+    first = kept[0].citations[0]
+    return Supported(kept[0].text, first.n - 1, text, sorted(citations, key=lambda c: c.n))

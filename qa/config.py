@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         description="A second LLM pass checks each answer against its cited passage; abstain "
         "when its probability of 'yes' is below this (0, the default, skips the check).",
     )
+    open_support_threshold: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Open answers, lists and overviews are withdrawn when the answer checker's "
+        "P(yes) is below this (a second prompt per answer); 0 skips the check.",
+    )
     max_file_mb: float = Field(20.0, gt=0, description="Larger documents are skipped.")
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are refused.")
     embedding_model: str = Field(

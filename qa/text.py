@@ -88,3 +88,26 @@ def strip_citations(text: str) -> str:
 def escape_braces(text: str) -> str:
     """``text`` as a literal inside a langchain prompt template (``{`` and ``}`` doubled)."""
     return text.replace("{", "{{").replace("}", "}}")
+
+
+# A full stop ends a sentence unless it ends an abbreviation ("a.m.", "Oct.", "Dr.") or a digit
+# follows ("No. 3"); the next sentence starts with a capital letter or an opening quote.
+_ABBREVIATION = re.compile(
+    r"(?:\b(?:[A-Za-z]\.){2,}|\b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Inc|Co|Ltd|vs|No|Jan|Feb|Mar|Apr|"
+    r"Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.)$"
+)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])([\"”’)]?)\s+(?=[\"“‘(]?[A-Z])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """``text`` (whitespace collapsed) cut into sentences."""
+    text = " ".join(text.split())
+    out: list[str] = []
+    start = 0
+    for m in _SENTENCE_BREAK.finditer(text):
+        if _ABBREVIATION.search(text[start : m.start()]):
+            continue
+        out.append(text[start : m.end(1)].strip())
+        start = m.end()
+    out.append(text[start:].strip())
+    return [x for x in out if x]

@@ -1,35 +1,26 @@
-"""Is an answer supported, and should it be shown? Text support, the answer checker, and the
-learned answerability decision.
+"""Is an answer supported by the passages? Text support for short answers, sentence by sentence
+for open answers and lists, the yes/no decider, and the optional answer checker.
 
 Small local models name the wrong entity or invent an answer when the passages do not hold it.
 Two checks stand between the model's reply and the user:
 
 * **support** (``verify``): a retrieved passage must contain the answer's words and numbers;
-* **answerability** (``Answerability``): a logistic model, fitted on SQuAD 2.0 articles by
-  ``bench/fit_answerability.py``, reads the model's final hidden state at the answer's first
-  token (answerability is linearly decodable there, Slobodkin et al., EMNLP 2023) together
-  with cheap signals (P("none"), token log-probabilities, how much of the question the cited
-  passage covers, whether the answer's type fits the question) and gives the probability that
-  the shown answer is right. Below ``Settings.answer_threshold`` qa abstains.
+* **answerability** (:mod:`qa.answerability`): a learned decision on whether a supported short
+  answer is right.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.prompts import ChatPromptTemplate
 
-from qa.answer import Citation, Signals
+from qa.answer import Citation
 from qa.store import Hit
-from qa.text import contains, escape_braces, normalize, strip_citations
+from qa.text import contains, escape_braces, normalize, split_sentences, strip_citations
 
 # Compared after normalize(), so stored the same way ("n/a" becomes "n a").
 _NONE = frozenset(
@@ -40,18 +31,20 @@ _STOPWORDS = frozenset(
     "he she they his her their as from about years year old".split()
 )
 # Question words and fillers that say what is asked, not what about.
-_ASKING = frozenset(
+ASKING = frozenset(
     "what which who whom whose when where why how many much did do does was were is are "
     "name called kind type".split()
 )
 
 
-def _tokens(text: str) -> list[str]:
+def tokens(text: str) -> list[str]:
+    """``text`` normalized (``qa.text.normalize``) and split into words."""
     return normalize(text).split()
 
 
-def _content(text: str) -> set[str]:
-    return {t for t in _tokens(text) if t not in _STOPWORDS}
+def content_words(text: str) -> set[str]:
+    """The words of ``text`` that carry meaning (normalized, stopwords left out)."""
+    return {t for t in tokens(text) if t not in _STOPWORDS}
 
 
 @dataclass(frozen=True)
@@ -84,7 +77,7 @@ def locate_quote(quote: str, hits: list[Hit]) -> int | None:
     q_tokens = q.split()
     best, best_i = 0.0, None
     for i, hit in enumerate(hits):
-        words = set(_tokens(hit.chunk.text))
+        words = set(tokens(hit.chunk.text))
         share = sum(t in words for t in q_tokens) / len(q_tokens)
         if share > best:
             best, best_i = share, i
@@ -93,8 +86,8 @@ def locate_quote(quote: str, hits: list[Hit]) -> int | None:
 
 def is_supported(answer: str, evidence: str) -> bool:
     """The answer's content words (and every number in it) occur in the evidence."""
-    words = set(_tokens(evidence))
-    content = [t for t in _tokens(answer) if t not in _STOPWORDS]
+    words = set(tokens(evidence))
+    content = [t for t in tokens(answer) if t not in _STOPWORDS]
     if not content:
         return False
     numbers = [t for t in content if any(ch.isdigit() for ch in t)]
@@ -117,27 +110,24 @@ def pick_evidence(question: str, quote: str, answer: str, hits: list[Hit]) -> in
     quoted = locate_quote(quote, hits) if quote else None
     if quoted in supporting:
         return quoted
-    asked = _content(question)
+    asked = content_words(question)
 
     def rank(i: int) -> tuple[bool, int, int]:
         # A passage holding the answer as written beats one holding its words apart.
         text = hits[i].chunk.text
-        return contains(text, answer), len(asked & _content(text)), -i
+        return contains(text, answer), len(asked & content_words(text)), -i
 
     return max(supporting, key=rank)
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def settling_sentence(answer: str, passage: str) -> str:
     """The passage's sentence that holds ``answer`` (as written, else most of its words): what
     the UI highlights as the evidence."""
-    sentences = [x for x in _SENTENCE_END.split(" ".join(passage.split())) if x]
+    sentences = split_sentences(passage)
     if not sentences:
         return ""
-    words = _content(answer)
-    return max(sentences, key=lambda x: (contains(x, answer), len(words & _content(x))))
+    words = content_words(answer)
+    return max(sentences, key=lambda x: (contains(x, answer), len(words & content_words(x))))
 
 
 def to_citation(n: int, hit: Hit, quote: str = "") -> Citation:
@@ -163,7 +153,7 @@ def verify(question: str, reply: str, hits: list[Hit]) -> Supported | None:
     answer = strip_citations(parsed.answer).strip()
     if normalize(answer) in _NONE:
         return None
-    if not _content(answer) - _content(question):
+    if not content_words(answer) - content_words(question):
         return None  # the answer only repeats the question's words: it says nothing new
     i = pick_evidence(question, parsed.quote, answer, hits)
     if i is None:
@@ -171,6 +161,85 @@ def verify(question: str, reply: str, hits: list[Hit]) -> Supported | None:
     quote = parsed.quote or settling_sentence(answer, hits[i].chunk.text)
     citation = to_citation(i + 1, hits[i], quote=quote)
     return Supported(answer, i, f"{answer} [{citation.n}]", [citation])
+
+
+# --- open answers, sentence by sentence ----------------------------------------------------
+
+_NEGATIONS = frozenset("not no never neither nor nothing none without".split())
+# Words a sentence may use that no passage needs to hold: grammar, and talk about the document.
+_GENERIC = _STOPWORDS | frozenset(
+    "also because but so than then there these those which while who whom will would can could "
+    "has have had not no document documents article text passage passages story discusses "
+    "describes explains mentions covers talks says".split()
+)
+SENTENCE_SUPPORT = 0.8
+"""Share of a sentence's content words its passage must hold (word endings ignored)."""
+
+
+def _stem(word: str) -> str:
+    """A crude stem, so "trained"/"training"/"trains" match but numbers stay whole."""
+    if word.isdigit() or len(word) <= 4:
+        return word
+    for suffix in ("ing", "ed", "es", "s", "ly"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word
+
+
+def sentence_support(sentence: str, evidence: str, question: str = "") -> float:
+    """How well ``evidence`` backs ``sentence``: the share of the sentence's content words it
+    holds (by stem); 0 if it lacks any of the sentence's numbers or negations, or most of the
+    words the sentence takes from the question (an answer that restates the question around
+    unrelated facts: "X was chosen because <something the passage says>")."""
+    have = tokens(evidence)
+    stems = {_stem(t) for t in have}
+    words = tokens(sentence)
+    if any(t not in have for t in words if any(ch.isdigit() for ch in t) or t in _NEGATIONS):
+        return 0.0
+    content = [_stem(t) for t in words if t not in _GENERIC]
+    if not content:
+        return 0.0
+    echoed = {_stem(t) for t in content_words(question) - ASKING} & set(content)
+    if echoed and len(echoed & stems) / len(echoed) < 0.75:
+        return 0.0
+    return sum(t in stems for t in content) / len(content)
+
+
+def ground(
+    sentence: str, hits: list[Hit], question: str = "", threshold: float = SENTENCE_SUPPORT
+) -> tuple[int, ...] | None:
+    """Indices of the passage that best backs ``sentence`` (at least ``threshold``), or of two
+    passages that back it together (a summary sentence joins facts); None if none do."""
+    scores = [sentence_support(sentence, h.chunk.text, question) for h in hits]
+    ranked = sorted(range(len(hits)), key=lambda i: -scores[i])
+    if not ranked or scores[ranked[0]] <= 0:
+        return None
+    if scores[ranked[0]] >= threshold:
+        return (ranked[0],)
+    pairs = [(a, b) for a in ranked[:4] for b in ranked[:4] if a < b]
+    for a, b in pairs:
+        text = hits[a].chunk.text + " " + hits[b].chunk.text
+        if sentence_support(sentence, text, question) >= threshold:
+            return (a, b)
+    return None
+
+
+def question_coverage(question: str, evidence: str) -> float:
+    """The share of what the question is about (its content words, question words left out)
+    that ``evidence`` mentions (by stem)."""
+    asked = {_stem(t) for t in content_words(question) - ASKING}
+    have = {_stem(t) for t in tokens(evidence)}
+    return len(asked & have) / len(asked) if asked else 0.0
+
+
+def says_something(question: str, sentence: str, min_words: int = 1) -> bool:
+    """Whether ``sentence`` (at least ``min_words`` words) adds words beyond the question's
+    (and is not a "none"-like reply)."""
+    return (
+        len(sentence.split()) >= min_words
+        and normalize(sentence) not in _NONE
+        and bool(content_words(sentence) - content_words(question))
+    )
 
 
 def none_probability(first_token_probs: dict[str, float]) -> float | None:
@@ -182,134 +251,6 @@ def none_probability(first_token_probs: dict[str, float]) -> float | None:
 
 def _share(probs: dict[str, float], word: str) -> float:
     return sum(p for t, p in probs.items() if t.strip().lower() == word)
-
-
-# --- learned answerability ---------------------------------------------------------------
-
-
-_NUMBER_WORDS = frozenset(
-    "one two three four five six seven eight nine ten eleven twelve hundred thousand million "
-    "billion dozen several few".split()
-)
-_MONTHS = frozenset(
-    "january february march april may june july august september october november december "
-    "century centuries decade bc ad".split()
-)
-
-
-def answer_type_fit(question: str, answer: str) -> float:
-    """1 if the answer has the shape the question asks for ("how many" -> a number, "when" ->
-    a date, "who" -> a name), 0 if not, 0.5 when the question does not say."""
-    q = normalize(question).split()
-    words = answer.split()
-    numeric = any(ch.isdigit() for ch in answer) or bool(_NUMBER_WORDS & set(_tokens(answer)))
-    if "how" in q and any(w in q for w in ("many", "much", "long", "old", "far", "large")):
-        return float(numeric)
-    if q[:1] == ["when"] or "year" in q or "what year" in " ".join(q):
-        return float(numeric or bool(_MONTHS & set(_tokens(answer))))
-    if q[:1] in (["who"], ["whom"]):
-        return float(any(w[:1].isupper() for w in words))
-    return 0.5
-
-
-CHEAP_FEATURES = (
-    "p_none",
-    "first_top_prob",
-    "first_entropy",
-    "logprob_mean",
-    "logprob_min",
-    "answer_words",
-    "answer_in_question",
-    "question_covered",
-    "question_covered_best",
-    "evidence_rank",
-    "type_fit",
-    "passages",
-)
-
-
-def cheap_features(
-    question: str, answer: str, evidence: int, hits: list[Hit], signals: Signals
-) -> dict[str, float]:
-    """Signals of a supported answer that need no extra model pass (see ``CHEAP_FEATURES``)."""
-    probs = signals.first_token_probs
-    p_none = none_probability(probs) or 0.0
-    top = max(probs.values(), default=0.0)
-    entropy = -sum(p * math.log(p) for p in probs.values() if p > 0)
-    lps = signals.token_logprobs or [0.0]
-    asked = _content(question) - _ASKING
-    covered = [len(asked & _content(h.chunk.text)) / max(len(asked), 1) for h in hits]
-    answer_words = _content(answer)
-    return {
-        "p_none": p_none,
-        "first_top_prob": top,
-        "first_entropy": entropy,
-        "logprob_mean": sum(lps) / len(lps),
-        "logprob_min": min(lps),
-        "answer_words": math.log1p(len(answer.split())),
-        "answer_in_question": len(answer_words & _content(question)) / max(len(answer_words), 1),
-        "question_covered": covered[evidence] if covered else 0.0,
-        "question_covered_best": max(covered, default=0.0),
-        # By retrieval score, not position: in full-context mode passages come in document order.
-        "evidence_rank": sum(h.score > hits[evidence].score for h in hits) / max(len(hits), 1),
-        "type_fit": answer_type_fit(question, answer),
-        # How many passages the model saw: top-k, or the whole small corpus in full-context mode.
-        "passages": math.log1p(len(hits)),
-    }
-
-
-@dataclass(frozen=True)
-class Answerability:
-    """A fitted logistic model: P(the shown answer is right | features).
-
-    Its input is the cheap features named in ``features``, then the hidden states named in
-    ``hidden`` (keys of ``Signals.states``), standardized with ``mean``/``scale``.
-    """
-
-    features: tuple[str, ...]
-    hidden: tuple[str, ...]
-    mean: list[float]
-    scale: list[float]
-    weights: list[float]
-    bias: float
-    threshold: float
-    provenance: str = ""
-    curve: list[dict[str, float]] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, path: Path | str | None = None) -> Answerability:
-        """The shipped model (``qa/data/answerability.json``) or one written by the fit script."""
-        if path is None:
-            text = resources.files("qa").joinpath("data/answerability.json").read_text()
-        else:
-            text = Path(path).read_text()
-        raw = json.loads(text)
-        raw["features"], raw["hidden"] = tuple(raw["features"]), tuple(raw["hidden"])
-        return cls(**raw)
-
-    def vector(self, cheap: dict[str, float], signals: Signals) -> list[float] | None:
-        """The model's input, or None when the backend did not report what it needs."""
-        states = signals.states
-        if not signals.first_token_probs or any(not states.get(h) for h in self.hidden):
-            return None
-        x = [cheap[name] for name in self.features]
-        for h in self.hidden:
-            x += states[h]
-        return x
-
-    def probability(self, x: list[float]) -> float:
-        """P(right) for an input built by ``vector``."""
-        z = self.bias + sum(
-            w * (v - m) / s
-            for w, v, m, s in zip(self.weights, x, self.mean, self.scale, strict=True)
-        )
-        return 1.0 / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
-
-
-@cache
-def shipped_answerability() -> Answerability:
-    """The model that ships with qa (loaded once)."""
-    return Answerability.load()
 
 
 # --- answer checker (optional second pass) -------------------------------------------------
@@ -371,3 +312,46 @@ def build_checker(llm: BaseChatModel) -> Callable[[str, str, str], float | None]
         return yes / (yes + no) if yes + no > 0 else 0.0
 
     return p_yes
+
+
+# --- yes/no decider --------------------------------------------------------------------------
+
+YESNO_SYSTEM = """You decide yes/no questions from one passage. Reply "yes" if the passage says \
+the question's statement is true, "no" if the passage says something that makes it false, and \
+"unclear" if the passage does not settle it."""
+
+# Invented examples: a "yes", a "no" from a different value, a "no" from a comparison, and a
+# passage on the topic that does not settle the question.
+YESNO_EXAMPLES: list[tuple[str, str, str]] = [
+    ("Its founder, Marta Kovacs, still bakes every morning.", "Does Marta bake every day?", "yes"),
+    ("The tour ended with a concert in Osaka on May 3.", "Did the tour end in Tokyo?", "no"),
+    (
+        "Her nephew Peter, 31, runs the shop, while Marta, 52, bakes.",
+        "Is Peter older than Marta?",
+        "no",
+    ),
+    ("The bakery sells about 400 loaves a day.", "Does the bakery sell cakes?", "unclear"),
+]
+
+
+def build_yesno(llm: BaseChatModel) -> Callable[[str, str], dict[str, float]]:
+    """``(question, passage) -> {"yes": p, "no": p, "unclear": p}``: the model's verdict on a
+    yes/no question given the passage sentence that settles it (empty if the model reports no
+    probabilities). A short second prompt; its fixed part stays in the KV cache."""
+    messages: list[tuple[str, str]] = [("system", YESNO_SYSTEM)]
+    for passage, question, verdict in YESNO_EXAMPLES:
+        messages += [("human", escape_braces(f"Passage: {passage}\nQuestion: {question}"))]
+        messages += [("ai", verdict)]
+    messages.append(("human", "Passage: {passage}\nQuestion: {question}"))
+    decide = ChatPromptTemplate.from_messages(messages) | llm.bind(max_tokens=1)
+
+    def verdict(question: str, passage: str) -> dict[str, float]:
+        chunks = list(decide.stream({"question": question, "passage": " ".join(passage.split())}))
+        probs = chunks[0].response_metadata.get("first_token_probs") if chunks else None
+        if not probs:
+            return {}
+        shares = {w: _share(probs, w) for w in ("yes", "no", "unclear")}
+        total = sum(shares.values())
+        return {w: p / total for w, p in shares.items()} if total else {}
+
+    return verdict

@@ -8,18 +8,18 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 
 from qa.answer import Answer, Signals
-from qa.chain import Thresholds, build_chain
-from qa.config import Settings
-from qa.ingest import Chunk
-from qa.store import Hit
-from qa.verify import (
+from qa.answerability import (
     CHEAP_FEATURES,
     Answerability,
     answer_type_fit,
     cheap_features,
-    settling_sentence,
     shipped_answerability,
 )
+from qa.chain import Thresholds, build_chain
+from qa.config import Settings
+from qa.ingest import Chunk
+from qa.store import Hit
+from qa.verify import settling_sentence
 
 
 def _hits(*texts: str) -> list[Hit]:
@@ -100,7 +100,7 @@ class SignallingFake(FakeListChatModel):
 def test_the_learned_decision_withdraws_unlikely_answers(p_none: float, shown: bool) -> None:
     llm = SignallingFake(responses=["unused"], p_none=p_none)
     chain = build_chain(
-        llm, lambda q: HITS, Thresholds(abstain=1.0, answerability=_model(), answer=0.7)
+        llm, lambda q, shape: HITS, Thresholds(abstain=1.0, answerability=_model(), answer=0.7)
     )
     *_, answer = chain.stream({"question": "When did the bakery open?", "history": []})
     assert isinstance(answer, Answer)

@@ -1,0 +1,111 @@
+"""Per-document summaries, for overview questions about corpora larger than the LLM's context.
+
+A summary is a few sentences the answering chain writes about a document's opening passages,
+each grounded in and citing the passage it comes from, like any open answer. Summaries are made
+lazily, on the first overview question, because writing one costs an LLM call per document
+(see docs/benchmarks.md), and are kept in a JSON file next to the index. Each is keyed by a
+fingerprint of the document's chunk ids, so an unchanged document is never summarized again, a
+changed one gets a new summary and a removed one loses its summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from qa.answer import Sentence
+from qa.ingest import Chunk
+from qa.store import Hit
+from qa.verify import settling_sentence, to_citation
+
+log = logging.getLogger(__name__)
+
+LEAD_CHARS = 2500
+"""How much of a document's beginning its summary is written from."""
+
+Summarize = Callable[[list[Hit]], list[Sentence]]
+"""Grounded sentences about these passages (the answering chain, asked what they are about)."""
+
+
+def document_fingerprint(chunks: list[Chunk]) -> str:
+    """Changes whenever the document's text (hence a chunk id) changes."""
+    return hashlib.sha1("\n".join(c.id for c in chunks).encode()).hexdigest()[:16]
+
+
+def lead(chunks: list[Chunk], limit: int = LEAD_CHARS) -> list[Chunk]:
+    """The document's first chunks, up to ``limit`` characters (at least one)."""
+    out: list[Chunk] = []
+    for chunk in chunks:
+        if out and sum(len(c.text) for c in out) + len(chunk.text) > limit:
+            break
+        out.append(chunk)
+    return out
+
+
+class Summaries:
+    """The summaries file (``path``) and the function that writes a missing summary."""
+
+    def __init__(self, path: Path, summarize: Summarize) -> None:
+        self.path = path
+        self._summarize = summarize
+
+    def _load(self) -> dict[str, dict]:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            log.warning("unreadable summaries file %s; summaries will be rewritten", self.path)
+            return {}
+
+    def _save(self, data: dict[str, dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".summaries-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, self.path)
+
+    def get(
+        self, documents: dict[str, list[Chunk]], wanted: list[str]
+    ) -> dict[str, list[Sentence]]:
+        """The summaries of the ``wanted`` documents, writing the missing or stale ones.
+        ``documents`` maps every indexed source to its chunks in order; summaries of sources
+        not in it are forgotten."""
+        stored = self._load()
+        kept = {s: v for s, v in stored.items() if s in documents}
+        for source in wanted:
+            chunks = documents[source]
+            fingerprint = document_fingerprint(chunks)
+            if kept.get(source, {}).get("fingerprint") != fingerprint:
+                log.info("summarizing %s", source)
+                sentences = self._summarize([Hit(c, 1.0) for c in lead(chunks)])
+                kept[source] = {
+                    "fingerprint": fingerprint,
+                    "sentences": [
+                        {"text": s.text, "chunks": [c.chunk_id for c in s.citations]}
+                        for s in sentences
+                    ],
+                }
+        if kept != stored:
+            self._save(kept)
+        by_id = {c.id: c for chunks in documents.values() for c in chunks}
+        return {s: _sentences(kept[s]["sentences"], by_id) for s in wanted}
+
+
+def _sentences(stored: list[dict], chunks: dict[str, Chunk]) -> list[Sentence]:
+    """Stored summary sentences with citations rebuilt from the live chunks (``n`` = 0 until
+    the answer numbers them)."""
+    out = []
+    for s in stored:
+        cited = [chunks[i] for i in s["chunks"] if i in chunks]
+        if cited:
+            citations = [
+                to_citation(0, Hit(c, 1.0), settling_sentence(s["text"], c.text)) for c in cited
+            ]
+            out.append(Sentence(s["text"], citations))
+    return out
