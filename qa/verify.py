@@ -178,10 +178,10 @@ SENTENCE_SUPPORT = 0.8
 
 def _stem(word: str) -> str:
     """A crude stem, so "trained"/"training"/"trains" match but numbers stay whole."""
-    if word.isdigit() or len(word) <= 4:
+    if word.isdigit() or word.endswith("ss"):
         return word
     for suffix in ("ing", "ed", "es", "s", "ly"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)]
     return word
 
