@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -323,21 +324,26 @@ class Assistant:
         return answer.sentences
 
     def overview(self, question: str) -> list[Sentence] | None:
-        """Sentences from the summaries of the documents an overview question is about (all of
-        them, or those its topic retrieves); None when every document fits the LLM's context,
-        which then answers from the documents themselves."""
+        """Sentences from the summaries of the documents an overview question is about: all
+        of them, or those it names ("Summarize the article about steam engines"). None when
+        every document fits the LLM's context, or the question names no document but a topic
+        ("Summarize how the war ended"): the passages answer those."""
         chunks = self.store.all_chunks()
         if sum(len(c.text) for c in chunks) <= self.settings.full_context_chars:
             return None
         by_source: dict[str, list[Chunk]] = {}
         for c in chunks:
             by_source.setdefault(c.source, []).append(c)
-        if overview_topic(question):
-            sources = list(dict.fromkeys(h.chunk.source for h in self._search(question, 4)))[:2]
+        if topic := overview_topic(question):
+            named = [s for s in by_source if _names(s, by_source[s][0].title, topic)]
+            ranked = dict.fromkeys(h.chunk.source for h in self._search(question, 4))
+            sources = [s for s in ranked if s in named][:2]
             per_document = 3
         else:
             sources = sorted(by_source)[:MAX_OVERVIEW_DOCUMENTS]
             per_document = 1 if len(sources) > 3 else 2
+        if not sources:
+            return None
         summaries = self.summaries.get(by_source, sources)
         return [s for source in sources for s in summaries[source][:per_document]]
 
@@ -384,6 +390,12 @@ class Assistant:
             "embedding_model": self.settings.embedding_model,
             "llm_model": self.settings.llm_model,
         }
+
+
+def _names(source: str, title: str, topic: str) -> bool:
+    """Whether ``topic`` names the document (a word of its file name or title)."""
+    words = set(re.findall(r"[a-z0-9]+", f"{Path(source).stem} {title}".lower().replace("_", " ")))
+    return bool(words & set(topic.split()) - {"s"})
 
 
 def clean_question(question: str, max_chars: int) -> str:

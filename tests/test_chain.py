@@ -6,9 +6,9 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 
 from qa import ABSTAIN_TEXT, Assistant
-from qa.chain import PREFILL, format_passages
 from qa.errors import InvalidQuestionError
 from qa.ingest import Chunk
+from qa.prompts import PREFILL, format_passages
 from qa.store import Hit
 from qa.text import normalize
 from qa.verify import is_supported, locate_quote, none_probability, parse_reply, verify

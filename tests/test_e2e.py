@@ -85,7 +85,7 @@ def test_the_answer_pass_reports_what_the_learned_decision_reads(
 
 
 def test_reading_the_hidden_state_changes_neither_text_nor_odds(real_assistant: Assistant) -> None:
-    from qa.chain import GRAMMAR, PREFILL, answer_prompt
+    from qa.prompts import GRAMMAR, PREFILL, answer_prompt
 
     prompt = answer_prompt().invoke(
         {"passages": "[1] The ferry crosses the river every 20 minutes.", "question": "How often?"}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from qa.chain import SYSTEM
 from qa.gold import GoldItem, GoldTurn, load_gold
 from qa.ingest import read_text
+from qa.prompts import SYSTEM
 from qa.text import contains
 
 ROOT = Path(__file__).resolve().parents[1]

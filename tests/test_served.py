@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from qa import Settings
-from qa.chain import GRAMMAR
 from qa.errors import BackendError
 from qa.models import make_llm
+from qa.prompts import GRAMMAR
 from qa.served import OllamaServerChat, OpenAIServerChat
 
 from .conftest import free_port, silent_server

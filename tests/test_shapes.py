@@ -59,7 +59,9 @@ def test_an_overview_topic_is_what_the_question_names_besides_the_documents() ->
 
 
 def test_sentences_skip_abbreviations_repeats_and_a_cut_off_ending() -> None:
-    text = "The ferry runs at 6 a.m. Every day. It left on Oct. 5 from Dover. It left on Oct. 5 from"
+    text = (
+        "The ferry runs at 6 a.m. Every day. It left on Oct. 5 from Dover. It left on Oct. 5 from"
+    )
     assert sentences(text + " Dover. The ferry is") == [
         "The ferry runs at 6 a.m. Every day.",
         "It left on Oct. 5 from Dover.",
