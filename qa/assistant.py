@@ -30,13 +30,16 @@ from qa.feedback import FeedbackItem, FeedbackStore, Verdict, make_item
 from qa.history import ChatHistory
 from qa.ingest import Chunk, load_chunks, source_path
 from qa.models import make_embeddings, make_llm
-from qa.shapes import overview_topic
+from qa.shapes import mention_topic, overview_topic
 from qa.store import DocumentInfo, Hit, Store, fingerprint, index_lock
 from qa.summaries import Summaries
+from qa.verify import content_words, settling_sentence, stem, to_citation, tokens
 
 Message = dict[str, str]
 
 SUMMARY_QUESTION = "What is this document about?"
+MENTION_POOL = 20
+"""Passages searched for "which documents mention X?"."""
 MAX_OVERVIEW_DOCUMENTS = 12
 """An overview of everything covers this many documents (each costs one summary, once)."""
 
@@ -110,7 +113,8 @@ class Assistant:
             s.answer_threshold,
             s.open_support_threshold,
         )
-        return build_chain(self.llm, self.retrieve, thresholds, self.overview)
+        shapes = s.answer_shapes == "auto"
+        return build_chain(self.llm, self.retrieve, thresholds, self.from_index, shapes)
 
     def for_documents(self, docs_dir: Path, index_dir: Path) -> Assistant:
         """A new Assistant over another folder and an embedded index in ``index_dir`` that shares
@@ -319,9 +323,33 @@ class Assistant:
         return Summaries(folder / f"summaries-{s.collection}.json", self._summarize)
 
     def _summarize(self, hits: list[Hit]) -> list[Sentence]:
-        inputs = {"question": SUMMARY_QUESTION, "history": [], "shape": "open", "hits": hits}
+        inputs = {"question": SUMMARY_QUESTION, "history": [], "shape": "overview", "hits": hits}
         *_, answer = self.chain.stream(inputs | {"t0": time.perf_counter()})
         return answer.sentences
+
+    def from_index(self, question: str, shape: Shape) -> list[Sentence] | None:
+        """Answer sentences the index itself gives, without the LLM: document summaries for an
+        overview, the documents that mention a term for "which documents mention X?"; None
+        when the question is not one of those (the chain then asks the LLM)."""
+        if shape == "overview":
+            return self.overview(question)
+        if shape == "list" and (term := mention_topic(question)):
+            return self.mentioning(term)
+        return None
+
+    def mentioning(self, term: str) -> list[Sentence]:
+        """One sentence per document whose passages hold every word of ``term``, citing the
+        passage (from the best ``MENTION_POOL`` search hits)."""
+        wanted = {stem(t) for t in content_words(term)}
+        found: dict[str, Hit] = {}
+        for hit in self._search(term, MENTION_POOL):
+            words = {stem(t) for t in tokens(hit.chunk.text)}
+            if wanted and wanted <= words and hit.chunk.source not in found:
+                found[hit.chunk.source] = hit
+        return [
+            Sentence(source, [to_citation(0, hit, settling_sentence(term, hit.chunk.text))])
+            for source, hit in found.items()
+        ]
 
     def overview(self, question: str) -> list[Sentence] | None:
         """Sentences from the summaries of the documents an overview question is about: all
@@ -393,9 +421,11 @@ class Assistant:
 
 
 def _names(source: str, title: str, topic: str) -> bool:
-    """Whether ``topic`` names the document (a word of its file name or title)."""
-    words = set(re.findall(r"[a-z0-9]+", f"{Path(source).stem} {title}".lower().replace("_", " ")))
-    return bool(words & set(topic.split()) - {"s"})
+    """Whether ``topic`` names the document: half its words are in the file name, or all of
+    them in the title."""
+    asked = {stem(w) for w in topic.split()}
+    name = {stem(w) for w in re.findall(r"[a-z0-9]+", Path(source).stem.lower())}
+    return len(asked & name) * 2 >= len(asked) or asked <= {stem(t) for t in tokens(title)}
 
 
 def clean_question(question: str, max_chars: int) -> str:

@@ -34,7 +34,7 @@ from qa.prompts import (
     build_condense,
     format_passages,
 )
-from qa.shapes import INSTRUCTIONS, list_items, route, sentences
+from qa.shapes import INSTRUCTIONS, list_items, overview_topic, route, sentences
 from qa.store import Hit
 from qa.text import split_sentences
 from qa.verify import (
@@ -85,12 +85,15 @@ def build_chain(
     llm: BaseChatModel,
     retrieve: Callable[[str, Shape], list[Hit]],
     thresholds: Thresholds = Thresholds(),
-    overview: Callable[[str], list[Sentence] | None] | None = None,
+    from_index: Callable[[str, Shape], list[Sentence] | None] | None = None,
+    shapes: bool = True,
 ) -> Runnable[dict, Token | Answer]:
     """The whole LCEL pipeline. Input ``{"question", "history"}`` (optionally ``"shape"`` and
     ``"hits"`` to skip routing and retrieval); streams ``Token``s, then yields the verified
-    ``Answer``. ``retrieve(question, shape)`` gives the passages the LLM sees; ``overview``
-    answers overview questions from document summaries (None: from the passages)."""
+    ``Answer``. ``retrieve(question, shape)`` gives the passages the LLM sees; ``from_index``
+    answers some questions from the index itself, without the LLM (document summaries for
+    overviews, the documents that mention a term), or returns None. Without ``shapes`` every
+    question gets a short answer."""
     # The quote line the examples show is not generated: the decision needs only the answer.
     binds = {"prefill": PREFILL, "stop": ["\n"]}
     checked = thresholds.support > 0 or thresholds.open_support > 0
@@ -105,17 +108,20 @@ def build_chain(
 
     def answer_events(inputs: Iterator[dict]) -> Iterator[Token | Answer]:
         for x in inputs:
-            summary = overview(x["standalone"]) if overview and x["shape"] == "overview" else None
-            if summary is None:
+            indexed = None
+            if from_index and not x.get("given_hits") and x["shape"] in ("overview", "list"):
+                indexed = from_index(x["standalone"], x["shape"])
+            if indexed is None:
                 yield from _answer(x, models, thresholds)
             else:
-                yield from _summary_answer(x, summary)
+                yield from _indexed_answer(x, indexed)
 
     def add_hits(x: dict) -> dict:
         t0 = time.perf_counter()
-        shape = x.get("shape") or route(x["standalone"])
+        shape = x.get("shape") or (route(x["standalone"]) if shapes else "short")
         hits = x.get("hits") or retrieve(x["standalone"], shape)
-        return {**x, "shape": shape, "hits": hits, "retrieve_ms": (time.perf_counter() - t0) * 1e3}
+        ms = (time.perf_counter() - t0) * 1e3
+        return {**x, "shape": shape, "hits": hits, "given_hits": "hits" in x, "retrieve_ms": ms}
 
     def add_standalone(x: dict) -> dict:
         return {**x, "standalone": condense.invoke(x), "t0": x.get("t0", time.perf_counter())}
@@ -126,8 +132,8 @@ def build_chain(
     )
 
 
-def _summary_answer(x: dict, summary: list[Sentence]) -> Iterator[Token | Answer]:
-    """An overview answered from document summaries: their sentences, renumbered."""
+def _indexed_answer(x: dict, summary: list[Sentence]) -> Iterator[Token | Answer]:
+    """An answer from the index itself (summary sentences, documents): cited, renumbered."""
     numbers: dict[str, int] = {}
     kept = []
     for s in summary:
@@ -135,7 +141,7 @@ def _summary_answer(x: dict, summary: list[Sentence]) -> Iterator[Token | Answer
             replace(c, n=numbers.setdefault(c.chunk_id, len(numbers) + 1)) for c in s.citations
         ]
         kept.append(Sentence(s.text, cites))
-    supported = _supported(kept, "overview") if kept else None
+    supported = _supported(kept, x["shape"]) if kept else None
     if supported:
         yield Token(supported.text)
     total_ms = (time.perf_counter() - x["t0"]) * 1000
@@ -147,7 +153,7 @@ def _summary_answer(x: dict, summary: list[Sentence]) -> Iterator[Token | Answer
         retrieved=supported.citations if supported else [],
         timings=Timings(x["retrieve_ms"], total_ms, total_ms),
         standalone_question=x["standalone"],
-        shape="overview",
+        shape=x["shape"],
         sentences=kept,
     )
 
@@ -174,8 +180,10 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
     probs: dict[str, float] = {}
     states: dict[str, list[float]] = {}
     logprobs: list[float] = []
-    question = x["standalone"] + INSTRUCTIONS[shape]
-    for chunk in models.generate[shape].stream(
+    # An overview of one aspect ("Summarize how the war ended") is an open question.
+    shape_used = "open" if shape == "overview" and overview_topic(x["standalone"]) else shape
+    question = x["standalone"] + INSTRUCTIONS[shape_used]
+    for chunk in models.generate[shape_used].stream(
         {"passages": format_passages(hits), "question": question}
     ):
         meta = chunk.response_metadata

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         description="A second LLM pass checks each answer against its cited passage; abstain "
         "when its probability of 'yes' is below this (0, the default, skips the check).",
     )
+    answer_shapes: Literal["auto", "short"] = Field(
+        "auto",
+        description="auto: answer yes/no, list, open and overview questions in their own "
+        "shape (qa.shapes); short: always the shortest answer, as a fact extractor.",
+    )
     open_support_threshold: float = Field(
         0.0,
         ge=0,

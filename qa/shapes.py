@@ -59,6 +59,13 @@ def overview_topic(question: str) -> str:
     return " ".join(w for w in words if w not in _ABOUT_WORDS)
 
 
+def mention_topic(question: str) -> str:
+    """The term of a "which documents mention X?" question ("" for other questions)."""
+    q = " ".join(question.lower().replace("’", "'").split())
+    found = _MENTION.search(q)
+    return q[found.end() :].strip(" ?.!") if found else ""
+
+
 def route(question: str) -> Shape:
     """The answer shape ``question`` calls for (rules on its wording; see module docstring)."""
     q = " ".join(question.lower().replace("’", "'").split())

@@ -176,7 +176,7 @@ SENTENCE_SUPPORT = 0.8
 """Share of a sentence's content words its passage must hold (word endings ignored)."""
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
     """A crude stem, so "trained"/"training"/"trains" match but numbers stay whole."""
     if word.isdigit() or word.endswith("ss"):
         return word
@@ -192,14 +192,14 @@ def sentence_support(sentence: str, evidence: str, question: str = "") -> float:
     words the sentence takes from the question (an answer that restates the question around
     unrelated facts: "X was chosen because <something the passage says>")."""
     have = tokens(evidence)
-    stems = {_stem(t) for t in have}
+    stems = {stem(t) for t in have}
     words = tokens(sentence)
     if any(t not in have for t in words if any(ch.isdigit() for ch in t) or t in _NEGATIONS):
         return 0.0
-    content = [_stem(t) for t in words if t not in _GENERIC]
+    content = [stem(t) for t in words if t not in _GENERIC]
     if not content:
         return 0.0
-    echoed = {_stem(t) for t in content_words(question) - ASKING} & set(content)
+    echoed = {stem(t) for t in content_words(question) - ASKING} & set(content)
     if echoed and len(echoed & stems) / len(echoed) < 0.75:
         return 0.0
     return sum(t in stems for t in content) / len(content)
@@ -227,8 +227,8 @@ def ground(
 def question_coverage(question: str, evidence: str) -> float:
     """The share of what the question is about (its content words, question words left out)
     that ``evidence`` mentions (by stem)."""
-    asked = {_stem(t) for t in content_words(question) - ASKING}
-    have = {_stem(t) for t in tokens(evidence)}
+    asked = {stem(t) for t in content_words(question) - ASKING}
+    have = {stem(t) for t in tokens(evidence)}
     return len(asked & have) / len(asked) if asked else 0.0
 
 
