@@ -100,8 +100,15 @@ _SENTENCE_BREAK = re.compile(r"(?<=[.!?])([\"”’)]?)\s+(?=[\"“‘(]?[A-Z])"
 
 
 def split_sentences(text: str) -> list[str]:
-    """``text`` (whitespace collapsed) cut into sentences."""
-    text = " ".join(text.split())
+    """``text`` cut into sentences; paragraphs (blank-line separated) never share one, so a
+    heading stays apart from the sentence after it."""
+    out: list[str] = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        out += _sentences_of(" ".join(paragraph.split()))
+    return out
+
+
+def _sentences_of(text: str) -> list[str]:
     out: list[str] = []
     start = 0
     for m in _SENTENCE_BREAK.finditer(text):

@@ -197,3 +197,40 @@ def test_summaries_are_written_once_renewed_on_change_and_dropped_with_their_doc
     del docs["b.txt"]
     summaries.get(docs, ["a.txt"])
     assert "b.txt" not in (tmp_path / "summaries.json").read_text()
+
+
+def _corpus(settings, fake_embeddings, replies: list[str]):
+    from qa.assistant import Assistant
+
+    small = settings.model_copy(update={"full_context_chars": 50})  # the corpus does not fit
+    assistant = Assistant(
+        small, embeddings=fake_embeddings, llm=FakeListChatModel(responses=replies)
+    )
+    assistant.index()
+    return assistant
+
+
+def test_which_documents_mention_a_term_is_answered_from_the_index(
+    settings, fake_embeddings
+) -> None:
+    assistant = _corpus(settings, fake_embeddings, replies=[])  # the LLM is never asked
+    answer = assistant.ask("Which documents mention the river?")
+    assert answer.shape == "list" and not answer.abstained
+    assert [s.text for s in answer.sentences] == ["ferry.md"]
+    assert answer.citations[0].quote == "The ferry crosses the river every 20 minutes."
+    assert assistant.ask("Which documents mention a volcano?").abstained
+
+
+def test_overviews_of_a_large_corpus_come_from_summaries_written_once(
+    settings, fake_embeddings
+) -> None:
+    summary = "Answer: The bakery opened in 1998. Its founder Marta Kovacs bakes every morning."
+    assistant = _corpus(settings, fake_embeddings, replies=[summary, "Answer: none"])
+    answer = assistant.ask("What are these documents about?")
+    assert answer.shape == "overview" and not answer.abstained
+    assert answer.sentences[0].text == "The bakery opened in 1998."
+    assert answer.sentences[0].citations[0].source == "bakery.txt"
+    stored = assistant.summaries.path.read_text()
+    assert "bakery.txt" in stored and "ferry.md" in stored
+    again = assistant.ask("Summarize the document about the bakery.")  # no LLM call left for it
+    assert again.text.startswith("The bakery opened in 1998.")
