@@ -289,9 +289,9 @@ def _decide_shaped(
         return _decide_yesno(question, generated.strip(), hits, models)
     reply = _answer_line(generated)
     if shape == "list":
-        kept, dropped = _ground_items(question, list_items(reply), hits)
+        kept, dropped = _keep_backed(list_items(reply), hits, _item_backing(question, hits))
     else:
-        kept, dropped = _ground_sentences(question, sentences(reply), hits)
+        kept, dropped = _keep_backed(sentences(reply), hits, _sentence_backing(question, hits))
     if not kept:
         return _Decision(None, False, dropped=dropped)
     supported = _supported(kept, shape)
@@ -307,32 +307,34 @@ def _cite(n: int, hit: Hit, claim: str) -> Citation:
     return to_citation(n, hit, quote=settling_sentence(claim, hit.chunk.text))
 
 
-def _ground_sentences(
-    question: str, claims: list[str], hits: list[Hit]
+def _keep_backed(
+    claims: list[str], hits: list[Hit], backing: Callable[[str], tuple[int, ...] | None]
 ) -> tuple[list[Sentence], list[str]]:
+    """Claims some passages back (``backing`` gives their indices), each citing them; and
+    the dropped rest."""
     kept: list[Sentence] = []
     dropped: list[str] = []
     for claim in claims:
-        backing = ground(claim, hits, question) if says_something(question, claim, 3) else None
-        if backing is None:
+        found = backing(claim)
+        if found:
+            kept.append(Sentence(claim, [_cite(i + 1, hits[i], claim) for i in found]))
+        else:
             dropped.append(claim)
-        else:
-            kept.append(Sentence(claim, [_cite(i + 1, hits[i], claim) for i in backing]))
     return kept, dropped
 
 
-def _ground_items(
-    question: str, items: list[str], hits: list[Hit]
-) -> tuple[list[Sentence], list[str]]:
-    kept: list[Sentence] = []
-    dropped: list[str] = []
-    for item in items:
+def _sentence_backing(question: str, hits: list[Hit]) -> Callable[[str], tuple[int, ...] | None]:
+    return lambda claim: (
+        ground(claim, hits, question) if says_something(question, claim, 3) else None
+    )
+
+
+def _item_backing(question: str, hits: list[Hit]) -> Callable[[str], tuple[int, ...] | None]:
+    def backing(item: str) -> tuple[int, ...] | None:
         i = pick_evidence(question, "", item, hits) if says_something(question, item) else None
-        if i is None:
-            dropped.append(item)
-        else:
-            kept.append(Sentence(item, [_cite(i + 1, hits[i], item)]))
-    return kept, dropped
+        return None if i is None else (i,)
+
+    return backing
 
 
 def _decide_yesno(question: str, reply: str, hits: list[Hit], models: _Models) -> _Decision:
