@@ -292,6 +292,8 @@ def _decide_shaped(
         kept, dropped = _keep_backed(list_items(reply), hits, _item_backing(question, hits))
     else:
         kept, dropped = _keep_backed(sentences(reply), hits, _sentence_backing(question, hits))
+    if shape == "overview" and not overview_topic(question) and len(kept) < 2:
+        kept += _lead(hits, 2 - len(kept), {s.text for s in kept})
     if not kept:
         return _Decision(None, False, dropped=dropped)
     supported = _supported(kept, shape)
@@ -321,6 +323,17 @@ def _keep_backed(
         else:
             dropped.append(claim)
     return kept, dropped
+
+
+def _lead(hits: list[Hit], n: int, taken: set[str]) -> list[Sentence]:
+    """The document's first ``n`` sentences (headings and captions left out), as written: what
+    an overview falls back on when the model's own sentences do not hold up. The first passage
+    is the document's beginning whenever an overview is answered from passages."""
+    first = hits[0] if hits else None
+    if first is None or first.chunk.n != 0:
+        return []
+    lead = [s for s in split_sentences(first.chunk.text) if len(s.split()) >= 6 and s not in taken]
+    return [Sentence(s, [to_citation(1, first, quote=s)]) for s in lead[:n]]
 
 
 def _sentence_backing(question: str, hits: list[Hit]) -> Callable[[str], tuple[int, ...] | None]:

@@ -234,3 +234,14 @@ def test_overviews_of_a_large_corpus_come_from_summaries_written_once(
     assert "bakery.txt" in stored and "ferry.md" in stored
     again = assistant.ask("Summarize the document about the bakery.")  # no LLM call left for it
     assert again.text.startswith("The bakery opened in 1998.")
+
+
+def test_an_overview_falls_back_on_the_documents_first_sentences() -> None:
+    answer = _ask("What is this document about?", "Answer: It covers many interesting topics.")
+    assert answer.shape == "overview"
+    assert [s.text for s in answer.sentences] == [
+        "The bakery on Elm Street opened in 1998.",
+        "Its founder, Marta Kovacs, bakes every morning.",
+    ]
+    assert answer.dropped == ["It covers many interesting topics."]
+    assert _ask("Summarize how the bakery closed.", "Answer: none").abstained
