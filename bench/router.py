@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = Counter(s for _, s in data)
     print(f"{len(data)} questions: " + ", ".join(f"{s} {counts[s]}" for s in SHAPES))
     keys = [k for k in rows[0] if k not in ("router", "mistakes")]
-    print("| router | " + " | ".join(keys) + " |\n|---" * (len(keys) + 1) + "|")
+    print("| router | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
     for r in rows:
         print(f"| {r['router']} | " + " | ".join(f"{r[k]:.3g}" for k in keys) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
