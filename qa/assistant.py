@@ -305,14 +305,22 @@ class Assistant:
         same for every question, so the LLM's KV cache makes answers fast, and no answer is
         lost to a retrieval miss. Scores still rank them for evaluation.
         """
+        chunks = self._whole_corpus()
+        if chunks:
+            scores = {h.chunk.id: h.score for h in self._search(question, len(chunks))}
+            return [Hit(c, scores.get(c.id, 0.0)) for c in chunks]
+        return self._search(question, self.settings.top_k)
+
+    def _whole_corpus(self) -> list[Chunk] | None:
+        """Every chunk in document order if all of them fit ``full_context_chars``, else None
+        (the chunk count rules out a large corpus without reading it)."""
         limit = self.settings.full_context_chars
         count = self.store.count()
         if count and count * self.settings.chunk_size <= limit * 2:
             chunks = self.store.all_chunks()
             if sum(len(c.text) for c in chunks) <= limit:
-                scores = {h.chunk.id: h.score for h in self._search(question, count)}
-                return [Hit(c, scores.get(c.id, 0.0)) for c in chunks]
-        return self._search(question, self.settings.top_k)
+                return chunks
+        return None
 
     @cached_property
     def summaries(self) -> Summaries:
@@ -356,9 +364,9 @@ class Assistant:
         of them, or those it names ("Summarize the article about steam engines"). None when
         every document fits the LLM's context, or the question names no document but a topic
         ("Summarize how the war ended"): the passages answer those."""
-        chunks = self.store.all_chunks()
-        if sum(len(c.text) for c in chunks) <= self.settings.full_context_chars:
+        if self._whole_corpus() is not None:
             return None
+        chunks = self.store.all_chunks()
         by_source: dict[str, list[Chunk]] = {}
         for c in chunks:
             by_source.setdefault(c.source, []).append(c)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from qa.answer import Shape
-from qa.text import split_sentences
+from qa.text import split_sentences, strip_citations
 
 # Auxiliaries that open a yes/no question ("Did ...?", "Is ...?").
 _YESNO_START = frozenset(
@@ -95,13 +95,11 @@ INSTRUCTIONS: dict[Shape, str] = {
 every shape shares the KV-cached prompt prefix (the passages) and a shape switch costs no
 prompt re-evaluation."""
 
-_MARKERS = re.compile(r"\s*\[\d+(?:\s*[,-]\s*\d+)*\]")
-
 
 def sentences(text: str, limit: int = 5) -> list[str]:
     """``text`` cut into at most ``limit`` sentences: markers removed, repeats dropped, and a
     last sentence cut off by the token limit left out."""
-    text = " ".join(_MARKERS.sub("", text).split())
+    text = " ".join(strip_citations(text).split())
     out: list[str] = []
     parts = split_sentences(text)
     for i, part in enumerate(parts):
@@ -115,7 +113,7 @@ def sentences(text: str, limit: int = 5) -> list[str]:
 def list_items(text: str, limit: int = 15) -> list[str]:
     """The items of a list reply: split on semicolons, line breaks and bullets, and on commas
     or "and" when every piece is short (a list of names, not a sentence); repeats dropped."""
-    text = _MARKERS.sub("", text)
+    text = strip_citations(text)
     pieces = [p.strip(" -*•\t.") for p in re.split(r"[;\n]|\s\*\s|\s•\s", text)]
     items: list[str] = []
     for piece in pieces:
