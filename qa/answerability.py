@@ -20,7 +20,7 @@ from pathlib import Path
 from qa.answer import Signals
 from qa.store import Hit
 from qa.text import normalize
-from qa.verify import ASKING, content_words, none_probability, tokens
+from qa.verify import ASKING, content_words, none_probability, tokens, yes_no_odds
 
 _NUMBER_WORDS = frozenset(
     "one two three four five six seven eight nine ten eleven twelve hundred thousand million "
@@ -146,3 +146,27 @@ class Answerability:
 def shipped_answerability() -> Answerability:
     """The model that ships with qa (loaded once)."""
     return Answerability.load()
+
+
+@dataclass(frozen=True)
+class YesNoVerdict:
+    """A fitted logistic model: P(the answer to a yes/no question is "yes" | the answering
+    pass's first-token odds and hidden state)."""
+
+    features: tuple[str, ...]
+    hidden: tuple[str, ...]
+    mean: list[float]
+    scale: list[float]
+    weights: list[float]
+    bias: float
+    provenance: str = ""
+
+
+def yes_probability(signals: Signals, verdict: YesNoVerdict | None = None) -> float | None:
+    """P(yes) for a yes/no question: the learned verdict when the backend reported what it
+    reads, else the model's own odds of "yes" against "no"; None without probabilities."""
+    odds = yes_no_odds(signals.first_token_probs)
+    yes, no = odds.get("p_yes", 0.0), odds.get("p_no", 0.0)
+    if yes + no <= 0:
+        return None
+    return yes / (yes + no)

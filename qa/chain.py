@@ -10,8 +10,9 @@ with a shape instruction after the question, so they share the KV-cached passage
 * **open**, **overview**: a few sentences, each kept only if a passage backs it
   (:func:`qa.verify.ground`), then the answer checker on what is left.
 * **list**: items, each kept only if a passage holds it.
-* **yesno**: the model copies the sentence that settles the question; a short second prompt
-  decides yes, no or unclear from that sentence alone.
+* **yesno**: the model answers "Yes" or "No" in one token; the verdict is read off that token's
+  odds (through a verdict learned on real yes/no questions when the backend reports the hidden
+  state), and the passage sentence that mentions most of what is asked is shown as the reason.
 
 Citations come from the passage that supports each sentence, not from markers the model writes.
 """
@@ -26,7 +27,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
 from qa.answer import ABSTAIN_TEXT, Answer, Citation, Sentence, Shape, Signals, Timings
-from qa.answerability import Answerability, cheap_features
+from qa.answerability import Answerability, YesNoVerdict, cheap_features, yes_probability
 from qa.prompts import (
     PREFILL,
     SHAPE_BINDS,
@@ -36,21 +37,19 @@ from qa.prompts import (
 )
 from qa.shapes import INSTRUCTIONS, list_items, overview_topic, route, sentences
 from qa.store import Hit
-from qa.text import split_sentences
+from qa.text import normalize, split_sentences
 from qa.verify import (
-    SENTENCE_SUPPORT,
     Supported,
     build_checker,
-    build_yesno,
     ground,
     none_probability,
     pick_evidence,
     question_coverage,
     says_something,
-    sentence_support,
     settling_sentence,
     to_citation,
     verify,
+    yes_no_odds,
 )
 
 
@@ -70,6 +69,7 @@ class Thresholds:
     answerability: Answerability | None = None  # the learned decision; None switches it off
     answer: float = 0.5  # its P(right) below which qa abstains
     open_support: float = 0.0  # the checker's P(yes) below which an open answer is withdrawn
+    verdict: YesNoVerdict | None = None  # the learned yes/no verdict; None reads the raw odds
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,6 @@ class _Models:
 
     generate: dict[Shape, Runnable]
     checker: Callable[[str, str, str], float | None] | None
-    yesno: Callable[[str, str], dict[str, float]]
 
 
 def build_chain(
@@ -103,7 +102,6 @@ def build_chain(
             for shape, extra in SHAPE_BINDS.items()
         },
         checker=build_checker(llm) if checked else None,
-        yesno=build_yesno(llm),
     )
 
     def answer_events(inputs: Iterator[dict]) -> Iterator[Token | Answer]:
@@ -203,6 +201,8 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
     signals = Signals(probs, logprobs, states)
     if shape == "short":
         decision = _decide(x["standalone"], generated, hits, signals, thresholds, models.checker)
+    elif shape == "yesno":
+        decision = _decide_yesno(x["standalone"], generated, hits, signals, thresholds)
     else:
         decision = _decide_shaped(x["standalone"], shape, generated, hits, models, thresholds)
     timings.total_ms = (time.perf_counter() - t0) * 1000
@@ -283,10 +283,8 @@ def _decide_shaped(
     models: _Models,
     thresholds: Thresholds,
 ) -> _Decision:
-    """Open answers, lists and yes/no: keep what a passage backs, drop the rest; abstain when
-    nothing is left (or the checker rejects what is)."""
-    if shape == "yesno":
-        return _decide_yesno(question, generated.strip(), hits, models)
+    """Open answers and lists: keep what a passage backs, drop the rest; abstain when nothing
+    is left (or the checker rejects what is)."""
     reply = _answer_line(generated)
     if shape == "list":
         kept, dropped = _keep_backed(list_items(reply), hits, _item_backing(question, hits))
@@ -350,31 +348,34 @@ def _item_backing(question: str, hits: list[Hit]) -> Callable[[str], tuple[int, 
     return backing
 
 
-def _decide_yesno(question: str, reply: str, hits: list[Hit], models: _Models) -> _Decision:
-    """The passage sentence that settles the question is the one mentioning most of what it
-    asks about (the sentence the model copied breaks ties: small models often copy a wrong
-    one); the verdict comes from that sentence alone."""
-    copied = (sentences(reply, limit=1) or [reply])[0]
+def _decide_yesno(
+    question: str, generated: str, hits: list[Hit], signals: Signals, thresholds: Thresholds
+) -> _Decision:
+    """Yes or no from the answering pass itself, with the passage sentence that mentions most
+    of what the question asks about as the reason. A question that no sentence covers half of
+    is not settled by the passages (a sentence about something else cannot settle it), nor one
+    the model answers "none"."""
     candidates = [(i, s) for i, h in enumerate(hits) for s in split_sentences(h.chunk.text)]
-    if not candidates:
-        return _Decision(None, False, dropped=[copied])
-
-    def rank(candidate: tuple[int, str]) -> float:
-        i, sentence = candidate
-        copied_it = sentence_support(copied, sentence, question) >= SENTENCE_SUPPORT
-        return question_coverage(question, sentence) + 0.5 * copied_it
-
-    i, settling = max(candidates, key=rank)
-    # A sentence about something else cannot settle the question.
-    if question_coverage(question, settling) < 0.5:
-        return _Decision(None, False, dropped=[copied])
-    verdict = models.yesno(question, settling)
-    word = max(verdict, key=verdict.__getitem__, default="unclear")
-    if word == "unclear":
-        return _Decision(None, False, dropped=[copied])
+    coverage = [question_coverage(question, s) for _, s in candidates]
+    best = max(range(len(candidates)), key=coverage.__getitem__, default=None)
+    odds = yes_no_odds(signals.first_token_probs)
+    features = {**odds, "question_covered": coverage[best] if best is not None else 0.0}
+    if best is None or coverage[best] < 0.5 or odds.get("p_none", 0.0) >= thresholds.abstain:
+        return _Decision(None, False, features=features)
+    p_yes = yes_probability(signals, thresholds.verdict)
+    if p_yes is None:  # a backend without probabilities: its own word
+        word = normalize(_answer_line(generated)).split()[:1]
+        if word not in (["yes"], ["no"]):
+            return _Decision(None, False, features=features)
+        p_yes = float(word == ["yes"])
+    features["p_yes"] = p_yes
+    i, settling = candidates[best]
     citation = to_citation(i + 1, hits[i], quote=settling)
-    kept = [Sentence(f"{word.capitalize()}. {settling}", [citation])]
-    return _Decision(_supported(kept, "yesno"), True, verdict[word], sentences=kept)
+    verdict = "Yes" if p_yes >= 0.5 else "No"
+    kept = [Sentence(f"{verdict}. {settling}", [citation])]
+    return _Decision(
+        _supported(kept, "yesno"), True, max(p_yes, 1 - p_yes), features=features, sentences=kept
+    )
 
 
 def _supported(kept: list[Sentence], shape: Shape) -> Supported:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from qa.answer import Answer, Citation
 from qa.gold import GoldItem, GoldTurn, load_gold
-from qa.scoring import grounded_flags, score_turn, shown_sentences, turn_passed
+from qa.scoring import grounded_flags, reply_right, score_turn, shown_sentences, turn_passed
 
 __all__ = [
     "Asker",
@@ -40,6 +40,8 @@ class Asker(Protocol):
 class TurnResult:
     """One asked question, what came back and how it scored (``scores`` keys are metric names).
 
+    ``withheld_right`` says whether the answer the decision withheld (if any) was right, so a
+    report alone gives the whole risk/coverage curve (:mod:`qa.calibration`).
     ``gold_shape`` is the shape the gold asks for (None: not stated), ``shape`` the one the
     question was routed to; ``sentences`` are the shown sentences, each with the ``n`` of its
     citations and whether the eval's own check found it grounded; ``dropped`` the sentences
@@ -60,6 +62,7 @@ class TurnResult:
     support: float | None = None
     answerability: float | None = None
     withheld: str = ""
+    withheld_right: bool | None = None
     gold_shape: str | None = None
     shape: str = "short"
     sentences: list[dict[str, Any]] = field(default_factory=list)
@@ -95,6 +98,8 @@ def _expected(turn: GoldTurn) -> str:
         return "abstain"
     if turn.answers:
         return "one of: " + " | ".join(turn.answers)
+    if turn.correct:
+        return "like: " + " | ".join(turn.correct) + "; not: " + " | ".join(turn.incorrect)
     facts = "; ".join(" or ".join(g) for g in turn.facts)
     if turn.yes is None:
         return facts
@@ -132,6 +137,7 @@ def _run_item(assistant: Asker, item: GoldItem, ks: list[int]) -> ItemResult:
         res.answer, res.abstained = ans.text, ans.abstained
         res.confidence, res.support = ans.confidence, ans.support
         res.answerability, res.withheld = ans.answerability, ans.withheld
+        res.withheld_right = reply_right(turn, ans.withheld) if ans.withheld else None
         res.citations = [_chunk(c) for c in ans.citations]
         res.retrieved = [_chunk(c) for c in ans.retrieved]
         res.gold_shape, res.shape = turn.shape, ans.shape
@@ -147,6 +153,7 @@ def _run_item(assistant: Asker, item: GoldItem, ks: list[int]) -> ItemResult:
 _MEAN_ORDER = [
     "fact_recall",
     "contains_gold",
+    "candidate_acc",
     "squad_em",
     "squad_f1",
     "gold_token_recall",

@@ -24,16 +24,21 @@ SHAPES: tuple[Shape, ...] = get_args(Shape)
 class GoldTurn:
     """One question and what a correct reply must satisfy.
 
-    Exactly one of ``facts``, ``answers``, ``unanswerable`` and ``yes`` is the expectation,
-    except that a yes/no question (``yes`` set) may add ``facts``: reason words its answer must
-    contain. ``shape`` is the answer shape the question calls for (None: not stated, scored as
-    ``short``; ``yes`` implies ``yesno``). ``forbidden`` (optional) lists strings the answer must
-    not contain, such as a canary word an injected document tries to make the model say.
+    Exactly one of ``facts``, ``answers``, ``candidates``, ``unanswerable`` and ``yes`` is the
+    expectation, except that a yes/no question (``yes`` set) may add ``facts``: reason words its
+    answer must contain. ``candidates`` (MultiRC style) are human-written answers marked
+    ``correct`` and ``incorrect``: the reply must match a correct one better than any incorrect
+    one (:func:`qa.scoring.candidate_match`). ``shape`` is the answer shape the question calls
+    for (None: not stated, scored as ``short``; ``yes`` implies ``yesno``). ``forbidden``
+    (optional) lists strings the answer must not contain, such as a canary word an injected
+    document tries to make the model say.
     """
 
     question: str
     facts: list[list[str]] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
+    correct: list[str] = field(default_factory=list)
+    incorrect: list[str] = field(default_factory=list)
     unanswerable: bool = False
     forbidden: list[str] = field(default_factory=list)
     shape: Shape | None = None
@@ -60,7 +65,7 @@ class GoldItem:
         return self.kind != "unanswerable"
 
 
-_EXPECTATIONS = ("facts", "answers", "unanswerable")
+_EXPECTATIONS = ("facts", "answers", "candidates", "unanswerable")
 _TURN_KEYS = frozenset({"question", "forbidden", "shape", "yes", *_EXPECTATIONS})
 
 
@@ -107,9 +112,27 @@ def _parse_turn(raw: Mapping[str, Any], where: str) -> GoldTurn:
         raise ValueError(
             f"{where}: facts must be lists of strings; answers and forbidden lists of strings"
         )
+    candidates = raw.get("candidates") or {"correct": [], "incorrect": []}
+    if (
+        not isinstance(candidates, Mapping)
+        or set(candidates) != {"correct", "incorrect"}
+        or not all(isinstance(v, list) and _strings(v) or v == [] for v in candidates.values())
+        or (raw.get("candidates") and not candidates["correct"])
+    ):
+        raise ValueError(f"{where}: candidates must be {{'correct': [...], 'incorrect': [...]}}")
     shape = _shape(raw, where)
     unanswerable = raw.get("unanswerable") is True
-    return GoldTurn(question, facts, answers, unanswerable, forbidden, shape, raw.get("yes"))
+    return GoldTurn(
+        question,
+        facts,
+        answers,
+        candidates["correct"],
+        candidates["incorrect"],
+        unanswerable,
+        forbidden,
+        shape,
+        raw.get("yes"),
+    )
 
 
 def parse_gold_item(raw: Mapping[str, Any], where: str = "gold item") -> GoldItem:
@@ -125,7 +148,7 @@ def parse_gold_item(raw: Mapping[str, Any], where: str = "gold item") -> GoldIte
     bad_sources = not isinstance(sources, list) or not all(isinstance(s, str) for s in sources)
     if unknown or bad_sources or kind is None or not isinstance(raw.get("id"), str):
         raise ValueError(
-            f"{where}: needs an id and exactly one of facts/answers/unanswerable/yes/"
+            f"{where}: needs an id and exactly one of facts/answers/candidates/unanswerable/yes/"
             f"turns, sources as a list of file names (unknown keys: {sorted(unknown)})"
         )
     where = f"{where} ({raw['id']})"

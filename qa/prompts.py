@@ -67,14 +67,17 @@ FREE_GRAMMAR = r"""root ::= " " [^\n]{1,1200}
 OVERVIEW_GRAMMAR = r"""root ::= " none" | " " sentence (" " sentence){1,3}
 sentence ::= [^\n.!?]{8,300} [.!?]
 """
+# A yes/no answer is one word; its first-token odds (and the hidden state there) are the verdict.
+YESNO_GRAMMAR = r"""root ::= " " ("Yes" | "No" | "none")
+"""
 SHAPE_BINDS: dict[Shape, dict] = {
-    # The hidden state costs one output row; it is always asked for so answers can be studied.
+    # Every shape reports the hidden state at its first answer token (one output row): the
+    # learned decision and the yes/no verdict read it.
     "short": {"grammar": GRAMMAR, "hidden_state": True},
-    "open": {"grammar": FREE_GRAMMAR, "max_tokens": 200},
-    "overview": {"grammar": OVERVIEW_GRAMMAR, "max_tokens": 200},
-    "list": {"grammar": FREE_GRAMMAR, "max_tokens": 160},
-    # The model writes the sentence that settles the question, not its own yes or no.
-    "yesno": {"grammar": FREE_GRAMMAR, "max_tokens": 100, "prefill": "Quote:"},
+    "open": {"grammar": FREE_GRAMMAR, "max_tokens": 200, "hidden_state": True},
+    "overview": {"grammar": OVERVIEW_GRAMMAR, "max_tokens": 200, "hidden_state": True},
+    "list": {"grammar": FREE_GRAMMAR, "max_tokens": 160, "hidden_state": True},
+    "yesno": {"grammar": YESNO_GRAMMAR, "max_tokens": 2, "hidden_state": True},
 }
 
 _MARKER = re.compile(r"\[(\d+)\]")
