@@ -206,6 +206,14 @@ def eval_(
         bool, typer.Option("--update-baseline", help="Accept this run as the new baseline.")
     ] = False,
     baseline: Annotated[Path, typer.Option(help="Baseline file.")] = Path("evals/baseline.json"),
+    per_document: Annotated[
+        bool,
+        typer.Option(
+            "--per-document",
+            help="Ask each item of an index of only its `sources` in --docs (as if each "
+            "document were the user's whole corpus), not of all of --docs together.",
+        ),
+    ] = False,
 ) -> None:
     """Score answers against a gold set; write report.json/.md/.html; optionally gate."""
     from rich.table import Table
@@ -216,10 +224,19 @@ def eval_(
     try:
         items = evaluation.load_gold(gold, sample=sample)
         assistant = _assistant()
+        if per_document and docs is None:
+            raise QAError("--per-document needs --docs: the folder the items' sources are in")
         with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
-            if docs is not None:
+            ask_with = None
+            if per_document:
+                assert docs is not None
+                ask_with = evaluation.per_document(assistant.for_documents, docs, Path(tmp))
+                items = sorted(items, key=lambda it: sorted(it.sources))
+            elif docs is not None:
                 assistant = assistant.for_documents(docs, Path(tmp) / "index")
-            _index(assistant)
+                _index(assistant)
+            else:
+                _index(assistant)
             with _progress() as bar:
                 task = bar.add_task(f"Evaluating {name}", total=len(items))
                 report = evaluation.run_eval(
@@ -227,6 +244,7 @@ def eval_(
                     items,
                     name=name,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
+                    ask_with=ask_with,
                 )
                 report.config["gold"] = str(gold)
     except (QAError, ValueError, OSError) as err:

@@ -8,6 +8,7 @@ writing reports is ``qa.reports``.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -208,12 +209,39 @@ def _aggregate(items: list[ItemResult]) -> dict[str, float]:
     return metrics
 
 
+def per_document(
+    for_documents: Callable[[Path, Path], Any], docs: Path, tmp: Path
+) -> Callable[[GoldItem], Asker]:
+    """``run_eval``'s ``ask_with`` that asks each item of an index of only its ``sources``
+    (copied from ``docs`` into ``tmp``), as if each were the user's whole corpus.
+    ``for_documents(docs_dir, index_dir)`` makes such an assistant (``Assistant.for_documents``);
+    consecutive items with the same sources share one index, so sort items by them."""
+    current: dict[tuple[str, ...], Any] = {}
+
+    def ask_with(item: GoldItem) -> Asker:
+        key = tuple(sorted(item.sources))
+        if not key:
+            raise ValueError(f"item {item.id} names no sources; a per-document run needs them")
+        if key not in current:
+            current.clear()
+            folder = tmp / f"docs-{sum(1 for _ in tmp.iterdir())}"
+            folder.mkdir()
+            for name in key:
+                shutil.copy(docs / name, folder / name)
+            current[key] = for_documents(folder, folder.with_suffix(".index"))
+            current[key].index()
+        return current[key]
+
+    return ask_with
+
+
 def run_eval(
     assistant: Asker,
     gold: Path | str | list[GoldItem],
     *,
     name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    ask_with: Callable[[GoldItem], Asker] | None = None,
 ) -> EvalReport:
     """Ask every gold question and score the answers.
 
@@ -227,6 +255,8 @@ def run_eval(
         name: Gold set name, the baseline key (e.g. "gold", "squad2-Normans"); defaults to
             the file stem, or "gold" for a list of items.
         progress: Called as ``progress(done, total)`` after each item.
+        ask_with: Who answers each item (e.g. an assistant over just the item's ``sources``);
+            default ``assistant``.
 
     Returns:
         The report; ``metrics`` has flat keys (see ``evals/README.md``).
@@ -237,7 +267,7 @@ def run_eval(
     ks = sorted({1, 3, *([top_k] if top_k else [])})
     results = []
     for i, item in enumerate(items, 1):
-        results.append(_run_item(assistant, item, ks))
+        results.append(_run_item(ask_with(item) if ask_with else assistant, item, ks))
         if progress:
             progress(i, len(items))
     config = {
