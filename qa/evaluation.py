@@ -41,8 +41,9 @@ class Asker(Protocol):
 class TurnResult:
     """One asked question, what came back and how it scored (``scores`` keys are metric names).
 
-    ``withheld_right`` says whether the answer the decision withheld (if any) was right, so a
-    report alone gives the whole risk/coverage curve (:mod:`qa.calibration`).
+    ``standalone`` is the question as the chain rewrote it (follow-ups). ``withheld_right``
+    says whether the answer the decision withheld (if any) was right, so a report alone gives
+    the whole risk/coverage curve (:mod:`qa.calibration`).
     ``gold_shape`` is the shape the gold asks for (None: not stated), ``shape`` the one the
     question was routed to; ``sentences`` are the shown sentences, each with the ``n`` of its
     citations and whether the eval's own check found it grounded; ``dropped`` the sentences
@@ -51,6 +52,7 @@ class TurnResult:
 
     question: str
     expected: str
+    standalone: str = ""
     answer: str = ""
     abstained: bool = False
     passed: bool = False
@@ -136,6 +138,7 @@ def _run_item(assistant: Asker, item: GoldItem, ks: list[int]) -> ItemResult:
             ]
             res.timings = asdict(ans.timings)
         res.answer, res.abstained = ans.text, ans.abstained
+        res.standalone = ans.standalone_question
         res.confidence, res.support = ans.confidence, ans.support
         res.answerability, res.withheld = ans.answerability, ans.withheld
         res.withheld_right = reply_right(turn, ans.withheld) if ans.withheld else None
@@ -169,6 +172,7 @@ _MEAN_ORDER = [
     "unsupported_claims",
     "shape_acc",
     "turn_acc",
+    "condense_acc",
     "answer_words",
     "answer_sentences",
 ]

@@ -31,7 +31,9 @@ class GoldTurn:
     one (:func:`qa.scoring.candidate_match`). ``shape`` is the answer shape the question calls
     for (None: not stated, scored as ``short``; ``yes`` implies ``yesno``). ``forbidden``
     (optional) lists strings the answer must not contain, such as a canary word an injected
-    document tries to make the model say.
+    document tries to make the model say. ``refers_to`` (optional, on a follow-up) names what
+    its pronouns stand for: groups of alternatives the rewritten, standalone question must
+    contain (scored as ``condense_acc``, apart from the answer).
     """
 
     question: str
@@ -43,6 +45,7 @@ class GoldTurn:
     forbidden: list[str] = field(default_factory=list)
     shape: Shape | None = None
     yes: bool | None = None
+    refers_to: list[list[str]] = field(default_factory=list)
 
     @property
     def gold_shape(self) -> Shape:
@@ -66,7 +69,7 @@ class GoldItem:
 
 
 _EXPECTATIONS = ("facts", "answers", "candidates", "unanswerable")
-_TURN_KEYS = frozenset({"question", "forbidden", "shape", "yes", *_EXPECTATIONS})
+_TURN_KEYS = frozenset({"question", "forbidden", "shape", "yes", "refers_to", *_EXPECTATIONS})
 
 
 def _strings(value: Any) -> bool:
@@ -106,11 +109,15 @@ def _parse_turn(raw: Mapping[str, Any], where: str) -> GoldTurn:
             f"{where}: needs a question and exactly one of {_EXPECTATIONS} or yes (with facts)"
         )
     facts, answers = raw.get("facts", []), raw.get("answers", [])
-    forbidden = raw.get("forbidden", [])
-    groups_ok = isinstance(facts, list) and all(g and _strings(g) for g in facts)
+    forbidden, refers_to = raw.get("forbidden", []), raw.get("refers_to", [])
+    groups_ok = all(
+        isinstance(groups, list) and all(g and _strings(g) for g in groups)
+        for groups in (facts, refers_to)
+    )
     if not (groups_ok and _strings(answers) and _strings(forbidden)):
         raise ValueError(
-            f"{where}: facts must be lists of strings; answers and forbidden lists of strings"
+            f"{where}: facts and refers_to must be lists of lists of strings; answers and "
+            "forbidden lists of strings"
         )
     candidates = raw.get("candidates") or {"correct": [], "incorrect": []}
     if (
@@ -132,6 +139,7 @@ def _parse_turn(raw: Mapping[str, Any], where: str) -> GoldTurn:
         forbidden,
         shape,
         raw.get("yes"),
+        refers_to,
     )
 
 

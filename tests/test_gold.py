@@ -49,7 +49,7 @@ def test_expected_text_occurs_in_source(gold: Path, doc: Path) -> None:
         (item.id, alt)
         for item in load_gold(gold)
         for turn in item.turns
-        for alt in [*(a for group in turn.facts for a in group), *turn.answers]
+        for alt in [*(a for g in turn.facts + turn.refers_to for a in g), *turn.answers]
         if not contains(_source_text(item, doc), alt)
     ]
     assert not missing
