@@ -53,7 +53,7 @@ FOLLOW_UPS = [
     (
         "multirc-33-400",
         "multirc-33-401",
-        "How many times does he come across the cave where the voodoo curse was originally created?",
+        "How many times does he come across the cave where the voodoo curse was created?",
         ["chuck"],
     ),
     ("multirc-33-403", "multirc-33-405", "Why is she able to escape death by zombies?", ["jenny"]),
