@@ -165,3 +165,41 @@ def curve_table(points: list[CurvePoint], marks: Mapping[float, str] | None = No
             f"{p.false_abstention:.2f} | {p.coverage:.2f} | {p.risk:.2f} | {mark} |"
         )
     return "\n".join(rows)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The outcome of ``calibrate``: the curve of the answers asked, the threshold in effect and
+    the one chosen (None when there were too few answers: ``missing`` more are needed), and the
+    settings file written (None on a dry run or when nothing was chosen)."""
+
+    questions: int
+    missing: int
+    current: float
+    chosen: float | None
+    curve: list[CurvePoint]
+    written: Path | None = None
+
+
+def calibrate(
+    asker: Any,
+    items: list[Any],
+    *,
+    current: float,
+    source: str,
+    write: bool = True,
+    progress: Any = None,
+) -> Calibration:
+    """Ask ``items`` (gold items: rated answers, gold sets) of ``asker`` again and choose the
+    threshold that fits them; write it to ``qa.toml`` unless ``write`` is off."""
+    from qa.evaluation import run_eval
+
+    report = run_eval(asker, items, name="calibration", progress=progress)
+    rows = rows_from_report(report)
+    curve = risk_coverage(rows)
+    missing = missing_rows(rows)
+    if missing:
+        return Calibration(len(rows), missing, current, None, curve)
+    chosen = choose_threshold(rows)
+    written = write_threshold(chosen, source=source) if write else None
+    return Calibration(len(rows), 0, current, chosen, curve, written)
