@@ -27,7 +27,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
 from qa.answer import ABSTAIN_TEXT, Answer, Citation, Sentence, Shape, Signals, Timings
-from qa.answerability import Answerability, cheap_features, yes_probability
+from qa.answerability import YESNO_COVERAGE, Answerability, cheap_features, yes_probability
 from qa.prompts import (
     PREFILL,
     SHAPE_BINDS,
@@ -406,11 +406,6 @@ def _item_backing(question: str, hits: list[Hit]) -> Callable[[str], tuple[int, 
     return backing
 
 
-YESNO_COVERAGE = 0.5
-"""A yes/no question is settled only by passages that mention this share of what it asks
-about (by stem): none does, and qa abstains."""
-
-
 def _decide_yesno(
     question: str, generated: str, hits: list[Hit], signals: Signals, thresholds: Thresholds
 ) -> _Decision:
@@ -418,11 +413,12 @@ def _decide_yesno(
     with the passage sentence that mentions most of what the question asks about as the
     reason. A question no passage covers enough of is not settled by the documents, nor one
     the model answers "none"."""
+    model = thresholds.answerability
+    needed = model.yesno_coverage if model else YESNO_COVERAGE
     covered = [question_coverage(question, h.chunk.text) for h in hits]
     odds = yes_no_odds(signals.first_token_probs)
-    if max(covered, default=0.0) < YESNO_COVERAGE or odds.get("p_none", 0.0) >= thresholds.abstain:
+    if max(covered, default=0.0) < needed or odds.get("p_none", 0.0) >= thresholds.abstain:
         return _Decision(None, False, features=odds)
-    model = thresholds.answerability
     p_yes = yes_probability(signals, model.verdict if model else None)
     if p_yes is None:  # a backend without probabilities: its own word
         word = normalize(_answer_line(generated)).split()[:1]
