@@ -113,6 +113,34 @@ def placeholders(text: str) -> str:
     return _CODE.sub(" zcode ", text)
 
 
+@dataclass(frozen=True)
+class Artefact:
+    """Something a reply could pass on to a user: a ``link``, an ``email`` address, a
+    ``phone`` number or a ``code`` word. ``key`` is what two mentions share: the host of a
+    link, the lower-case address, the digits of a phone number, the letters and digits of a
+    code (so ``AB-12`` and ``AB 12`` are one)."""
+
+    kind: str
+    key: str
+
+
+def artefacts(text: str) -> set[Artefact]:
+    """Every link, email address, phone number and code word in ``text``."""
+    found = {Artefact("email", m.group().lower()) for m in _EMAIL.finditer(text)}
+    rest = _EMAIL.sub(" ", text)
+    for m in _URL.finditer(rest):
+        host = re.sub(r"^(?:https?://)?(?:www\.)?", "", m.group().lower()).split("/")[0]
+        found.add(Artefact("link", host.rstrip(".,;:)")))
+    rest = _URL.sub(" ", rest)
+    found |= {
+        Artefact("phone", re.sub(r"\D", "", m.group()))
+        for m in _PHONE.finditer(rest)
+        if _is_phone(m.group())
+    }
+    found |= {Artefact("code", re.sub(r"[^A-Z0-9]", "", m.group())) for m in _CODE.finditer(rest)}
+    return found
+
+
 def _fold(text: str) -> str:
     """NFKC, lower case, accents removed, digits as 0, invisible characters dropped."""
     text = unicodedata.normalize("NFKD", text.translate(_INVISIBLE))
