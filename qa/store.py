@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -26,7 +26,8 @@ from langchain_core.embeddings import Embeddings
 
 from qa.config import Settings
 from qa.errors import BackendError, IndexNotFoundError
-from qa.ingest import Chunk
+from qa.guard import InjectionModel, detect, shipped_model
+from qa.ingest import Chunk, flags_from_metadata
 from qa.lexical import LexicalIndex, fuse
 
 _BATCH = 64  # chunks embedded per call
@@ -37,13 +38,15 @@ _R = TypeVar("_R")
 
 @dataclass(frozen=True)
 class DocumentInfo:
-    """One indexed document: its source name, chunk count, title and when it was indexed
-    (ISO time of its newest chunk; empty for chunks indexed before qa recorded it)."""
+    """One indexed document: its source name, chunk count, title, when it was indexed (ISO
+    time of its newest chunk; empty for chunks indexed before qa recorded it) and how many
+    spans of it read as instructions to an AI assistant (``qa.guard``; 0: none found)."""
 
     source: str
     chunks: int
     title: str = ""
     indexed_at: str = ""
+    flagged: int = 0
 
     @property
     def type(self) -> str:
@@ -183,8 +186,11 @@ class Store:
     Writers (:meth:`sync`) must hold :func:`index_lock`.
     """
 
-    def __init__(self, settings: Settings, embeddings: Embeddings) -> None:
+    def __init__(
+        self, settings: Settings, embeddings: Embeddings, guard: InjectionModel | None = None
+    ) -> None:
         self.settings = settings
+        self._guard = guard or shipped_model()
         self.client = open_client(settings)
         self._embeddings = embeddings
         self._fingerprint = fingerprint(settings)
@@ -274,12 +280,15 @@ class Store:
         metas = _get_all(db, ["metadatas"])["metadatas"] if db else []
         found: dict[str, dict[str, Any]] = {}
         for meta in metas:
-            doc = found.setdefault(str(meta["source"]), {"chunks": 0, "title": "", "at": ""})
+            doc = found.setdefault(
+                str(meta["source"]), {"chunks": 0, "title": "", "at": "", "flagged": 0}
+            )
             doc["chunks"] += 1
             doc["title"] = doc["title"] or str(meta.get("title", ""))
             doc["at"] = max(doc["at"], str(meta.get("indexed_at", "")))
+            doc["flagged"] += len(flags_from_metadata(meta))
         return [
-            DocumentInfo(name, d["chunks"], d["title"], d["at"])
+            DocumentInfo(name, d["chunks"], d["title"], d["at"], d["flagged"])
             for name, d in sorted(found.items())
         ]
 
@@ -313,10 +322,13 @@ class Store:
         pointer = self._pointer_meta()
         if excluded is not None:
             pointer["excluded"] = json.dumps(sorted(excluded))
-        if new or stale:
+        # Chunks flagged by an older detector (or none) get this one's flags in a new build;
+        # their vectors are copied, not re-embedded.
+        reflag = any(m.get("guard") != self._guard.version for m in stored["metadatas"])
+        if new or stale or reflag:
             kept = [id_ for id_ in stored["ids"] if id_ not in stale]
             pointer["live"] = self._build(db, kept, new, progress)
-        if excluded is not None or new or stale:
+        if excluded is not None or new or stale or reflag:
             self.client.get_or_create_collection(self._pointer).modify(metadata=pointer)
         self._drop_builds()
         return len(new), len(stale), len(wanted) - len(new)
@@ -348,7 +360,10 @@ class Store:
                 ids=got["ids"],
                 embeddings=got["embeddings"],
                 documents=got["documents"],
-                metadatas=got["metadatas"],
+                metadatas=[
+                    meta if meta.get("guard") == self._guard.version else self._flagged(text, meta)
+                    for text, meta in zip(got["documents"], got["metadatas"], strict=True)
+                ],
             )
         now = datetime.now(UTC).isoformat(timespec="seconds")
         for i in range(0, len(new), _BATCH):
@@ -358,11 +373,17 @@ class Store:
                 ids=[c.id for c in batch],
                 embeddings=self._embeddings.embed_documents(texts),
                 documents=texts,
-                metadatas=[{**c.metadata, "indexed_at": now} for c in batch],
+                metadatas=[self._flagged(c.text, {**c.metadata, "indexed_at": now}) for c in batch],
             )
             if progress:
                 progress(i + len(batch), len(new))
         return name
+
+    def _flagged(self, text: str, meta: dict[str, Any]) -> dict[str, Any]:
+        """``meta`` with the flags this detector finds in ``text`` and its version."""
+        meta = {k: v for k, v in meta.items() if k != "flags"}
+        chunk = replace(_to_chunk("", text, meta), flags=tuple(detect(text, self._guard)))
+        return {**meta, **chunk.metadata, "guard": self._guard.version}
 
     def _drop_builds(self) -> None:
         """Delete every build but the live one: replaced ones, and half-built ones left by a
@@ -456,4 +477,5 @@ def _to_chunk(id_: str, text: str, meta: dict) -> Chunk:
         end=int(meta.get("end", 0)),
         title=str(meta.get("title", "")),
         page=int(meta.get("page", 0)),
+        flags=flags_from_metadata(meta),
     )
