@@ -14,8 +14,8 @@ thresholds:
                        hand-written negatives is at most ``--max-fp`` (5 %: they are hard on
                        purpose, and a held-out group is new to its fold, so natural text is
                        flagged far less; bench/injection_flags.py measures that)
-  neighbour_threshold  half of it in log-odds: for the rest of a paragraph that holds a
-                       flagged sentence
+  neighbour_threshold  the score 80 % of the hand-written negatives stay under (CV): for
+                       the rest of a paragraph that holds a flagged sentence
 
     python bench/fit_injection.py              # ~1 min on 2 cores; prints CV numbers
     python bench/fit_injection.py --out /tmp/injection.json
@@ -129,9 +129,9 @@ def main() -> None:
         for n, w in zip(names, model.coef_[0], strict=True)
         if abs(w) >= 1e-3
     }
-    # Half the seed threshold's log-odds: a weaker sentence next to a flagged one joins it.
-    logit = math.log(threshold / (1 - threshold))
-    neighbour = 1 / (1 + math.exp(-logit / 2)) if logit > 0 else threshold
+    # A weaker sentence next to a flagged one joins it when it scores above most ordinary
+    # sentences: the cross-validated score that 80 % of the hand-written negatives stay under.
+    neighbour = min(threshold, float(np.quantile(probs[(y == 0) & hard], 0.8)))
     body = json.dumps(weights, sort_keys=True)
     version = hashlib.sha256(f"{body}{model.intercept_[0]:.6f}".encode()).hexdigest()[:12]
     artefact = {

@@ -221,6 +221,7 @@ _CONTROL = re.compile(
     r"<\|?(?:system|user|assistant)\|?>|^#{2,4} ?(?:Instruction|Response|System)s?:",
     re.IGNORECASE | re.MULTILINE,
 )
+_TURN_END = re.compile(r"<\|(?:im_end|eot_id|end)\|>|\[/INST\]|<</SYS>>|<end_of_turn>", re.I)
 # Active markup shown as text (an escaped ``<img onerror=...>``, a ``javascript:`` link).
 _MARKUP = re.compile(r"<script\b|\bon(?:error|load|click|mouseover)\s*=|javascript:", re.I)
 _COMMENT = re.compile(
@@ -285,38 +286,58 @@ def _comment_text(segment: str) -> str | None:
     return None if m is None else (m.group(1) or m.group(2) or "")
 
 
+def _turn_regions(text: str) -> list[tuple[int, int]]:
+    """Where fake chat turns are: from a turn marker to its closing marker (``<|im_end|>``,
+    ``[/INST]``, ...) or, without one, to the end of the paragraph."""
+    regions = []
+    for m in _CONTROL.finditer(text):
+        close = _TURN_END.search(text, m.end())
+        blank = re.compile(r"\n\s*\n").search(text, m.end())
+        ends = [x.end() for x in (close,) if x] + [x.start() for x in (blank,) if x]
+        regions.append((m.start(), min(ends, default=len(text))))
+    return regions
+
+
+def _score(segment: str, model: InjectionModel) -> tuple[float, Reason]:
+    if _MARKUP.search(segment):
+        return 1.0, "markup"
+    inner = _comment_text(segment)
+    if len(segment.split()) < _MIN_WORDS:  # a heading or a fragment: no order to follow
+        return 0.0, "instruction"
+    probs = [model._probability(v) for v in reveal(segment if inner is None else inner)]
+    best = max(range(len(probs)), key=probs.__getitem__)
+    return probs[best], "comment" if inner is not None else "encoded" if best else "instruction"
+
+
 def detect(text: str, model: InjectionModel | None = None) -> list[Flag]:
     """The spans of ``text`` (a chunk) written for an assistant, in order, adjacent flagged
     sentences merged.
 
-    A sentence is flagged when its score reaches the model's threshold, or when it reaches
-    the lower neighbour threshold and the sentence before or after it in the same paragraph
-    is flagged (the rest of an injected paragraph: "Do not mention the ferry.").
+    A sentence is flagged when its score reaches the model's threshold, or when it lies in a
+    fake chat turn (``<|im_start|>system`` ... ``<|im_end|>``). The rest of an injected
+    paragraph goes with it: a sentence next to a flagged one that reaches the lower neighbour
+    threshold, and every sentence of a paragraph at least half of whose sentences are flagged
+    (so a fact that shares a two-sentence paragraph with an instruction leaves with it).
     """
     model = model or shipped_model()
     segs = segments(text)
-    scored: list[tuple[float, Reason]] = []
-    for start, end, _ in segs:
-        segment = text[start:end]
-        inner = _comment_text(segment)
-        views = reveal(segment if inner is None else inner)
-        if _CONTROL.search(segment) or _MARKUP.search(segment):
-            scored.append((1.0, "control-token" if _CONTROL.search(segment) else "markup"))
-            continue
-        if len(segment.split()) < _MIN_WORDS:  # a heading or a fragment: no order to follow
-            scored.append((0.0, "instruction"))
-            continue
-        probs = [model._probability(v) for v in views]
-        best = max(range(len(probs)), key=probs.__getitem__)
-        reason = "comment" if inner is not None else "encoded" if best else "instruction"
-        scored.append((probs[best], reason))
+    turns = _turn_regions(text)
+    scored = [
+        (1.0, "control-token")
+        if any(a < end and start < b for a, b in turns)
+        else _score(text[start:end], model)
+        for start, end, _ in segs
+    ]
     flagged = [s >= model.threshold for s, _ in scored]
     for i, (score, _) in enumerate(scored):
         near = [j for j in (i - 1, i + 1) if 0 <= j < len(segs) and segs[j][2] == segs[i][2]]
-        if score >= model.neighbour_threshold and any(
-            scored[j][0] >= model.threshold for j in near
-        ):
+        if score >= model.neighbour_threshold and any(flagged[j] for j in near):
             flagged[i] = True
+    for paragraph in {p for _, _, p in segs}:
+        members = [i for i, seg in enumerate(segs) if seg[2] == paragraph]
+        if 2 * sum(flagged[i] for i in members) >= len(members):
+            for i in members:
+                flagged[i] = True
     flags: list[Flag] = []
     for (start, end, _), (score, reason), hit in zip(segs, scored, flagged, strict=True):
         if not hit:
