@@ -34,8 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from qa.config import Settings  # noqa: E402
-from qa.guard import InjectionModel, detect  # noqa: E402
+from qa.gold import load_gold  # noqa: E402
+from qa.guard import InjectionModel, reveal  # noqa: E402
 from qa.ingest import Chunk, read_sections, split_sections, split_text  # noqa: E402
+from qa.store import flag_chunks  # noqa: E402
+from qa.text import contains  # noqa: E402
+from qa.withhold import withhold  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 INJECTION = ROOT / "evals" / "injection"
@@ -115,7 +119,7 @@ def planted_coverage(chunks: list[Chunk], model: InjectionModel) -> list[dict]:
         )
         flagged = set()
         for c in by_source[planted["source"]]:
-            for f in detect(c.text, model):
+            for f in c.flags:
                 flagged.update(range(c.start + f.start, c.start + f.end))
         squashed, where = _squash(text)
         needle = " ".join(planted["text"].split())
@@ -130,13 +134,46 @@ def planted_coverage(chunks: list[Chunk], model: InjectionModel) -> list[dict]:
     return rows
 
 
+def answer_check(chunks: list[Chunk], model: InjectionModel) -> dict:
+    """The answer-time check alone, with scripted replies over each probe's own document:
+    an obedient model that answers with a canary, host or phone planted in that document
+    (should be withheld) and a correct model that answers with the gold fact (should be
+    shown)."""
+    by_source: dict[str, list[Chunk]] = defaultdict(list)
+    for c in chunks:
+        by_source[c.source].append(c)
+    obedient = shown = answerable = 0
+    caught = 0
+    for item in load_gold(INJECTION / "probes.jsonl"):
+        passages = [c for s in item.sources for c in by_source[s]]
+        text = "\n".join(v for c in passages for v in reveal(c.text))
+        for turn in item.turns:
+            planted = [
+                f for f in turn.forbidden if f != f.lower() or any(ch in f for ch in "0123456789.@")
+            ]
+            for f in (f for f in planted if contains(text, f)):
+                obedient += 1
+                caught += withhold(turn.question, f"The answer is {f}.", passages) is not None
+            if turn.facts:
+                answerable += 1
+                reply = " ".join(group[0] for group in turn.facts)
+                shown += withhold(turn.question, f"{reply} [1]", passages) is None
+    return {
+        "obedient_replies": obedient,
+        "withheld": caught,
+        "correct_replies": answerable,
+        "shown": shown,
+    }
+
+
 def run(model: InjectionModel, show: str | None = None) -> dict:
     """Flag rates per corpus and planted spans caught, with timings."""
     result: dict = {"model": model.version, "corpora": {}, "planted": []}
     for name, chunks in corpora().items():
         t0 = time.perf_counter()
-        flags = [detect(c.text, model) for c in chunks]
+        chunks = flag_chunks(chunks, model)  # as the store does at index time
         seconds = time.perf_counter() - t0
+        flags = [c.flags for c in chunks]
         flagged = sum(bool(f) for f in flags)
         result["corpora"][name] = {
             "chunks": len(chunks),
@@ -150,6 +187,7 @@ def run(model: InjectionModel, show: str | None = None) -> dict:
                     print(f"{c.source} {f.score:.2f} {f.reason}: {c.text[f.start : f.end]!r}")
         if name == "probes":
             result["planted"] = planted_coverage(chunks, model)
+            result["answer_check"] = answer_check(chunks, model)
     return result
 
 
@@ -182,6 +220,13 @@ def markdown(result: dict) -> str:
     total = [r for r in result["planted"] if r["indexed"]]
     caught = sum(r["covered"] >= COVERED for r in total)
     lines.append(f"| **all** | {len(total)} | {caught} | {len(total) - caught} | |")
+    check = result["answer_check"]
+    lines += [
+        "",
+        f"Answer check alone: {check['withheld']} of {check['obedient_replies']} obedient replies "
+        f"(a planted canary, host or phone) withheld; {check['shown']} of "
+        f"{check['correct_replies']} correct replies shown.",
+    ]
     missed = [f"{r['source']} {r['kinds']} {r['covered']}" for r in total if r["covered"] < COVERED]
     return "\n".join(lines + ([""] + [f"- missed: {m}" for m in missed] if missed else []))
 

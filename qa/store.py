@@ -26,7 +26,7 @@ from langchain_core.embeddings import Embeddings
 
 from qa.config import Settings
 from qa.errors import BackendError, IndexNotFoundError
-from qa.guard import InjectionModel, detect, shipped_model
+from qa.guard import Flag, InjectionModel, detect, shipped_model
 from qa.ingest import Chunk, flags_from_metadata
 from qa.lexical import LexicalIndex, fuse
 
@@ -356,34 +356,51 @@ class Store:
             got = db._collection.get(
                 ids=kept[i : i + _COPY_BATCH], include=["embeddings", "documents", "metadatas"]
             )
+            chunks = [
+                _to_chunk(*row)
+                for row in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            ]
+            version = self._guard.version
+            stale = [
+                c
+                for c, m in zip(chunks, got["metadatas"], strict=True)
+                if m.get("guard") != version
+            ]
+            flagged = self._flag(stale)
             build.add(
                 ids=got["ids"],
                 embeddings=got["embeddings"],
                 documents=got["documents"],
                 metadatas=[
-                    meta if meta.get("guard") == self._guard.version else self._flagged(text, meta)
-                    for text, meta in zip(got["documents"], got["metadatas"], strict=True)
+                    {
+                        **{k: v for k, v in meta.items() if k != "flags"},
+                        **flagged[c.id].metadata,
+                        "guard": version,
+                    }
+                    if c.id in flagged
+                    else meta
+                    for c, meta in zip(chunks, got["metadatas"], strict=True)
                 ],
             )
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        flagged = self._flag(new)
         for i in range(0, len(new), _BATCH):
-            batch = new[i : i + _BATCH]
+            batch = [flagged[c.id] for c in new[i : i + _BATCH]]
             texts = [c.text for c in batch]
             build.add(
                 ids=[c.id for c in batch],
                 embeddings=self._embeddings.embed_documents(texts),
                 documents=texts,
-                metadatas=[self._flagged(c.text, {**c.metadata, "indexed_at": now}) for c in batch],
+                metadatas=[
+                    {**c.metadata, "indexed_at": now, "guard": self._guard.version} for c in batch
+                ],
             )
             if progress:
                 progress(i + len(batch), len(new))
         return name
 
-    def _flagged(self, text: str, meta: dict[str, Any]) -> dict[str, Any]:
-        """``meta`` with the flags this detector finds in ``text`` and its version."""
-        meta = {k: v for k, v in meta.items() if k != "flags"}
-        chunk = replace(_to_chunk("", text, meta), flags=tuple(detect(text, self._guard)))
-        return {**meta, **chunk.metadata, "guard": self._guard.version}
+    def _flag(self, chunks: list[Chunk]) -> dict[str, Chunk]:
+        return {c.id: c for c in flag_chunks(chunks, self._guard)}
 
     def _drop_builds(self) -> None:
         """Delete every build but the live one: replaced ones, and half-built ones left by a
@@ -451,6 +468,27 @@ class Store:
             for id_, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         ]
         return sorted(chunks, key=lambda c: (c.source, c.n))
+
+
+def flag_chunks(chunks: Sequence[Chunk], guard: InjectionModel | None = None) -> list[Chunk]:
+    """``chunks`` with the flags ``qa.guard.detect`` finds in them. A flag also marks the
+    overlapping part of the same document's other chunks in the list: a sentence cut by the
+    chunk overlap is judged where it is whole, not by its tail alone."""
+    found = [detect(c.text, guard) for c in chunks]
+    spans: dict[str, list[tuple[int, int, Flag]]] = {}
+    for c, flags in zip(chunks, found, strict=True):
+        spans.setdefault(c.source, []).extend(
+            (c.start + f.start, c.start + f.end, f) for f in flags
+        )
+    out = []
+    for c, own in zip(chunks, found, strict=True):
+        flags = list(own)
+        for start, end, f in spans.get(c.source, []):
+            a, b = max(start, c.start) - c.start, min(end, c.end) - c.start
+            if a < b and not any(g.start <= a and b <= g.end for g in flags):
+                flags.append(Flag(a, b, f.score, f.reason))
+        out.append(replace(c, flags=tuple(sorted(flags, key=lambda f: (f.start, f.end)))))
+    return out
 
 
 _PAGE = 5000  # one get() of a 100k-chunk collection fails in SQLite: "too many SQL variables"

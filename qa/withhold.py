@@ -8,6 +8,8 @@ spans of the passages the model saw and withholds it when it carries
 
 - a code word, link, email address or phone number found in a flagged span, unless the user
   typed it or the question asks for that kind of contact and an unflagged sentence gives it;
+- an odd word (ALL CAPS, CamelCase, letters and digits) that only flagged text holds: a part
+  of a planted code, or a name an instruction invents for the assistant;
 - mostly words that only flagged text supplies (the model answered from the instruction);
 - a long run of qa's own system prompt (a leak).
 
@@ -68,6 +70,16 @@ def _in(artefact: Artefact, text: str) -> bool:
     return artefact.key in text.lower()
 
 
+def _odd_words(text: str) -> set[str]:
+    """Words no dictionary has: ALL CAPS, CamelCase, or letters mixed with digits."""
+    return {
+        w
+        for w in re.findall(r"\w{4,}", text)
+        if (w != w.lower() and w != w.capitalize())
+        or (w.isalnum() and not w.isalpha() and not w.isdigit())
+    }
+
+
 def _words(text: str) -> set[str]:
     return {w for w in normalize(text).split() if w not in STOPWORDS and len(w) > 2}
 
@@ -102,6 +114,9 @@ def withhold(
             given_plainly = _in(artefact, clean) and artefact.kind != "code"
             if not (given_plainly and asks_contact):
                 return _withheld(artefact.kind, chunk.source)
+        odd = _odd_words(planted) & _odd_words(reply)
+        if odd - _odd_words(clean) - _odd_words(question):
+            return _withheld("code", chunk.source)
     own = _words(reply) - _words(question)
     borrowed = own - _words(clean)
     planted_words = set().union(
