@@ -18,7 +18,7 @@ from qa import calibration
 from qa.answer import Answer, IndexReport, Sentence, Shape
 from qa.answerability import shipped_answerability
 from qa.calibration import Calibration
-from qa.chain import Thresholds, Token, build_chain
+from qa.chain import Guard, Thresholds, Token, build_chain
 from qa.config import Settings
 from qa.errors import (
     DocumentNotFoundError,
@@ -113,7 +113,9 @@ class Assistant:
             s.open_support_threshold,
         )
         shapes = s.answer_shapes == "auto"
-        return build_chain(self.llm, self.retrieve, thresholds, self.from_index, shapes)
+        layers = set(s.guard.split(","))
+        guard = Guard(*(name in layers for name in ("neutralize", "withhold", "datamark")))
+        return build_chain(self.llm, self.retrieve, thresholds, self.from_index, shapes, guard)
 
     def for_documents(self, docs_dir: Path, index_dir: Path) -> Assistant:
         """A new Assistant over another folder and an embedded index in ``index_dir`` that shares
