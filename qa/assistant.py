@@ -33,6 +33,7 @@ from qa.history import ChatHistory
 from qa.ingest import Chunk, load_chunks, source_path
 from qa.models import make_embeddings, make_llm
 from qa.shapes import mention_topic
+from qa.spotlight import neutral_hit
 from qa.store import DocumentInfo, Hit, Store, fingerprint, index_lock
 from qa.summaries import Summaries, mentioning, overview
 
@@ -349,7 +350,7 @@ class Assistant:
     def mentioning(self, term: str) -> list[Sentence]:
         """One sentence per document whose passages hold every word of ``term``, citing the
         passage (from the best ``MENTION_POOL`` search hits)."""
-        return mentioning(term, self._search(term, MENTION_POOL))
+        return mentioning(term, [neutral_hit(h) for h in self._search(term, MENTION_POOL)])
 
     def overview(self, question: str) -> list[Sentence] | None:
         """Sentences from the summaries of the documents an overview question is about: all

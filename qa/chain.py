@@ -37,7 +37,7 @@ from qa.prompts import (
     format_passages,
 )
 from qa.shapes import INSTRUCTIONS, list_items, overview_topic, route, sentences
-from qa.spotlight import neutralize, unmark
+from qa.spotlight import neutral_hit, unmark
 from qa.store import Hit
 from qa.text import normalize, split_sentences
 from qa.verify import (
@@ -189,17 +189,11 @@ def _answer_line(generated: str) -> str:
     return line.strip()
 
 
-def _neutral(hit: Hit) -> Hit:
-    """The hit as the model may see it: flagged spans replaced by a placeholder."""
-    text = neutralize(hit.chunk.text, hit.chunk.flags)
-    return replace(hit, chunk=replace(hit.chunk, text=text)) if hit.chunk.flags else hit
-
-
 def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token | Answer]:
     guard = models.guard
     planted = any(h.chunk.flags for h in x["hits"])
     # Everything after retrieval (prompt, verification, citations) sees the neutral text.
-    hits: list[Hit] = [_neutral(h) for h in x["hits"]] if guard.neutralize else x["hits"]
+    hits: list[Hit] = [neutral_hit(h) for h in x["hits"]] if guard.neutralize else x["hits"]
     shape: Shape = x["shape"]
     t0 = x["t0"]
     timings = Timings(retrieve_ms=x["retrieve_ms"])

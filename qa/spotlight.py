@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from qa.guard import Flag
+from qa.store import Hit
 
 PLACEHOLDER = "[…]"
 """What stands in the prompt where a flagged span was: short, and nothing to obey or quote."""
@@ -43,6 +45,15 @@ def neutralize(text: str, flags: Sequence[Flag]) -> str:
         cursor = flag.end
     out.append(text[cursor:])
     return "".join(out)
+
+
+def neutral_hit(hit: Hit) -> Hit:
+    """The hit as the model (and the user's sources panel) may see it: its flagged spans
+    replaced by :data:`PLACEHOLDER`."""
+    if not hit.chunk.flags:
+        return hit
+    text = neutralize(hit.chunk.text, hit.chunk.flags)
+    return replace(hit, chunk=replace(hit.chunk, text=text))
 
 
 def datamark(text: str, marker: str = MARKER) -> str:
