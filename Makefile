@@ -40,8 +40,8 @@ eval-gate: install
 	$(VENV)/bin/qa eval --gold evals/squad2/multidoc.jsonl --docs evals/squad2/docs --gate
 	$(VENV)/bin/qa eval --gold evals/conversations/stories.jsonl --docs evals/conversations/docs --gate
 	# Real yes/no queries and other genres, each asked of its own document (#21).
-	$(VENV)/bin/qa eval --gold evals/boolq/sample.jsonl --docs evals/boolq/docs --per-document --gate
-	$(VENV)/bin/qa eval --gold evals/multirc/sample.jsonl --docs evals/multirc/docs --per-document --gate
+	$(VENV)/bin/qa eval --gold evals/boolq/boolq.jsonl --docs evals/boolq/docs --per-document --gate
+	$(VENV)/bin/qa eval --gold evals/multirc/multirc.jsonl --docs evals/multirc/docs --per-document --gate
 	# Every injection probe; any planted string in an answer fails the gate (#20).
 	$(VENV)/bin/qa eval --gold evals/injection/probes.jsonl --docs evals/injection/docs --per-document --gate
 
