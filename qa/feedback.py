@@ -152,7 +152,9 @@ def make_item(
         if sources := sorted({c.source for c in answer.citations}):
             gold["sources"] = sources
     elif verdict == "up":
-        gold["facts"] = [[t] for t in key_terms(answer.text)]
+        # An answer of only common words ("all in") is checked for as a whole.
+        whole = normalize(strip_citations(answer.text))
+        gold["facts"] = [[t] for t in key_terms(answer.text) or ([whole] if whole else [])]
         if sources := sorted({c.source for c in answer.citations}):
             gold["sources"] = sources
     elif correction:

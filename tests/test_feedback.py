@@ -84,6 +84,10 @@ def test_documents_dont_say_is_an_unanswerable_item() -> None:
     assert down.expectation == "unanswerable"
 
 
+def test_a_thumbs_up_on_common_words_checks_the_whole_answer() -> None:
+    assert make_item(_answer("all in [1]"), "up").gold["facts"] == [["all in"]]
+
+
 def test_a_rated_yes_or_no_is_a_yes_no_item() -> None:
     answer = _answer("No. [1]")
     answer.shape = "yesno"
