@@ -27,12 +27,12 @@ from qa.errors import (
     UnsupportedFileError,
 )
 from qa.feedback import FeedbackItem, FeedbackStore, Verdict, make_item
-from qa.history import ChatHistory
 from qa.ingest import Chunk, load_chunks, source_path
 from qa.models import make_embeddings, make_llm
 from qa.shapes import mention_topic, overview_topic
 from qa.store import DocumentInfo, Hit, Store, fingerprint, index_lock
 from qa.summaries import Summaries
+from qa.ui.history import ChatHistory
 from qa.verify import content_words, settling_sentence, stem, to_citation, tokens
 
 Message = dict[str, str]

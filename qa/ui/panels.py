@@ -1,6 +1,6 @@
 """The UI's side panels as plain functions: rating answers, managing documents, past chats.
 
-They are kept out of :mod:`qa.ui` (the wiring) so that each can be tested without a server,
+They are kept out of :mod:`qa.ui.app` (the wiring) so that each can be tested without a server,
 and they only call :class:`~qa.Assistant` and format. Every failure becomes one line that says
 what to do; details go to the server log, never a stack trace to the page.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from qa.assistant import Assistant
 from qa.errors import QAError
 from qa.feedback import FeedbackItem, answer_from_dict
-from qa.render import (
+from qa.ui.render import (
     EMPTY_SOURCES,
     Message,
     Turn,

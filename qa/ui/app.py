@@ -1,8 +1,8 @@
 """Browser chat UI (Gradio): streamed, cited answers, sources, 👍/👎 ratings, documents, past
 chats.
 
-This module is the wiring; rendering (and all escaping) is in :mod:`qa.render`, the side panels'
-callbacks in :mod:`qa.ui_panels`. Only formatting and :class:`~qa.Assistant` calls live here;
+This module is the wiring; rendering (and all escaping) is in :mod:`qa.ui.render`, the side panels'
+callbacks in :mod:`qa.ui.panels`. Only formatting and :class:`~qa.Assistant` calls live here;
 retrieval and prompting stay in the chain.
 """
 
@@ -20,11 +20,11 @@ from typing import Any
 
 import gradio as gr
 
-from qa import ui_panels as panels
 from qa.assistant import Assistant
 from qa.errors import QAError, UnsupportedFileError
 from qa.ingest import SUPPORTED_SUFFIXES, read_text
-from qa.render import (
+from qa.ui import panels
+from qa.ui.render import (
     CITE_JS,
     CSS,
     EMPTY_SOURCES,

@@ -1,0 +1,31 @@
+"""The browser app (Gradio): the chat, its side panels, past chats and their rendering.
+
+``app`` wires the page, ``panels`` holds the side panels' callbacks as plain functions,
+``render`` all HTML/Markdown (and all escaping), ``history`` the past chats in SQLite.
+
+The names below load :mod:`qa.ui.app` (and gradio, slow to import) on first use only, because
+:class:`~qa.Assistant` imports :mod:`qa.ui.history` and the CLI must not pay for gradio.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "CSS",
+    "GENERIC_ERROR",
+    "UPLOAD_LABEL",
+    "add_documents",
+    "auth_from_env",
+    "build_app",
+    "launch",
+    "new_chat",
+    "respond",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("qa.ui.app"), name)
+    raise AttributeError(f"module 'qa.ui' has no attribute {name!r}")
