@@ -27,5 +27,6 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        return getattr(importlib.import_module("qa.ui.app"), name)
+        module = "qa.ui.panels" if name == "add_documents" else "qa.ui.app"
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'qa.ui' has no attribute {name!r}")
