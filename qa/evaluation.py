@@ -207,6 +207,7 @@ def run_eval(
     *,
     name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    proceed: Callable[[], bool] | None = None,
 ) -> EvalReport:
     """Ask every gold question and score the answers.
 
@@ -220,6 +221,9 @@ def run_eval(
         name: Gold set name, the baseline key (e.g. "gold", "squad2-Normans"); defaults to
             the file stem, or "gold" for a list of items.
         progress: Called as ``progress(done, total)`` after each item.
+        proceed: Called before each item; it may block (to let others use the model first)
+            and returns False to stop early. A stopped run's report has the items asked so
+            far and ``config["partial"]`` True.
 
     Returns:
         The report; ``metrics`` has flat keys (see ``evals/README.md``).
@@ -230,6 +234,8 @@ def run_eval(
     ks = sorted({1, 3, *([top_k] if top_k else [])})
     results = []
     for i, item in enumerate(items, 1):
+        if proceed is not None and not proceed():
+            break
         results.append(_run_item(assistant, item, ks))
         if progress:
             progress(i, len(items))
@@ -238,8 +244,10 @@ def run_eval(
         "gold_name": name or ("gold" if isinstance(gold, list) else Path(gold).stem),
         **{
             k: getattr(settings, k, None)
-            for k in ("llm_model", "embedding_model", "top_k", "chunk_size")
+            for k in ("llm_model", "embedding_model", "top_k", "chunk_size", "answer_threshold")
         },
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "partial": len(results) < len(items),
+        "planned_items": len(items),
     }
     return EvalReport(_aggregate(results), results, config)
