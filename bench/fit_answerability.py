@@ -229,18 +229,22 @@ def _fit(x: Any, y: Any, c: float, n_cheap: int, k: int | None) -> Linear:
 
 
 def _outcomes(rows: list[dict], p, threshold: float) -> dict[str, float]:
-    """The eval's metrics if answers with P(right) < threshold were withdrawn."""
-    ans = [(r, q) for r, q in zip(rows, p, strict=True) if r["answerable"]]
-    un = [(r, q) for r, q in zip(rows, p, strict=True) if not r["answerable"]]
-    shown = lambda r, q: r["shown"] and q >= threshold  # noqa: E731
+    """The eval's metrics if answers with P(right) < threshold were withdrawn (named as in the
+    artefact's ``curve``; computed by ``qa.calibration``, as the UI and ``curve`` do)."""
+    from qa.calibration import RiskPoint, outcomes_at
+
+    points = [
+        RiskPoint(r["answerable"], r["shown"], r["right"], float(q))
+        for r, q in zip(rows, p, strict=True)
+    ]
+    m = outcomes_at(points, threshold)
     return {
         "threshold": threshold,
-        "contains_gold": sum(r["right"] and shown(r, q) for r, q in ans) / max(len(ans), 1),
-        "abstain_acc": sum(not shown(r, q) for r, q in un) / max(len(un), 1),
-        "false_abstain_rate": sum(not shown(r, q) for r, q in ans) / max(len(ans), 1),
-        "coverage": sum(shown(r, q) for r, q in ans + un) / max(len(rows), 1),
-        "risk": sum(shown(r, q) and not r["right"] for r, q in ans + un)
-        / max(sum(shown(r, q) for r, q in ans + un), 1),
+        "contains_gold": m.answered_right,
+        "abstain_acc": m.abstention,
+        "false_abstain_rate": m.false_abstention,
+        "coverage": m.coverage,
+        "risk": m.risk,
     }
 
 
@@ -328,35 +332,17 @@ def fit() -> None:
 def curve(reports: list[Path]) -> None:
     """Risk/coverage of the shipped decision on held-out ``qa eval`` reports of SQuAD sets: what
     each ``answer_threshold`` would have given (withdrawn answers are in the report as
-    ``withheld``), as a markdown table."""
-    import numpy as np
+    ``withheld``), as a markdown table (the computation is ``qa.calibration``'s, as in the UI)."""
+    from qa.calibration import risk_coverage, risk_points
+    from qa.reports import load_report
 
-    from qa.gold import load_gold
-    from qa.text import contains
-
-    rows, p = [], []
-    for path in reports:
-        report = json.loads(path.read_text())
-        golds = {it.id: it.turns[0].answers for it in load_gold(Path(report["config"]["gold"]))}
-        for item in report["items"]:
-            turn = item["turns"][0]
-            text = turn["withheld"] or ("" if turn["abstained"] else turn["answer"])
-            answers = golds[item["id"]]
-            rows.append(
-                {
-                    "answerable": bool(answers),
-                    "shown": bool(text),
-                    "right": bool(text) and any(contains(text, g) for g in answers),
-                }
-            )
-            p.append(turn["answerability"] if turn["answerability"] is not None else 1.0)
+    rows = [row for path in reports for row in risk_points(load_report(path))]
     print("| answer_threshold | contains-gold | abstention | false abstention | coverage | risk |")
     print("|---|---|---|---|---|---|")
-    for t in np.linspace(0, 0.9, 10):
-        m = _outcomes(rows, p, t)
+    for m in risk_coverage(rows, [i / 10 for i in range(10)]):
         print(
-            f"| {t:.1f} | {m['contains_gold']:.2f} | {m['abstain_acc']:.2f} | "
-            f"{m['false_abstain_rate']:.2f} | {m['coverage']:.2f} | {m['risk']:.2f} |"
+            f"| {m.threshold:.1f} | {m.answered_right:.2f} | {m.abstention:.2f} | "
+            f"{m.false_abstention:.2f} | {m.coverage:.2f} | {m.risk:.2f} |"
         )
 
 
