@@ -329,8 +329,9 @@ class MetricDelta:
 
     @property
     def better(self) -> bool | None:
-        """Whether the change is an improvement (lower is better for rates of harm, latency)."""
-        if not self.delta or self.metric in _COUNTS:
+        """Whether the change is an improvement (lower is better for rates of harm, latency);
+        None for counts and answer length, which are neither."""
+        if not self.delta or self.metric in NOT_GATED or self.metric in _COUNTS:
             return None
         lower = self.metric in LOWER_IS_BETTER or self.metric.endswith("_ms")
         return (self.delta < 0) == lower
