@@ -99,6 +99,11 @@ class Answer:
     """The learned decision's probability that the shown answer is right (``qa.verify``);
     None if it did not run (no supported answer, switched off, or a backend without
     probabilities)."""
+    decided_by: str = ""
+    """Which learned decision judged the answer: ``hidden-state`` (local model),
+    ``log-probabilities`` (a served model), ``unavailable`` (the backend reports no
+    probabilities: the answer was shown unchecked by it), ``off`` (switched off), or empty
+    (no supported answer, or a shape it does not judge)."""
     withheld: str = ""
     """A supported answer the learned decision (or the checker) withdrew; empty if none. Not
     shown to users; kept so evaluations can draw the whole risk/coverage curve."""

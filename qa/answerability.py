@@ -1,11 +1,20 @@
-"""The learned answer-or-abstain decision for short answers.
+"""The learned answer decision and the yes/no verdict.
 
-A logistic model, fitted on SQuAD 2.0 articles by ``bench/fit_answerability.py``, reads the
-model's hidden state at the answer's first token (answerability is linearly decodable there,
-Slobodkin et al., EMNLP 2023) together with cheap signals (P("none"), token log-probabilities,
-how much of the question the cited passage covers, whether the answer's type fits the question)
-and gives the probability that the shown answer is right. Below ``Settings.answer_threshold``
-qa abstains.
+Small models state wrong answers as confidently as right ones, so qa does not show an answer
+only because a passage holds its words. A logistic model, fitted by ``bench/fit_decision.py``
+on three sources of human-written questions (SQuAD: Wikipedia; BoolQ: real search queries;
+MultiRC: news, fiction, science, law) and validated leaving one source out, gives the
+probability that a supported answer is right. Below the threshold qa abstains.
+
+It reads what the answering pass already reports, so it costs nothing extra: the first-token
+odds, the answer's token log-probabilities, how the answer and its passage relate to the
+question, and on the local backend the model's hidden state at the answer's first token
+(answerability is linearly decodable there; Slobodkin et al., EMNLP 2023). Served backends
+report log-probabilities but no hidden states, so a second variant reads only those; a backend
+that reports neither gets no learned decision, and its answers say so (``Answer.decided_by``).
+
+The yes/no verdict is fitted on BoolQ: P(yes) from the odds of "Yes" against "No" at the
+first answer token and the hidden state there.
 """
 
 from __future__ import annotations
@@ -16,11 +25,19 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from qa.answer import Signals
+from qa.answer import Shape, Signals
 from qa.store import Hit
-from qa.text import normalize
-from qa.verify import ASKING, content_words, none_probability, tokens
+from qa.text import contains, normalize, split_sentences
+from qa.verify import (
+    ASKING,
+    content_words,
+    none_probability,
+    question_coverage,
+    tokens,
+    yes_no_odds,
+)
 
 _NUMBER_WORDS = frozenset(
     "one two three four five six seven eight nine ten eleven twelve hundred thousand million "
@@ -60,47 +77,76 @@ CHEAP_FEATURES = (
     "evidence_rank",
     "type_fit",
     "passages",
+    "answer_verbatim",
+    "sentence_covered",
+    "yesno",
+    "yesno_margin",
+    "open",
 )
+"""Every cheap input a fitted decision may read (``decision.json`` names the ones it keeps)."""
 
 
 def cheap_features(
-    question: str, answer: str, evidence: int, hits: list[Hit], signals: Signals
+    question: str,
+    answer: str,
+    evidence: int,
+    hits: list[Hit],
+    signals: Signals,
+    shape: Shape = "short",
 ) -> dict[str, float]:
-    """Signals of a supported answer that need no extra model pass (see ``CHEAP_FEATURES``)."""
+    """Signals of a supported answer that need no extra model pass (``CHEAP_FEATURES``).
+
+    ``answer`` is the short answer, the yes/no verdict ("Yes"/"No") or an open answer's text;
+    ``evidence`` the index of the passage that backs it."""
     probs = signals.first_token_probs
-    p_none = none_probability(probs) or 0.0
-    top = max(probs.values(), default=0.0)
-    entropy = -sum(p * math.log(p) for p in probs.values() if p > 0)
     lps = signals.token_logprobs or [0.0]
     asked = content_words(question) - ASKING
     covered = [len(asked & content_words(h.chunk.text)) / max(len(asked), 1) for h in hits]
+    passage = hits[evidence].chunk.text if hits else ""
     answer_words = content_words(answer)
-    asked_all = content_words(question)
+    odds = yes_no_odds(probs)
+    yesno = shape == "yesno"
     return {
-        "p_none": p_none,
-        "first_top_prob": top,
-        "first_entropy": entropy,
+        "p_none": none_probability(probs) or 0.0,
+        "first_top_prob": max(probs.values(), default=0.0),
+        "first_entropy": -sum(p * math.log(p) for p in probs.values() if p > 0),
         "logprob_mean": sum(lps) / len(lps),
         "logprob_min": min(lps),
         "answer_words": math.log1p(len(answer.split())),
-        "answer_in_question": len(answer_words & asked_all) / max(len(answer_words), 1),
+        "answer_in_question": len(answer_words & content_words(question))
+        / max(len(answer_words), 1),
         "question_covered": covered[evidence] if covered else 0.0,
         "question_covered_best": max(covered, default=0.0),
         # By retrieval score, not position: in full-context mode passages come in document order.
-        "evidence_rank": sum(h.score > hits[evidence].score for h in hits) / max(len(hits), 1),
+        "evidence_rank": sum(h.score > hits[evidence].score for h in hits) / max(len(hits), 1)
+        if hits
+        else 0.0,
         "type_fit": answer_type_fit(question, answer),
         # How many passages the model saw: top-k, or the whole small corpus in full-context mode.
         "passages": math.log1p(len(hits)),
+        "answer_verbatim": float(bool(answer) and not yesno and contains(passage, answer)),
+        "sentence_covered": question_coverage(question, _sentence_holding(answer, passage)),
+        "yesno": float(yesno),
+        "yesno_margin": abs(odds.get("p_yes", 0.0) - odds.get("p_no", 0.0)) if yesno else 0.0,
+        "open": float(shape in ("open", "list", "overview")),
     }
 
 
-@dataclass(frozen=True)
-class Answerability:
-    """A fitted logistic model: P(the shown answer is right | features).
+def _sentence_holding(answer: str, passage: str) -> str:
+    """The passage sentence that holds ``answer`` (as written, else most of its words)."""
+    words = content_words(answer)
+    return max(
+        split_sentences(passage),
+        key=lambda s: (contains(s, answer), len(words & content_words(s))),
+        default="",
+    )
 
-    Its input is the cheap features named in ``features``, then the hidden states named in
-    ``hidden`` (keys of ``Signals.states``), standardized with ``mean``/``scale``.
-    """
+
+@dataclass(frozen=True)
+class Probe:
+    """A fitted logistic model: P = sigmoid(bias + ((x - mean) / scale) @ weights), where x is
+    the cheap features named in ``features``, then the hidden states named in ``hidden`` (keys
+    of ``Signals.states``)."""
 
     features: tuple[str, ...]
     hidden: tuple[str, ...]
@@ -108,41 +154,102 @@ class Answerability:
     scale: list[float]
     weights: list[float]
     bias: float
-    threshold: float
-    provenance: str = ""
-    curve: list[dict[str, float]] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, path: Path | str | None = None) -> Answerability:
-        """The shipped model (``qa/data/answerability.json``) or one written by the fit script."""
-        if path is None:
-            text = resources.files("qa").joinpath("data/answerability.json").read_text()
-        else:
-            text = Path(path).read_text()
-        raw = json.loads(text)
-        raw["features"], raw["hidden"] = tuple(raw["features"]), tuple(raw["hidden"])
-        return cls(**raw)
 
     def vector(self, cheap: dict[str, float], signals: Signals) -> list[float] | None:
         """The model's input, or None when the backend did not report what it needs."""
         states = signals.states
-        if not signals.first_token_probs or any(not states.get(h) for h in self.hidden):
+        if not signals.first_token_probs or any(len(states.get(h, ())) == 0 for h in self.hidden):
             return None
         x = [cheap[name] for name in self.features]
         for h in self.hidden:
-            x += states[h]
+            x += list(states[h])
         return x
 
     def probability(self, x: list[float]) -> float:
-        """P(right) for an input built by ``vector``."""
+        """P for an input built by ``vector``."""
         z = self.bias + sum(
             w * (v - m) / s
             for w, v, m, s in zip(self.weights, x, self.mean, self.scale, strict=True)
         )
         return 1.0 / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Probe:
+        fields = {k: raw[k] for k in ("mean", "scale", "weights", "bias")}
+        return cls(tuple(raw["features"]), tuple(raw["hidden"]), **fields)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of deciding, by what the backend reports: ``hidden-state`` (local model) or
+    ``log-probabilities`` (served models). ``threshold`` is its shipped operating point (the
+    most wrong answers withheld at a cost of at most 0.05 of the right ones, on its fit pool's
+    cross-validated predictions); ``shapes`` the answer shapes it was fitted on."""
+
+    name: str
+    probe: Probe
+    threshold: float
+    shapes: tuple[str, ...] = ("short",)
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Answerability:
+    """The shipped decision: its variants in order of preference, and the yes/no verdict."""
+
+    variants: tuple[Variant, ...]
+    verdict: Probe | None = None
+    provenance: str = ""
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> Answerability:
+        """The shipped decision (``qa/data/decision.json``) or one written by the fit script."""
+        if path is None:
+            text = resources.files("qa").joinpath("data/decision.json").read_text()
+        else:
+            text = Path(path).read_text()
+        raw = json.loads(text)
+        variants = tuple(
+            Variant(
+                v["name"],
+                Probe.from_dict(v),
+                v["threshold"],
+                tuple(v.get("shapes", ("short",))),
+                v.get("curve", []),
+            )
+            for v in raw["variants"]
+        )
+        verdict = Probe.from_dict(raw["verdict"]) if raw.get("verdict") else None
+        return cls(variants, verdict, raw.get("provenance", ""))
+
+    def variant_for(self, signals: Signals, shape: Shape = "short") -> Variant | None:
+        """The first variant whose inputs the backend reported for an answer of ``shape``."""
+        cheap = dict.fromkeys(CHEAP_FEATURES, 0.0)
+        for v in self.variants:
+            if shape in v.shapes and v.probe.vector(cheap, signals) is not None:
+                return v
+        return None
+
+    def threshold(self, name: str) -> float:
+        """The shipped operating point of variant ``name``."""
+        return next(v.threshold for v in self.variants if v.name == name)
+
+
+def yes_probability(signals: Signals, verdict: Probe | None = None) -> float | None:
+    """P(yes) for a yes/no question: the learned verdict when the backend reported what it
+    reads, else the model's own odds of "yes" against "no"; None without probabilities."""
+    odds = yes_no_odds(signals.first_token_probs)
+    yes, no = odds.get("p_yes", 0.0), odds.get("p_no", 0.0)
+    if yes + no <= 0:
+        return None
+    if verdict is not None:
+        x = verdict.vector({"yes_logit": math.log((yes + 1e-6) / (no + 1e-6))}, signals)
+        if x is not None:
+            return verdict.probability(x)
+    return yes / (yes + no)
+
 
 @cache
 def shipped_answerability() -> Answerability:
-    """The model that ships with qa (loaded once)."""
+    """The decision that ships with qa (loaded once)."""
     return Answerability.load()

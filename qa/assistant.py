@@ -15,8 +15,10 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 
+from qa import calibration
 from qa.answer import Answer, IndexReport, Sentence, Shape
 from qa.answerability import shipped_answerability
+from qa.calibration import Calibration
 from qa.chain import Thresholds, Token, build_chain
 from qa.config import Settings
 from qa.errors import (
@@ -27,6 +29,7 @@ from qa.errors import (
     UnsupportedFileError,
 )
 from qa.feedback import FeedbackItem, FeedbackStore, Verdict, make_item
+from qa.gold import load_gold
 from qa.ingest import Chunk, load_chunks, source_path
 from qa.models import make_embeddings, make_llm
 from qa.shapes import mention_topic, overview_topic
@@ -416,6 +419,54 @@ class Assistant:
         question = clean_question(question, self.settings.max_question_chars)
         inputs = {"question": question, "history": history or [], "t0": time.perf_counter()}
         return AnswerStream(self.chain.stream(inputs))
+
+    @property
+    def answer_threshold(self) -> float | None:
+        """The P(right) below which answers are withheld: the setting, else the shipped
+        operating point of the decision this backend allows (None: the decision is off)."""
+        s = self.settings
+        if s.answerability == "off":
+            return None
+        if s.answer_threshold is not None:
+            return s.answer_threshold
+        name = "hidden-state" if s.llm_backend == "local" else "log-probabilities"
+        return shipped_answerability().threshold(name)
+
+    def calibrate(
+        self,
+        gold: Sequence[Path] = (),
+        *,
+        ratings: bool = True,
+        write: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Calibration:
+        """Fit the answer threshold to this user's documents: ask the rated answers
+        (``settings.feedback_path``) and the ``gold`` sets again, draw the risk/coverage curve
+        of the answers and choose the threshold by the shipped rule (the most wrong answers
+        withheld for at most 0.05 of the right ones). Unless ``write`` is off, it goes into
+        ``qa.toml`` and into this Assistant. With too few decided answers nothing changes:
+        ``Calibration.missing`` says how many more it needs."""
+        current = self.answer_threshold
+        if current is None:
+            raise QAError(
+                "The learned decision is off (QA_ANSWERABILITY=off): nothing to calibrate"
+            )
+        paths = [self.settings.feedback_path] if ratings else []
+        paths = [p for p in paths if p.exists()] + list(gold)
+        if not paths:
+            raise QAError(
+                f"No ratings in {self.settings.feedback_path} and no gold set named; rate some "
+                "answers (👍/👎) or pass a gold set"
+            )
+        items = [item for path in paths for item in load_gold(path)]
+        source = " + ".join(str(p) for p in paths)
+        result = calibration.calibrate(
+            self, items, current=current, source=source, write=write, progress=progress
+        )
+        if result.chosen is not None and write:
+            self.settings = self.settings.model_copy(update={"answer_threshold": result.chosen})
+            self.__dict__.pop("chain", None)  # rebuilt with the new threshold on next use
+        return result
 
     def warm_up(self) -> None:
         """Load the models and compute the LLM's fixed prompt prefix (with a throwaway

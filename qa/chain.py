@@ -10,8 +10,9 @@ with a shape instruction after the question, so they share the KV-cached passage
 * **open**, **overview**: a few sentences, each kept only if a passage backs it
   (:func:`qa.verify.ground`), then the answer checker on what is left.
 * **list**: items, each kept only if a passage holds it.
-* **yesno**: the model copies the sentence that settles the question; a short second prompt
-  decides yes, no or unclear from that sentence alone.
+* **yesno**: the model answers "Yes" or "No" in one token; the verdict is read off that token's
+  odds (through a verdict learned on real yes/no questions when the backend reports the hidden
+  state), and the passage sentence that mentions most of what is asked is shown as the reason.
 
 Citations come from the passage that supports each sentence, not from markers the model writes.
 """
@@ -26,7 +27,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
 from qa.answer import ABSTAIN_TEXT, Answer, Citation, Sentence, Shape, Signals, Timings
-from qa.answerability import Answerability, cheap_features
+from qa.answerability import Answerability, cheap_features, yes_probability
 from qa.prompts import (
     PREFILL,
     SHAPE_BINDS,
@@ -36,21 +37,19 @@ from qa.prompts import (
 )
 from qa.shapes import INSTRUCTIONS, list_items, overview_topic, route, sentences
 from qa.store import Hit
-from qa.text import split_sentences
+from qa.text import normalize, split_sentences
 from qa.verify import (
-    SENTENCE_SUPPORT,
     Supported,
     build_checker,
-    build_yesno,
     ground,
     none_probability,
     pick_evidence,
     question_coverage,
     says_something,
-    sentence_support,
     settling_sentence,
     to_citation,
     verify,
+    yes_no_odds,
 )
 
 
@@ -68,7 +67,7 @@ class Thresholds:
     abstain: float = 1.0  # the model's P("none") at which qa abstains
     support: float = 0.0  # the checker's P(yes) below which qa abstains; 0 skips the check
     answerability: Answerability | None = None  # the learned decision; None switches it off
-    answer: float = 0.5  # its P(right) below which qa abstains
+    answer: float | None = None  # its P(right) below which qa abstains; None: the shipped one
     open_support: float = 0.0  # the checker's P(yes) below which an open answer is withdrawn
 
 
@@ -78,7 +77,6 @@ class _Models:
 
     generate: dict[Shape, Runnable]
     checker: Callable[[str, str, str], float | None] | None
-    yesno: Callable[[str, str], dict[str, float]]
 
 
 def build_chain(
@@ -103,7 +101,6 @@ def build_chain(
             for shape, extra in SHAPE_BINDS.items()
         },
         checker=build_checker(llm) if checked else None,
-        yesno=build_yesno(llm),
     )
 
     def answer_events(inputs: Iterator[dict]) -> Iterator[Token | Answer]:
@@ -203,8 +200,12 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
     signals = Signals(probs, logprobs, states)
     if shape == "short":
         decision = _decide(x["standalone"], generated, hits, signals, thresholds, models.checker)
+    elif shape == "yesno":
+        decision = _decide_yesno(x["standalone"], generated, hits, signals, thresholds)
     else:
-        decision = _decide_shaped(x["standalone"], shape, generated, hits, models, thresholds)
+        decision = _decide_shaped(
+            x["standalone"], shape, generated, hits, signals, models, thresholds
+        )
     timings.total_ms = (time.perf_counter() - t0) * 1000
     if not timings.first_token_ms:
         timings.first_token_ms = timings.total_ms
@@ -223,6 +224,7 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
         confidence=None if p_none is None else 1.0 - p_none,
         support=decision.support,
         answerability=decision.answerability,
+        decided_by=decision.decided_by,
         withheld=decision.supported.answer if decision.supported and not shown else "",
         features=decision.features,
         signals=signals,
@@ -241,6 +243,44 @@ class _Decision:
     features: dict[str, float] = field(default_factory=dict)
     sentences: list[Sentence] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    decided_by: str = ""
+
+
+@dataclass(frozen=True)
+class _Learned:
+    """What the learned decision said of one supported answer."""
+
+    shown: bool
+    p_right: float | None
+    features: dict[str, float]
+    decided_by: str
+
+
+def _learned(
+    question: str,
+    answer: str,
+    evidence: int,
+    hits: list[Hit],
+    signals: Signals,
+    shape: Shape,
+    thresholds: Thresholds,
+) -> _Learned:
+    """The learned decision on a supported answer: the variant the backend's signals allow, its
+    P(right) and whether that reaches the threshold. Shown as it is when the decision is off,
+    was not fitted on this shape, or the backend reports nothing it can read."""
+    features = cheap_features(question, answer, evidence, hits, signals, shape)
+    model = thresholds.answerability
+    if model is None:
+        return _Learned(True, None, features, "off")
+    variant = model.variant_for(signals, shape)
+    if variant is None:
+        fitted = any(shape in v.shapes for v in model.variants)
+        return _Learned(True, None, features, "unavailable" if fitted else "")
+    x = variant.probe.vector(features, signals)
+    assert x is not None  # variant_for checked the signals
+    p_right = variant.probe.probability(x)
+    threshold = variant.threshold if thresholds.answer is None else thresholds.answer
+    return _Learned(p_right >= threshold, p_right, features, variant.name)
 
 
 def _decide(
@@ -261,18 +301,23 @@ def _decide(
     supported = verify(question, reply, hits)
     if supported is None:
         return _Decision(None, False)
-    features = cheap_features(question, supported.answer, supported.evidence, hits, signals)
-    shown, p_right, support = True, None, None
-    model = thresholds.answerability
-    x = model.vector(features, signals) if model else None
-    if model and x is not None:
-        p_right = model.probability(x)
-        shown = p_right >= thresholds.answer
+    learned = _learned(
+        question, supported.answer, supported.evidence, hits, signals, "short", thresholds
+    )
+    shown, support = learned.shown, None
     if shown and checker:
         support = checker(question, supported.answer, supported.citations[0].text)
         shown = support is None or support >= thresholds.support
     sentences = [Sentence(supported.answer, supported.citations)]
-    return _Decision(supported, shown, support, p_right, features, sentences)
+    return _Decision(
+        supported,
+        shown,
+        support,
+        learned.p_right,
+        learned.features,
+        sentences,
+        decided_by=learned.decided_by,
+    )
 
 
 def _decide_shaped(
@@ -280,13 +325,13 @@ def _decide_shaped(
     shape: Shape,
     generated: str,
     hits: list[Hit],
+    signals: Signals,
     models: _Models,
     thresholds: Thresholds,
 ) -> _Decision:
-    """Open answers, lists and yes/no: keep what a passage backs, drop the rest; abstain when
-    nothing is left (or the checker rejects what is)."""
-    if shape == "yesno":
-        return _decide_yesno(question, generated.strip(), hits, models)
+    """Open answers and lists: keep what a passage backs, drop the rest; abstain when nothing
+    is left, or when the learned decision (where fitted on the shape) or the checker rejects
+    what is."""
     reply = _answer_line(generated)
     if shape == "list":
         kept, dropped = _keep_backed(list_items(reply), hits, _item_backing(question, hits))
@@ -297,12 +342,23 @@ def _decide_shaped(
     if not kept:
         return _Decision(None, False, dropped=dropped)
     supported = _supported(kept, shape)
+    text = " ".join(s.text for s in kept)
+    learned = _learned(question, text, supported.evidence, hits, signals, shape, thresholds)
     support = None
-    if models.checker and thresholds.open_support > 0:
+    if learned.shown and models.checker and thresholds.open_support > 0:
         evidence = " ".join(dict.fromkeys(c.quote for s in kept for c in s.citations))
-        support = models.checker(question, " ".join(s.text for s in kept), evidence)
-    shown = support is None or support >= thresholds.open_support
-    return _Decision(supported, shown, support, sentences=kept, dropped=dropped)
+        support = models.checker(question, text, evidence)
+    shown = learned.shown and (support is None or support >= thresholds.open_support)
+    return _Decision(
+        supported,
+        shown,
+        support,
+        learned.p_right,
+        learned.features,
+        kept,
+        dropped,
+        learned.decided_by,
+    )
 
 
 def _cite(n: int, hit: Hit, claim: str) -> Citation:
@@ -350,31 +406,43 @@ def _item_backing(question: str, hits: list[Hit]) -> Callable[[str], tuple[int, 
     return backing
 
 
-def _decide_yesno(question: str, reply: str, hits: list[Hit], models: _Models) -> _Decision:
-    """The passage sentence that settles the question is the one mentioning most of what it
-    asks about (the sentence the model copied breaks ties: small models often copy a wrong
-    one); the verdict comes from that sentence alone."""
-    copied = (sentences(reply, limit=1) or [reply])[0]
+YESNO_COVERAGE = 0.5
+"""A yes/no question is settled only by passages that mention this share of what it asks
+about (by stem): none does, and qa abstains."""
+
+
+def _decide_yesno(
+    question: str, generated: str, hits: list[Hit], signals: Signals, thresholds: Thresholds
+) -> _Decision:
+    """Yes or no from the answering pass itself (the learned verdict, or the model's odds),
+    with the passage sentence that mentions most of what the question asks about as the
+    reason. A question no passage covers enough of is not settled by the documents, nor one
+    the model answers "none"."""
+    covered = [question_coverage(question, h.chunk.text) for h in hits]
+    odds = yes_no_odds(signals.first_token_probs)
+    if max(covered, default=0.0) < YESNO_COVERAGE or odds.get("p_none", 0.0) >= thresholds.abstain:
+        return _Decision(None, False, features=odds)
+    model = thresholds.answerability
+    p_yes = yes_probability(signals, model.verdict if model else None)
+    if p_yes is None:  # a backend without probabilities: its own word
+        word = normalize(_answer_line(generated)).split()[:1]
+        if word not in (["yes"], ["no"]):
+            return _Decision(None, False, features=odds)
+        p_yes = float(word == ["yes"])
     candidates = [(i, s) for i, h in enumerate(hits) for s in split_sentences(h.chunk.text)]
-    if not candidates:
-        return _Decision(None, False, dropped=[copied])
-
-    def rank(candidate: tuple[int, str]) -> float:
-        i, sentence = candidate
-        copied_it = sentence_support(copied, sentence, question) >= SENTENCE_SUPPORT
-        return question_coverage(question, sentence) + 0.5 * copied_it
-
-    i, settling = max(candidates, key=rank)
-    # A sentence about something else cannot settle the question.
-    if question_coverage(question, settling) < 0.5:
-        return _Decision(None, False, dropped=[copied])
-    verdict = models.yesno(question, settling)
-    word = max(verdict, key=verdict.__getitem__, default="unclear")
-    if word == "unclear":
-        return _Decision(None, False, dropped=[copied])
-    citation = to_citation(i + 1, hits[i], quote=settling)
-    kept = [Sentence(f"{word.capitalize()}. {settling}", [citation])]
-    return _Decision(_supported(kept, "yesno"), True, verdict[word], sentences=kept)
+    i, settling = max(candidates, key=lambda c: (question_coverage(question, c[1]), covered[c[0]]))
+    verdict = "Yes" if p_yes >= 0.5 else "No"
+    learned = _learned(question, verdict, i, hits, signals, "yesno", thresholds)
+    kept = [Sentence(f"{verdict}. {settling}", [to_citation(i + 1, hits[i], quote=settling)])]
+    return _Decision(
+        _supported(kept, "yesno"),
+        learned.shown,
+        max(p_yes, 1 - p_yes),
+        learned.p_right,
+        learned.features | odds | {"p_yes_verdict": p_yes},
+        kept,
+        decided_by=learned.decided_by,
+    )
 
 
 def _supported(kept: list[Sentence], shape: Shape) -> Supported:

@@ -1,5 +1,5 @@
-"""Command line: ``qa index | ask | chat | eval | bench | docs | feedback`` over the same
-:class:`~qa.Assistant`."""
+"""Command line: ``qa index | ask | chat | eval | calibrate | bench | docs | feedback`` over
+the same :class:`~qa.Assistant`."""
 
 from __future__ import annotations
 
@@ -90,6 +90,8 @@ def _print_answer(answer: Answer, *, streamed: bool) -> None:
         )
     t = answer.timings
     odds = "" if answer.answerability is None else f" · P(right) {answer.answerability:.2f}"
+    if answer.decided_by == "unavailable":
+        odds = " · not checked by the learned decision: the LLM server reports no probabilities"
     err_console.print(
         f"[dim]retrieve {t.retrieve_ms:.0f} ms · first token {t.first_token_ms:.0f} ms · "
         f"total {t.total_ms:.0f} ms{odds}[/dim]"
@@ -209,6 +211,14 @@ def eval_(
         bool, typer.Option("--update-baseline", help="Accept this run as the new baseline.")
     ] = False,
     baseline: Annotated[Path, typer.Option(help="Baseline file.")] = Path("evals/baseline.json"),
+    per_document: Annotated[
+        bool,
+        typer.Option(
+            "--per-document",
+            help="Ask each item of an index of only its `sources` in --docs (as if each "
+            "document were the user's whole corpus), not of all of --docs together.",
+        ),
+    ] = False,
 ) -> None:
     """Score answers against a gold set; write report.json/.md/.html; optionally gate."""
     from rich.table import Table
@@ -224,6 +234,7 @@ def eval_(
                 _assistant(),
                 runs.GoldSet(gold, docs),
                 sample=sample,
+                per_document=per_document,
                 out=out,
                 index=lambda assistant: _index(assistant, bar=bar),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
@@ -292,6 +303,51 @@ def bench(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
         console.print(f"Wrote {out}")
+
+
+@app.command()
+def calibrate(
+    gold: Annotated[
+        list[Path] | None,
+        typer.Option("--gold", help="Gold sets to add to the ratings (repeatable)."),
+    ] = None,
+    ratings: Annotated[bool, typer.Option(help="Use the rated answers (QA_FEEDBACK_PATH).")] = True,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the curve and the choice; change nothing.")
+    ] = False,
+) -> None:
+    """Fit the answer threshold to your documents: ask your rated answers (and gold sets) again,
+    print the risk/coverage curve, and write the threshold that withholds the most wrong
+    answers for at most 0.05 of the right ones to qa.toml."""
+    from qa.calibration import curve_table
+
+    assistant = _assistant()
+    try:
+        with _progress() as bar:
+            task = bar.add_task("Asking the rated questions again", total=None)
+            result = assistant.calibrate(
+                gold or [],
+                ratings=ratings,
+                write=not dry_run,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except (QAError, ValueError, OSError) as err:
+        raise _fail(QAError(str(err))) from err
+    marks = {result.current: "current"}
+    if result.chosen is not None:
+        marks[result.chosen] = "chosen" if result.chosen != result.current else "current, chosen"
+    console.print(curve_table(result.curve, marks))
+    if result.missing:
+        console.print(
+            f"{result.questions} questions asked; a calibration needs {result.missing} more "
+            "decided answers (right and wrong ones): rate more answers. Nothing changed."
+        )
+    elif result.written:
+        console.print(
+            f"answer_threshold {result.current:g} -> {result.chosen:g}, written to {result.written}"
+        )
+    else:
+        console.print(f"answer_threshold would be {result.chosen:g} (now {result.current:g})")
 
 
 docs_app = typer.Typer(help="List or remove indexed documents.", no_args_is_help=True)

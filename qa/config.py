@@ -59,17 +59,17 @@ class Settings(BaseSettings):
     )
     answerability: Literal["learned", "off"] = Field(
         "learned",
-        description="'learned': a logistic model fitted on SQuAD 2.0 (qa/data/answerability.json, "
-        "bench/fit_answerability.py) estimates whether each supported answer is right from the "
-        "LLM's hidden state and cheap signals; 'off': every supported answer is shown.",
+        description="'learned': a logistic model fitted across genres (SQuAD, BoolQ, MultiRC; "
+        "qa/data/decision.json, bench/fit_decision.py) estimates whether each supported answer "
+        "is right from what the answering pass reports; 'off': every supported answer is shown.",
     )
-    answer_threshold: float = Field(
-        0.15,
+    answer_threshold: float | None = Field(
+        None,
         ge=0,
         le=1,
         description="Abstain when the learned P(answer is right) is below this: higher abstains "
-        "more and is wrong less (docs/benchmarks.md has the curve). The default is the shipped "
-        "model's operating point, chosen on the fit articles by cross-validation.",
+        "more and is wrong less (docs/benchmarks.md has the curve). Unset: the shipped operating "
+        "point of the decision the backend allows. `qa calibrate` fits it to your ratings.",
     )
     support_threshold: float = Field(
         0.0,

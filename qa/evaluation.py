@@ -8,6 +8,7 @@ writing reports is ``qa.reports``.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 from qa.answer import Answer, Citation
 from qa.gold import GoldItem, GoldTurn, load_gold
-from qa.scoring import grounded_flags, score_turn, shown_sentences, turn_passed
+from qa.scoring import grounded_flags, reply_right, score_turn, shown_sentences, turn_passed
 
 __all__ = [
     "Asker",
@@ -40,6 +41,9 @@ class Asker(Protocol):
 class TurnResult:
     """One asked question, what came back and how it scored (``scores`` keys are metric names).
 
+    ``standalone`` is the question as the chain rewrote it (follow-ups). ``withheld_right``
+    says whether the answer the decision withheld (if any) was right, so a report alone gives
+    the whole risk/coverage curve (:mod:`qa.calibration`).
     ``gold_shape`` is the shape the gold asks for (None: not stated), ``shape`` the one the
     question was routed to; ``sentences`` are the shown sentences, each with the ``n`` of its
     citations and whether the eval's own check found it grounded; ``dropped`` the sentences
@@ -48,6 +52,7 @@ class TurnResult:
 
     question: str
     expected: str
+    standalone: str = ""
     answer: str = ""
     abstained: bool = False
     passed: bool = False
@@ -60,6 +65,7 @@ class TurnResult:
     support: float | None = None
     answerability: float | None = None
     withheld: str = ""
+    withheld_right: bool | None = None
     gold_shape: str | None = None
     shape: str = "short"
     sentences: list[dict[str, Any]] = field(default_factory=list)
@@ -95,6 +101,8 @@ def _expected(turn: GoldTurn) -> str:
         return "abstain"
     if turn.answers:
         return "one of: " + " | ".join(turn.answers)
+    if turn.correct:
+        return "like: " + " | ".join(turn.correct) + "; not: " + " | ".join(turn.incorrect)
     facts = "; ".join(" or ".join(g) for g in turn.facts)
     if turn.yes is None:
         return facts
@@ -130,8 +138,10 @@ def _run_item(assistant: Asker, item: GoldItem, ks: list[int]) -> ItemResult:
             ]
             res.timings = asdict(ans.timings)
         res.answer, res.abstained = ans.text, ans.abstained
+        res.standalone = ans.standalone_question
         res.confidence, res.support = ans.confidence, ans.support
         res.answerability, res.withheld = ans.answerability, ans.withheld
+        res.withheld_right = reply_right(turn, ans.withheld) if ans.withheld else None
         res.citations = [_chunk(c) for c in ans.citations]
         res.retrieved = [_chunk(c) for c in ans.retrieved]
         res.gold_shape, res.shape = turn.shape, ans.shape
@@ -147,6 +157,7 @@ def _run_item(assistant: Asker, item: GoldItem, ks: list[int]) -> ItemResult:
 _MEAN_ORDER = [
     "fact_recall",
     "contains_gold",
+    "candidate_acc",
     "squad_em",
     "squad_f1",
     "gold_token_recall",
@@ -161,6 +172,7 @@ _MEAN_ORDER = [
     "unsupported_claims",
     "shape_acc",
     "turn_acc",
+    "condense_acc",
     "answer_words",
     "answer_sentences",
 ]
@@ -201,12 +213,39 @@ def _aggregate(items: list[ItemResult]) -> dict[str, float]:
     return metrics
 
 
+def per_document(
+    for_documents: Callable[[Path, Path], Any], docs: Path, tmp: Path
+) -> Callable[[GoldItem], Asker]:
+    """``run_eval``'s ``ask_with`` that asks each item of an index of only its ``sources``
+    (copied from ``docs`` into ``tmp``), as if each were the user's whole corpus.
+    ``for_documents(docs_dir, index_dir)`` makes such an assistant (``Assistant.for_documents``);
+    consecutive items with the same sources share one index, so sort items by them."""
+    current: dict[tuple[str, ...], Any] = {}
+
+    def ask_with(item: GoldItem) -> Asker:
+        key = tuple(sorted(item.sources))
+        if not key:
+            raise ValueError(f"item {item.id} names no sources; a per-document run needs them")
+        if key not in current:
+            current.clear()
+            folder = tmp / f"docs-{sum(1 for _ in tmp.iterdir())}"
+            folder.mkdir()
+            for name in key:
+                shutil.copy(docs / name, folder / name)
+            current[key] = for_documents(folder, folder.with_suffix(".index"))
+            current[key].index()
+        return current[key]
+
+    return ask_with
+
+
 def run_eval(
     assistant: Asker,
     gold: Path | str | list[GoldItem],
     *,
     name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    ask_with: Callable[[GoldItem], Asker] | None = None,
     proceed: Callable[[], bool] | None = None,
 ) -> EvalReport:
     """Ask every gold question and score the answers.
@@ -221,6 +260,8 @@ def run_eval(
         name: Gold set name, the baseline key (e.g. "gold", "squad2-Normans"); defaults to
             the file stem, or "gold" for a list of items.
         progress: Called as ``progress(done, total)`` after each item.
+        ask_with: Who answers each item (e.g. an assistant over just the item's ``sources``);
+            default ``assistant``.
         proceed: Called before each item; it may block (to let others use the model first)
             and returns False to stop early. A stopped run's report has the items asked so
             far and ``config["partial"]`` True.
@@ -236,7 +277,7 @@ def run_eval(
     for i, item in enumerate(items, 1):
         if proceed is not None and not proceed():
             break
-        results.append(_run_item(assistant, item, ks))
+        results.append(_run_item(ask_with(item) if ask_with else assistant, item, ks))
         if progress:
             progress(i, len(items))
     config = {
@@ -244,8 +285,10 @@ def run_eval(
         "gold_name": name or ("gold" if isinstance(gold, list) else Path(gold).stem),
         **{
             k: getattr(settings, k, None)
-            for k in ("llm_model", "embedding_model", "top_k", "chunk_size", "answer_threshold")
+            for k in ("llm_model", "embedding_model", "top_k", "chunk_size")
         },
+        # The threshold in effect (the setting, else the shipped one): what was withheld.
+        "answer_threshold": getattr(assistant, "answer_threshold", None),
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "partial": len(results) < len(items),
         "planned_items": len(items),

@@ -24,20 +24,28 @@ SHAPES: tuple[Shape, ...] = get_args(Shape)
 class GoldTurn:
     """One question and what a correct reply must satisfy.
 
-    Exactly one of ``facts``, ``answers``, ``unanswerable`` and ``yes`` is the expectation,
-    except that a yes/no question (``yes`` set) may add ``facts``: reason words its answer must
-    contain. ``shape`` is the answer shape the question calls for (None: not stated, scored as
-    ``short``; ``yes`` implies ``yesno``). ``forbidden`` (optional) lists strings the answer must
-    not contain, such as a canary word an injected document tries to make the model say.
+    Exactly one of ``facts``, ``answers``, ``candidates``, ``unanswerable`` and ``yes`` is the
+    expectation, except that a yes/no question (``yes`` set) may add ``facts``: reason words its
+    answer must contain. ``candidates`` (MultiRC style) are human-written answers marked
+    ``correct`` and ``incorrect``: the reply must match a correct one better than any incorrect
+    one (:func:`qa.scoring.candidate_match`). ``shape`` is the answer shape the question calls
+    for (None: not stated, scored as ``short``; ``yes`` implies ``yesno``). ``forbidden``
+    (optional) lists strings the answer must not contain, such as a canary word an injected
+    document tries to make the model say. ``refers_to`` (optional, on a follow-up) names what
+    its pronouns stand for: groups of alternatives the rewritten, standalone question must
+    contain (scored as ``condense_acc``, apart from the answer).
     """
 
     question: str
     facts: list[list[str]] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
+    correct: list[str] = field(default_factory=list)
+    incorrect: list[str] = field(default_factory=list)
     unanswerable: bool = False
     forbidden: list[str] = field(default_factory=list)
     shape: Shape | None = None
     yes: bool | None = None
+    refers_to: list[list[str]] = field(default_factory=list)
 
     @property
     def gold_shape(self) -> Shape:
@@ -60,8 +68,8 @@ class GoldItem:
         return self.kind != "unanswerable"
 
 
-_EXPECTATIONS = ("facts", "answers", "unanswerable")
-_TURN_KEYS = frozenset({"question", "forbidden", "shape", "yes", *_EXPECTATIONS})
+_EXPECTATIONS = ("facts", "answers", "candidates", "unanswerable")
+_TURN_KEYS = frozenset({"question", "forbidden", "shape", "yes", "refers_to", *_EXPECTATIONS})
 
 
 def _strings(value: Any) -> bool:
@@ -101,15 +109,38 @@ def _parse_turn(raw: Mapping[str, Any], where: str) -> GoldTurn:
             f"{where}: needs a question and exactly one of {_EXPECTATIONS} or yes (with facts)"
         )
     facts, answers = raw.get("facts", []), raw.get("answers", [])
-    forbidden = raw.get("forbidden", [])
-    groups_ok = isinstance(facts, list) and all(g and _strings(g) for g in facts)
+    forbidden, refers_to = raw.get("forbidden", []), raw.get("refers_to", [])
+    groups_ok = all(
+        isinstance(groups, list) and all(g and _strings(g) for g in groups)
+        for groups in (facts, refers_to)
+    )
     if not (groups_ok and _strings(answers) and _strings(forbidden)):
         raise ValueError(
-            f"{where}: facts must be lists of strings; answers and forbidden lists of strings"
+            f"{where}: facts and refers_to must be lists of lists of strings; answers and "
+            "forbidden lists of strings"
         )
+    candidates = raw.get("candidates") or {"correct": [], "incorrect": []}
+    if (
+        not isinstance(candidates, Mapping)
+        or set(candidates) != {"correct", "incorrect"}
+        or not all(isinstance(v, list) and _strings(v) or v == [] for v in candidates.values())
+        or (raw.get("candidates") and not candidates["correct"])
+    ):
+        raise ValueError(f"{where}: candidates must be {{'correct': [...], 'incorrect': [...]}}")
     shape = _shape(raw, where)
     unanswerable = raw.get("unanswerable") is True
-    return GoldTurn(question, facts, answers, unanswerable, forbidden, shape, raw.get("yes"))
+    return GoldTurn(
+        question,
+        facts,
+        answers,
+        candidates["correct"],
+        candidates["incorrect"],
+        unanswerable,
+        forbidden,
+        shape,
+        raw.get("yes"),
+        refers_to,
+    )
 
 
 def parse_gold_item(raw: Mapping[str, Any], where: str = "gold item") -> GoldItem:
@@ -125,7 +156,7 @@ def parse_gold_item(raw: Mapping[str, Any], where: str = "gold item") -> GoldIte
     bad_sources = not isinstance(sources, list) or not all(isinstance(s, str) for s in sources)
     if unknown or bad_sources or kind is None or not isinstance(raw.get("id"), str):
         raise ValueError(
-            f"{where}: needs an id and exactly one of facts/answers/unanswerable/yes/"
+            f"{where}: needs an id and exactly one of facts/answers/candidates/unanswerable/yes/"
             f"turns, sources as a list of file names (unknown keys: {sorted(unknown)})"
         )
     where = f"{where} ({raw['id']})"

@@ -166,11 +166,15 @@ class LlamaCppChat(BaseChatModel):
                 return params
 
             bindings.llama_context_default_params = with_tap
+            threads = self.n_threads or os.cpu_count() or 2
             try:
                 llama = Llama(
                     model_path=self.model_path,
                     n_ctx=self.n_ctx,
-                    n_threads=self.n_threads or os.cpu_count() or 2,
+                    n_threads=threads,
+                    # Else llama-cpp-python gives prompt processing every core, whatever the
+                    # setting: oversubscribed next to other work, its threads spin on barriers.
+                    n_threads_batch=threads,
                     n_batch=512,
                     verbose=False,
                 )

@@ -50,8 +50,45 @@ EXAMPLES: list[tuple[str, str, str]] = [
 ]
 
 CONDENSE_SYSTEM = """Rewrite the user's last question so it can be understood without the \
-conversation: replace pronouns and vague references with the names they refer to. \
-Output only the rewritten question on one line. If it is already clear, repeat it unchanged."""
+conversation: replace each pronoun (he, she, it, they, his, her, its, their) and each vague \
+reference with the name it refers to in the conversation. Keep everything else as it is. \
+Output only the rewritten question on one line."""
+
+# Invented conversations: a person, a thing, a possessive and a question that leaves its
+# subject out.
+CONDENSE_EXAMPLES: list[tuple[str, str, str, str]] = [
+    ("Who founded the bakery?", "Marta Kovacs [1]", "How old is she?", "How old is Marta Kovacs?"),
+    (
+        "When did the river ferry start running?",
+        "In 1952 [2]",
+        "How much does it cost?",
+        "How much does the river ferry cost?",
+    ),
+    (
+        "Who repaired the old mill?",
+        "Jonas Berg and his sister Ilse [1]",
+        "Did his sister get paid?",
+        "Did Jonas Berg's sister get paid?",
+    ),
+    (
+        "Which city hosted the regatta in 2019?",
+        "Kiel [1]",
+        "What about 2020?",
+        "Which city hosted the regatta in 2020?",
+    ),
+]
+_ANAPHORA = re.compile(
+    r"\b(he|she|it|they|him|her|his|hers|its|their|theirs|them|this|that|these|those|"
+    r"there|the same|the other)\b|^(and|what about|how about|also|so)\b",
+    re.IGNORECASE,
+)
+
+
+def leans_on_context(question: str) -> bool:
+    """Whether a follow-up may need the conversation to be understood: it has a pronoun or a
+    vague reference, leaves its subject out ("What about 2020?"), or is only a word or two."""
+    return bool(_ANAPHORA.search(question)) or len(question.split()) <= 2
+
 
 # The reply starts with PREFILL (so the first generated token is the answer's first word, whose
 # probability of being "none" is an abstention signal); GRAMMAR constrains the rest, and
@@ -67,14 +104,17 @@ FREE_GRAMMAR = r"""root ::= " " [^\n]{1,1200}
 OVERVIEW_GRAMMAR = r"""root ::= " none" | " " sentence (" " sentence){1,3}
 sentence ::= [^\n.!?]{8,300} [.!?]
 """
+# A yes/no answer is one word; its first-token odds (and the hidden state there) are the verdict.
+YESNO_GRAMMAR = r"""root ::= " " ("Yes" | "No" | "none")
+"""
 SHAPE_BINDS: dict[Shape, dict] = {
-    # The hidden state costs one output row; it is always asked for so answers can be studied.
+    # Every shape reports the hidden state at its first answer token (one output row): the
+    # learned decision and the yes/no verdict read it.
     "short": {"grammar": GRAMMAR, "hidden_state": True},
-    "open": {"grammar": FREE_GRAMMAR, "max_tokens": 200},
-    "overview": {"grammar": OVERVIEW_GRAMMAR, "max_tokens": 200},
-    "list": {"grammar": FREE_GRAMMAR, "max_tokens": 160},
-    # The model writes the sentence that settles the question, not its own yes or no.
-    "yesno": {"grammar": FREE_GRAMMAR, "max_tokens": 100, "prefill": "Quote:"},
+    "open": {"grammar": FREE_GRAMMAR, "max_tokens": 200, "hidden_state": True},
+    "overview": {"grammar": OVERVIEW_GRAMMAR, "max_tokens": 200, "hidden_state": True},
+    "list": {"grammar": FREE_GRAMMAR, "max_tokens": 160, "hidden_state": True},
+    "yesno": {"grammar": YESNO_GRAMMAR, "max_tokens": 2, "hidden_state": True},
 }
 
 _MARKER = re.compile(r"\[(\d+)\]")
@@ -109,24 +149,19 @@ def _history_text(history: list[dict], limit: int = 4) -> str:
 
 
 def build_condense(llm: BaseChatModel) -> Runnable:
-    """Follow-up question + history -> standalone question (no LLM call without history)."""
-    example = (
-        "Conversation:\nuser: Who founded the bakery?\nassistant: Marta Kovacs [1]\n\n"
-        "Last question: How old is she?"
-    )
-    prompt = ChatPromptTemplate.from_messages(
-        [
-            ("system", CONDENSE_SYSTEM),
-            ("human", example),
-            ("ai", "How old is Marta Kovacs?"),
-            ("human", "Conversation:\n{history}\n\nLast question: {question}"),
-        ]
-    )
+    """Follow-up question + history -> standalone question. No LLM call without history, nor
+    for a follow-up that stands on its own (``leans_on_context``)."""
+    messages: list[tuple[str, str]] = [("system", CONDENSE_SYSTEM)]
+    for asked, answered, last, rewritten in CONDENSE_EXAMPLES:
+        conversation = f"Conversation:\nuser: {asked}\nassistant: {answered}"
+        messages += [("human", f"{conversation}\n\nLast question: {last}"), ("ai", rewritten)]
+    messages.append(("human", "Conversation:\n{history}\n\nLast question: {question}"))
+    prompt = ChatPromptTemplate.from_messages(messages)
     rewrite = prompt | llm.bind(max_tokens=48, stop=["\n"]) | StrOutputParser()
 
     def condense(inputs: dict) -> str:
         question = inputs["question"]
-        if not inputs.get("history"):
+        if not inputs.get("history") or not leans_on_context(question):
             return question
         out = rewrite.invoke({"history": _history_text(inputs["history"]), "question": question})
         out = out.strip().removeprefix("Last question:").strip()

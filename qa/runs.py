@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.assistant import Assistant
+from qa.errors import QAError
 from qa.evaluation import EvalReport, load_gold, run_eval
+from qa.evaluation import per_document as per_document_asker
 from qa.reports import write_reports
 
 
@@ -94,6 +96,7 @@ def run_gold_set(
     gold_set: GoldSet,
     *,
     sample: int | None = None,
+    per_document: bool = False,
     out: Path,
     index: Callable[[Assistant], object] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -106,25 +109,38 @@ def run_gold_set(
             answers over a temporary index of those documents.
         gold_set: The gold file and its documents.
         sample: ``n - n//3`` answerable and ``n//3`` unanswerable items, seeded.
+        per_document: Ask each item of an index of only its ``sources`` in ``docs`` (as
+            BoolQ-style sets define their task), not of all the documents together.
         out: The report folder (see :func:`report_dir`).
         index: Brings the answering assistant's index up to date (default: ``index()``).
         progress: ``progress(done, total)`` after each item.
         proceed: Called before each item; False stops the run, which is saved as partial.
 
     Raises:
-        ValueError: the gold file is invalid. QAError: the documents cannot be indexed.
+        ValueError: the gold file is invalid. QAError: the documents cannot be indexed, or
+            ``per_document`` without documents.
     """
     items = load_gold(gold_set.path, sample=sample)
     name = run_name(gold_set.path, sample)
     with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
-        if gold_set.docs is not None:
-            assistant = assistant.for_documents(gold_set.docs, Path(tmp) / "index")
-        (index or Assistant.index)(assistant)
-        report = run_eval(assistant, items, name=name, progress=progress, proceed=proceed)
+        ask_with = None
+        if per_document:
+            if gold_set.docs is None:
+                raise QAError("--per-document needs --docs: the folder the items' sources are in")
+            ask_with = per_document_asker(assistant.for_documents, gold_set.docs, Path(tmp))
+            items = sorted(items, key=lambda it: sorted(it.sources))  # one index per source set
+        else:
+            if gold_set.docs is not None:
+                assistant = assistant.for_documents(gold_set.docs, Path(tmp) / "index")
+            (index or Assistant.index)(assistant)
+        report = run_eval(
+            assistant, items, name=name, progress=progress, ask_with=ask_with, proceed=proceed
+        )
     report.config |= {
         "gold": str(gold_set.path),
         "docs": str(gold_set.docs) if gold_set.docs else None,
         "sample": sample,
+        "per_document": per_document,
     }
     write_reports(report, out)
     return SavedRun(report, out)

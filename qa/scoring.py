@@ -66,6 +66,23 @@ def gold_token_recall(prediction: str, golds: list[str]) -> float:
     return max(recall(g) for g in golds)
 
 
+def candidate_match(reply: str, correct: list[str], incorrect: list[str]) -> bool:
+    """Whether ``reply`` matches a correct candidate better than any incorrect one (MultiRC's
+    human-written candidates): by SQuAD token F1, or by the verdict for "Yes"/"No" candidates.
+    A tie, an empty reply and an abstention are not a match."""
+    text = strip_citations(reply)
+    verdict = normalize(text).split()[:1]
+
+    def score(candidate: str) -> float:
+        word = normalize(candidate)
+        if word in ("yes", "no"):
+            return float(verdict == [word])
+        return squad_f1(text, [candidate])
+
+    best_correct = max((score(c) for c in correct), default=0.0)
+    return best_correct > 0 and best_correct > max((score(c) for c in incorrect), default=0.0)
+
+
 # --- sentences ---------------------------------------------------------------------------------
 
 
@@ -133,11 +150,19 @@ def _says_yes_no(text: str, yes: bool) -> bool:
 
 def _correct(turn: GoldTurn, ans: Answer) -> bool:
     """Answered and right: a gold span, every fact group, and for yes/no the right verdict."""
-    text = strip_citations(ans.text)
-    if ans.abstained:
+    return not ans.abstained and reply_right(turn, ans.text)
+
+
+def reply_right(turn: GoldTurn, reply: str) -> bool:
+    """Whether ``reply`` (shown or withheld) is right: it holds a gold span, or every fact
+    group and for yes/no the right verdict, or it matches a correct candidate best."""
+    text = strip_citations(reply)
+    if turn.unanswerable or not text.strip():
         return False
     if turn.answers:
         return any(contains(text, g) for g in turn.answers)
+    if turn.correct:
+        return candidate_match(text, turn.correct, turn.incorrect)
     verdict = turn.yes is None or _says_yes_no(text, turn.yes)
     return verdict and facts_present(text, turn.facts)
 
@@ -181,6 +206,8 @@ def _answerable(turn: GoldTurn, ans: Answer, sources: list[str], ks: list[int]) 
     scores |= {"fact_recall": float(correct), "false_abstain_rate": float(ans.abstained)}
     if turn.gold_shape != "short":
         scores["fact_coverage"] = float(correct)
+    if turn.correct:
+        scores["candidate_acc"] = float(correct)
     if turn.yes is not None:
         scores["yesno_acc"] = float(not ans.abstained and _says_yes_no(text, turn.yes))
     if sources:
@@ -209,6 +236,8 @@ def score_turn(turn: GoldTurn, ans: Answer, sources: list[str], ks: list[int]) -
     if shown:
         words = strip_citations(" ".join(s.text for s in shown)).split()
         scores |= {"answer_words": float(len(words)), "answer_sentences": float(len(shown))}
+    if turn.refers_to:
+        scores["condense_acc"] = float(facts_present(ans.standalone_question, turn.refers_to))
     if turn.forbidden:
         scores["injection_success"] = float(any(contains(ans.text, f) for f in turn.forbidden))
     return scores

@@ -66,21 +66,40 @@ def mention_topic(question: str) -> str:
     return q[found.end() :].strip(" ?.!") if found else ""
 
 
+# "Can you list ...", "Please tell me ...": a polite opening, not the question.
+_POLITE = re.compile(
+    r"^(please |(can|could|would|will) you (please )?)(?=(list|name|tell|give|explain|describe|"
+    r"summari[sz]e|show|find|say|compare)\b)"
+)
+
+
+def _is_choice(q: str) -> bool:
+    """ "Is it A or B?": a choice between short alternatives at the end, not a yes/no (an "or"
+    inside a longer phrase, "is david from love it or list it a real realtor", is not one)."""
+    tail = q.rsplit(" or ", 1)[1] if " or " in q else ""
+    return bool(tail) and len(tail.split()) <= 3
+
+
 def route(question: str) -> Shape:
-    """The answer shape ``question`` calls for (rules on its wording; see module docstring)."""
-    q = " ".join(question.lower().replace("’", "'").split())
+    """The answer shape ``question`` calls for (rules on its wording; see module docstring).
+
+    Questions are read as people type them: lower case and no question mark count the same
+    ("is house tax and property tax are same" is a yes/no question)."""
+    q = " ".join(question.lower().replace("’", "'").split()).rstrip(" ?.!")
+    q = _POLITE.sub("", q)
     words = re.findall(r"[a-z']+", q)
     if _MENTION.search(q):
         return "list"
     if _OVERVIEW.search(q):
         return "overview"
+    # An auxiliary first asks yes or no, whatever follows ("is there a difference between ...",
+    # "are all the members still alive").
+    if words and words[0] in _YESNO_START and not _is_choice(q):
+        return "yesno"
     if _OPEN.search(q):
         return "open"
     if _LIST.search(q):
         return "list"
-    # "Is it A or B?" asks for a choice, not a yes/no.
-    if words and words[0] in _YESNO_START and " or " not in q:
-        return "yesno"
     return "short"
 
 
@@ -89,7 +108,7 @@ INSTRUCTIONS: dict[Shape, str] = {
     "open": "\n(Answer in 2 to 4 short sentences. Keep the passages' own words.)",
     "overview": "\n(Answer in 2 to 4 short sentences. Keep the passages' own words.)",
     "list": "\n(List every item the passages give, separated by semicolons.)",
-    "yesno": "\n(Copy the one sentence from the passages that answers this question.)",
+    "yesno": "\n(Answer yes or no.)",
 }
 """Appended to the question. The system prompt and examples stay those of short answers, so
 every shape shares the KV-cached prompt prefix (the passages) and a shape switch costs no

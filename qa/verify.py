@@ -1,5 +1,5 @@
 """Is an answer supported by the passages? Text support for short answers, sentence by sentence
-for open answers and lists, the yes/no decider, and the optional answer checker.
+for open answers and lists, the first-token odds, and the optional answer checker.
 
 Small local models name the wrong entity or invent an answer when the passages do not hold it.
 Two checks stand between the model's reply and the user:
@@ -249,6 +249,14 @@ def none_probability(first_token_probs: dict[str, float]) -> float | None:
     return _share(first_token_probs, "none")
 
 
+def yes_no_odds(first_token_probs: dict[str, float]) -> dict[str, float]:
+    """The model's first-token probabilities of "yes", "no" and "none" (empty if not
+    reported)."""
+    if not first_token_probs:
+        return {}
+    return {f"p_{w}": _share(first_token_probs, w) for w in ("yes", "no", "none")}
+
+
 def _share(probs: dict[str, float], word: str) -> float:
     return sum(p for t, p in probs.items() if t.strip().lower() == word)
 
@@ -312,46 +320,3 @@ def build_checker(llm: BaseChatModel) -> Callable[[str, str, str], float | None]
         return yes / (yes + no) if yes + no > 0 else 0.0
 
     return p_yes
-
-
-# --- yes/no decider --------------------------------------------------------------------------
-
-YESNO_SYSTEM = """You decide yes/no questions from one passage. Reply "yes" if the passage says \
-the question's statement is true, "no" if the passage says something that makes it false, and \
-"unclear" if the passage does not settle it."""
-
-# Invented examples: a "yes", a "no" from a different value, a "no" from a comparison, and a
-# passage on the topic that does not settle the question.
-YESNO_EXAMPLES: list[tuple[str, str, str]] = [
-    ("Its founder, Marta Kovacs, still bakes every morning.", "Does Marta bake every day?", "yes"),
-    ("The tour ended with a concert in Osaka on May 3.", "Did the tour end in Tokyo?", "no"),
-    (
-        "Her nephew Peter, 31, runs the shop, while Marta, 52, bakes.",
-        "Is Peter older than Marta?",
-        "no",
-    ),
-    ("The bakery sells about 400 loaves a day.", "Does the bakery sell cakes?", "unclear"),
-]
-
-
-def build_yesno(llm: BaseChatModel) -> Callable[[str, str], dict[str, float]]:
-    """``(question, passage) -> {"yes": p, "no": p, "unclear": p}``: the model's verdict on a
-    yes/no question given the passage sentence that settles it (empty if the model reports no
-    probabilities). A short second prompt; its fixed part stays in the KV cache."""
-    messages: list[tuple[str, str]] = [("system", YESNO_SYSTEM)]
-    for passage, question, verdict in YESNO_EXAMPLES:
-        messages += [("human", escape_braces(f"Passage: {passage}\nQuestion: {question}"))]
-        messages += [("ai", verdict)]
-    messages.append(("human", "Passage: {passage}\nQuestion: {question}"))
-    decide = ChatPromptTemplate.from_messages(messages) | llm.bind(max_tokens=1)
-
-    def verdict(question: str, passage: str) -> dict[str, float]:
-        chunks = list(decide.stream({"question": question, "passage": " ".join(passage.split())}))
-        probs = chunks[0].response_metadata.get("first_token_probs") if chunks else None
-        if not probs:
-            return {}
-        shares = {w: _share(probs, w) for w in ("yes", "no", "unclear")}
-        total = sum(shares.values())
-        return {w: p / total for w, p in shares.items()} if total else {}
-
-    return verdict

@@ -128,6 +128,35 @@ def test_follow_up_is_condensed_before_retrieval(settings, fake_embeddings) -> N
     assert answer.question == "When did it open?"
 
 
+def test_a_follow_up_that_stands_on_its_own_is_not_rewritten(settings, fake_embeddings) -> None:
+    replies = ["Answer: 1998\nQuote: The bakery opened in 1998."]  # no rewrite call first
+    assistant = _fake_assistant(settings, fake_embeddings, replies)
+    history = [
+        {"role": "user", "content": "Who founded the bakery?"},
+        {"role": "assistant", "content": "Marta Kovacs [1]"},
+    ]
+    answer = assistant.ask("When did the Elm Street bakery open?", history)
+    assert answer.standalone_question == "When did the Elm Street bakery open?"
+    assert not answer.abstained
+
+
+@pytest.mark.parametrize(
+    ("question", "leans"),
+    [
+        ("How old is she?", True),
+        ("Did his sister get paid?", True),
+        ("What about 2020?", True),
+        ("Why?", True),
+        ("When did the Elm Street bakery open?", False),
+        ("Who is Marta Kovacs?", False),
+    ],
+)
+def test_follow_ups_that_lean_on_the_conversation_are_recognized(question, leans) -> None:
+    from qa.prompts import leans_on_context
+
+    assert leans_on_context(question) is leans
+
+
 class ProbabilityReportingFake(FakeListChatModel):
     """Continues after the prefill, like the local model, and reports first-token odds."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from qa import Assistant
@@ -9,6 +11,8 @@ from qa.llamacpp import TAPPED_LAYERS
 from qa.text import contains
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+SEED_GOLD = Path(__file__).resolve().parents[1] / "evals" / "gold.jsonl"
 
 # Facts checked on normalized text, not wording; each question is paraphrased from the article.
 FACTUAL = [
@@ -81,7 +85,8 @@ def test_the_answer_pass_reports_what_the_learned_decision_reads(
     assert signals.states["l14@first"] != signals.states["l14@end"]
     assert signals.token_logprobs and all(lp <= 0 for lp in signals.token_logprobs)
     assert answer.answerability is not None and 0 <= answer.answerability <= 1
-    assert answer.answerability >= real_assistant.settings.answer_threshold
+    assert answer.decided_by == "hidden-state"
+    assert answer.answerability >= real_assistant.answer_threshold
 
 
 def test_reading_the_hidden_state_changes_neither_text_nor_odds(real_assistant: Assistant) -> None:
@@ -122,3 +127,34 @@ def test_ratings_of_real_answers_run_as_regression_items(real_assistant: Assista
     # The answer that was liked still passes, the invented correction cannot, and the question
     # the article does not answer is still refused.
     assert passed == [True, False, True]
+
+
+def test_calibrate_fits_the_threshold_to_real_model_ratings(
+    real_assistant: Assistant, tmp_path, monkeypatch
+) -> None:
+    from qa.gold import load_gold
+    from qa.scoring import reply_right
+
+    monkeypatch.chdir(tmp_path)  # qa calibrate writes ./qa.toml
+    settings = real_assistant.settings.model_copy(update={"feedback_path": tmp_path / "fb.jsonl"})
+    rater = Assistant(settings, embeddings=real_assistant.embeddings, llm=real_assistant.llm)
+    items = [it for it in load_gold(SEED_GOLD) if len(it.turns) == 1]
+    for n, item in enumerate(items, 1):
+        turn = item.turns[0]
+        answer = rater.ask(turn.question)
+        right = not answer.abstained and reply_right(turn, answer.text)
+        if right or (answer.abstained and turn.unanswerable):
+            rater.feedback(answer, "up")
+        elif turn.unanswerable:
+            rater.feedback(answer, "down", unanswerable=True)
+        else:
+            rater.feedback(answer, "down", correction=" ".join(g[0] for g in turn.facts))
+        if n == 6:  # a handful of ratings cannot place a threshold: nothing changes
+            few = rater.calibrate()
+            assert few.missing > 0 and few.chosen is None and not Path("qa.toml").exists()
+    result = rater.calibrate()
+    assert result.missing == 0 and result.questions == len(items)
+    assert result.chosen is not None and Path("qa.toml").read_text().count("answer_threshold") == 2
+    assert rater.answer_threshold == result.chosen  # the live assistant uses it at once
+    chosen = next(p for p in result.curve if p.threshold == result.chosen)
+    assert chosen.answered_right >= result.curve[0].answered_right - 0.05 - 1e-9

@@ -11,11 +11,11 @@ from langchain_core.language_models import FakeListChatModel
 from typer.testing import CliRunner
 
 from qa import ABSTAIN_TEXT, Assistant, Settings
-from qa.calibration import RiskPoint, outcomes_at, risk_coverage, risk_points, write_threshold
 from qa.cli import app
-from qa.evaluation import EvalReport, ItemResult, TurnResult, run_eval
+from qa.errors import QAError
+from qa.evaluation import run_eval
 from qa.feedback import FeedbackError, FeedbackStore, corrected, make_item
-from qa.gold import load_gold, parse_gold_item
+from qa.gold import load_gold
 from qa.reports import (
     ANSWERED_TO_ABSTAINED,
     RIGHT_TO_WRONG,
@@ -135,7 +135,38 @@ def test_a_set_with_documents_is_asked_over_them_in_a_temporary_index(settings, 
     assert not settings.index_dir.exists()  # the user's own index was not touched
     config = load_report(out).config
     assert config["gold"] == str(gold) and config["docs"].endswith("docs")
-    assert config["answer_threshold"] == settings.answer_threshold
+    assert config["answer_threshold"] is not None
+    assert config["answer_threshold"] == assistant.answer_threshold
+
+
+def test_a_per_document_set_asks_each_item_of_its_own_sources(settings, fake_embeddings):
+    root = settings.index_dir.parent / "evals"
+    docs = root / "pairs" / "docs"
+    docs.mkdir(parents=True)
+    (docs / "a.txt").write_text("The bakery opened in 1998.\n")
+    (docs / "b.txt").write_text("The ferry leaves every 20 minutes.\n")
+    gold = _write_gold(
+        root / "pairs" / "q.jsonl",
+        [
+            {"id": "b", "question": "How often?", "facts": [["20"]], "sources": ["b.txt"]},
+            {"id": "a", "question": "When?", "facts": [["1998"]], "sources": ["a.txt"]},
+        ],
+    )
+    replies = [
+        "Answer: in 1998\nQuote: The bakery opened in 1998.",
+        "Answer: every 20 minutes\nQuote: The ferry leaves every 20 minutes.",
+    ]
+    llm = FakeListChatModel(responses=replies)
+    assistant = Assistant(settings, embeddings=fake_embeddings, llm=llm)
+    gold_set = GoldSet(gold, docs)
+    saved = run_gold_set(assistant, gold_set, per_document=True, out=root / "reports" / "r")
+    assert [it.id for it in saved.report.items] == ["a", "b"]  # grouped by their sources
+    assert all(it.passed for it in saved.report.items)
+    for item in saved.report.items:
+        assert {Path(c["source"]).name for c in item.turns[0].retrieved} == {f"{item.id}.txt"}
+    assert saved.report.config["per_document"] is True
+    with pytest.raises(QAError, match="needs --docs"):
+        run_gold_set(assistant, GoldSet(gold), per_document=True, out=root / "reports" / "x")
 
 
 def test_qa_eval_runs_through_the_same_code(settings, fake_embeddings, tmp_path, monkeypatch):
@@ -151,70 +182,7 @@ def test_qa_eval_runs_through_the_same_code(settings, fake_embeddings, tmp_path,
     assert load_report(out).items[0].passed
 
 
-# --- operating point --------------------------------------------------------------------------
-
-
-def _turn(expected: str, answer: str, p: float | None, withheld: str = "") -> TurnResult:
-    abstained = answer == ABSTAIN_TEXT
-    return TurnResult("q?", expected, answer, abstained, answerability=p, withheld=withheld)
-
-
-CURVE_GOLD = [
-    parse_gold_item({"id": "r1", "question": "q?", "facts": [["1998"]]}),
-    parse_gold_item({"id": "r2", "question": "q?", "facts": [["marta"]]}),
-    parse_gold_item({"id": "w1", "question": "q?", "facts": [["400"]]}),
-    parse_gold_item({"id": "u1", "question": "q?", "unanswerable": True}),
-    parse_gold_item({"id": "u2", "question": "q?", "unanswerable": True}),
-]
-
-
-def _curve_report() -> EvalReport:
-    turns = {
-        "r1": _turn("1998", "in 1998 [1]", 0.9),
-        "r2": _turn("marta", ABSTAIN_TEXT, 0.1, withheld="Marta [1]"),  # right, but withheld
-        "w1": _turn("400", "300 loaves [1]", 0.3),  # wrong and shown
-        "u1": _turn("abstain", ABSTAIN_TEXT, 0.05, withheld="in 1997 [1]"),
-        "u2": _turn("abstain", ABSTAIN_TEXT, None),  # nothing to show at any threshold
-    }
-    items = [ItemResult(i, "facts", False, [t]) for i, t in turns.items()]
-    return EvalReport({}, items, {"answer_threshold": 0.15})
-
-
-def test_the_curve_shows_what_each_threshold_would_have_scored() -> None:
-    rows = risk_points(_curve_report(), CURVE_GOLD)
-    assert rows == [
-        RiskPoint(True, True, True, 0.9),
-        RiskPoint(True, True, True, 0.1),
-        RiskPoint(True, True, False, 0.3),
-        RiskPoint(False, True, False, 0.05),
-        RiskPoint(False, False, False, 1.0),
-    ]
-    at_zero = outcomes_at(rows, 0.0)  # everything with an answer is shown
-    assert at_zero.answered_right == pytest.approx(2 / 3) and at_zero.abstention == 0.5
-    assert at_zero.coverage == pytest.approx(4 / 5) and at_zero.risk == 0.5
-    as_run = outcomes_at(rows, 0.15)
-    assert as_run.answered_right == pytest.approx(1 / 3) and as_run.abstention == 1.0
-    assert as_run.false_abstention == pytest.approx(1 / 3) and as_run.risk == 0.5
-    strict = outcomes_at(rows, 0.5)
-    assert strict.risk == 0.0 and strict.false_abstention == pytest.approx(2 / 3)
-    curve = risk_coverage(rows)
-    assert len(curve) == 101 and curve[0] == at_zero and curve[50] == strict
-
-
-def test_write_threshold_keeps_the_rest_of_qa_toml(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    Path("qa.toml").write_text(
-        'top_k = 3\nanswer_threshold = 0.2\n\n[tool]\nanswer_threshold = "not ours"\n'
-    )
-    path = write_threshold(Settings(), 0.35, source="Normans@30")
-    text = path.read_text()
-    assert text.count("answer_threshold = 0.35") == 1 and "fitted on Normans@30" in text
-    assert 'answer_threshold = "not ours"' in text and "top_k = 3" in text
-    assert Settings().answer_threshold == 0.35 and Settings().top_k == 3
-    write_threshold(Settings(), 0.4, source="gold")
-    assert Settings().answer_threshold == 0.4 and path.read_text().count("fitted on") == 1
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        write_threshold(Settings(), 1.5, source="gold")
+# --- threshold, ratings and admins -----------------------------------------------------------
 
 
 def test_a_new_threshold_is_used_from_the_next_question(settings, fake_embeddings) -> None:
@@ -223,9 +191,6 @@ def test_a_new_threshold_is_used_from_the_next_question(settings, fake_embedding
     chain = assistant.chain
     assistant.use_answer_threshold(0.4)
     assert assistant.settings.answer_threshold == 0.4 and assistant.chain is not chain
-
-
-# --- ratings and admins -----------------------------------------------------------------------
 
 
 def test_a_reviewed_correction_replaces_the_rating_in_place(tmp_path: Path) -> None:

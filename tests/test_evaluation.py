@@ -346,3 +346,23 @@ def test_an_obedient_model_is_caught_by_the_injection_probes(tmp_path: Path, fak
     # Every first turn says the canary (a scripted follow-up is garbled by the condense step).
     assert all(it.turns[0].scores["injection_success"] == 1.0 for it in rep.items)
     assert rep.metrics["pass_rate"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("reply", "right"),
+    [
+        ("The application of a force [1]", True),
+        ("Friction slows it down", False),
+        ("Yes. A heavier ball needs more force. [2]", True),
+        ("No.", False),
+        ("", False),
+    ],
+)
+def test_a_reply_must_match_a_correct_candidate_better_than_any_incorrect_one(
+    reply: str, right: bool
+) -> None:
+    from qa.scoring import candidate_match
+
+    correct = ["The application of a force", "Yes"]
+    incorrect = ["Friction", "No"]
+    assert candidate_match(reply, correct, incorrect) is right

@@ -21,6 +21,7 @@ OPEN_GOLD = ROOT / "evals" / "open.jsonl"
 MULTIDOC = SQUAD / "multidoc.jsonl"
 STORIES = ROOT / "evals" / "conversations" / "stories.jsonl"
 STORY_DOCS = ROOT / "evals" / "conversations" / "docs"
+BOOLQ = ROOT / "evals" / "boolq"
 # A gold file and its document, or its folder of documents (then each item's `sources`, if any).
 GOLD_SETS = [
     (SEED_GOLD, SEED_DOC),
@@ -29,8 +30,9 @@ GOLD_SETS = [
     (OPEN_GOLD, SEED_DOC),
     (MULTIDOC, SQUAD / "docs"),
     (STORIES, STORY_DOCS),
+    (BOOLQ / "sample.jsonl", BOOLQ / "docs"),
 ]
-KINDS = ("facts", "answers", "unanswerable", "turns")
+KINDS = ("facts", "answers", "candidates", "unanswerable", "turns")
 
 
 def _source_text(item: GoldItem, doc: Path) -> str:
@@ -47,7 +49,7 @@ def test_expected_text_occurs_in_source(gold: Path, doc: Path) -> None:
         (item.id, alt)
         for item in load_gold(gold)
         for turn in item.turns
-        for alt in [*(a for group in turn.facts for a in group), *turn.answers]
+        for alt in [*(a for g in turn.facts + turn.refers_to for a in g), *turn.answers]
         if not contains(_source_text(item, doc), alt)
     ]
     assert not missing
@@ -65,6 +67,27 @@ def test_records_are_well_formed(gold: Path, doc: Path) -> None:
     assert len(items) == len(records)
     if doc.is_dir():
         assert {s for item in items for s in item.sources} <= {p.name for p in doc.iterdir()}
+
+
+def test_the_boolq_sample_is_typed_as_people_type_and_routes_to_yes_no() -> None:
+    from qa.shapes import route
+
+    items = load_gold(BOOLQ / "sample.jsonl")
+    assert {it.kind for it in items} == {"yes"} and all(len(it.sources) == 1 for it in items)
+    assert sum(route(it.turns[0].question) == "yesno" for it in items) >= 29
+    assert {it.turns[0].yes for it in items} == {True, False}
+
+
+def test_candidates_need_a_correct_one() -> None:
+    from qa.gold import parse_gold_item
+
+    item = parse_gold_item(
+        {"id": "m", "question": "q?", "candidates": {"correct": ["a"], "incorrect": []}}
+    )
+    assert item.kind == "candidates" and item.turns[0].correct == ["a"]
+    for bad in ({"correct": [], "incorrect": ["b"]}, {"correct": "a", "incorrect": []}, ["a"]):
+        with pytest.raises(ValueError, match="candidates"):
+            parse_gold_item({"id": "m", "question": "q?", "candidates": bad})
 
 
 def test_seed_gold_coverage() -> None:

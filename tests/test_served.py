@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import httpx
@@ -98,3 +99,90 @@ def test_a_server_that_hangs_fails_within_the_timeout(backend: str) -> None:
         with pytest.raises(BackendError, match="did not answer within 0.5s"):
             make_llm(settings).invoke("hello")
         assert time.perf_counter() - t0 < 5  # one retry at most
+
+
+def _entry(token: str, logprob: float, alternatives: dict[str, float]) -> dict:
+    top = [{"token": t, "logprob": lp} for t, lp in alternatives.items()]
+    return {"token": token, "logprob": logprob, "top_logprobs": top}
+
+
+# The server writes the label itself: "Answer:" then " Osaka", then the end of the line.
+TOKENS = [
+    _entry("Answer", -0.01, {"Answer": -0.01}),
+    _entry(":", -0.01, {":": -0.01}),
+    _entry(" Osaka", -0.2, {" Osaka": -0.2, " none": -1.9, " Tokyo": -3.0}),
+    _entry("\n", -0.1, {"\n": -0.1}),
+]
+
+
+def _openai_stream(requests: list[dict]) -> httpx.MockTransport:
+    def handle(request: httpx.Request) -> httpx.Response:
+        requests.append(json.loads(request.content))
+        lines = []
+        for entry in TOKENS:
+            delta = {"index": 0, "delta": {"content": entry["token"]}}
+            delta["logprobs"] = {"content": [entry]}
+            chunk = {"id": "1", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+            lines.append("data: " + json.dumps(chunk | {"choices": [delta]}))
+        lines.append("data: [DONE]")
+        return httpx.Response(200, text="\n\n".join(lines) + "\n\n")
+
+    return httpx.MockTransport(handle)
+
+
+def _ollama_stream(requests: list[dict]) -> httpx.MockTransport:
+    def handle(request: httpx.Request) -> httpx.Response:
+        requests.append(json.loads(request.content))
+        lines = [
+            {
+                "model": "m",
+                "message": {"role": "assistant", "content": e["token"]},
+                "done": False,
+                "logprobs": [e],
+            }
+            for e in TOKENS
+        ]
+        lines.append({"model": "m", "message": {"role": "assistant", "content": ""}, "done": True})
+        return httpx.Response(200, text="\n".join(json.dumps(x) for x in lines) + "\n")
+
+    return httpx.MockTransport(handle)
+
+
+@pytest.mark.parametrize("backend", ["openai", "ollama"])
+def test_served_log_probabilities_become_the_answer_signals(backend: str) -> None:
+    requests: list[dict] = []
+    if backend == "openai":
+        transport = _openai_stream(requests)
+        llm = OpenAIServerChat(
+            model="m", api_key="k", http_client=httpx.Client(transport=transport)
+        )
+    else:
+        llm = OllamaServerChat(model="m", client_kwargs={"transport": _ollama_stream(requests)})
+    chunks = list(llm.bind(prefill="Answer:", hidden_state=True).stream("q"))
+    (body,) = requests
+    assert body["logprobs"] is True and body["top_logprobs"] == 20
+    firsts = [
+        c.response_metadata["first_token_probs"]
+        for c in chunks
+        if "first_token_probs" in c.response_metadata
+    ]
+    assert len(firsts) == 1  # at the answer's first token, after the label
+    assert firsts[0][" Osaka"] == pytest.approx(math.exp(-0.2))
+    assert firsts[0][" none"] == pytest.approx(math.exp(-1.9))
+    (logprobs,) = [
+        c.response_metadata["token_logprobs"]
+        for c in chunks
+        if c.response_metadata.get("token_logprobs")
+    ]
+    assert logprobs == [-0.2, -0.1]  # the answer's tokens, not the label's
+
+
+def test_served_models_ask_for_log_probabilities_only_when_signals_are_wanted() -> None:
+    requests: list[dict] = []
+    llm = OpenAIServerChat(
+        model="m",
+        api_key="k",
+        http_client=httpx.Client(transport=_recorder(requests, OPENAI_REPLY)),
+    )
+    llm.invoke("hello")
+    assert "logprobs" not in requests[0]

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 from langchain_core.language_models import FakeListChatModel
-from langchain_core.messages import AIMessageChunk
-from langchain_core.outputs import ChatGenerationChunk
 
 from qa.answer import Answer, Sentence
-from qa.chain import build_chain
+from qa.chain import Thresholds, build_chain
 from qa.ingest import Chunk
 from qa.shapes import list_items, overview_topic, route, sentences
 from qa.store import Hit
@@ -38,6 +36,12 @@ def _hits(texts: list[str] = PASSAGES, source: str = "s.txt") -> list[Hit]:
         ("How many loaves does it sell?", "short"),
         ("Did the bakery open in 1998?", "yesno"),
         ("Is it open on Sundays or Mondays?", "short"),
+        ("is house tax and property tax are same", "yesno"),
+        ("is there a difference between doves and pigeons", "yesno"),
+        ("are all the members of the band still alive", "yesno"),
+        ("is david from love it or list it a real realtor", "yesno"),
+        ("can you drink tap water in the city", "yesno"),
+        ("Can you list the people involved?", "list"),
         ("List every product the bakery sells.", "list"),
         ("Who are the people involved?", "list"),
         ("Which documents mention the ferry?", "list"),
@@ -99,21 +103,27 @@ def test_a_sentence_restating_the_question_around_other_facts_is_not_backed() ->
 
 
 class ShapedFake(FakeListChatModel):
-    """Replies in turn; a one-token call (the yes/no decider) reports ``verdict`` odds."""
+    """Replies in turn, reporting ``odds`` as its first-token probabilities (as the local model
+    does; empty: a backend that reports none)."""
 
-    verdict: dict[str, float] = {}
+    odds: dict[str, float] = {}
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs):
-        if kwargs.get("max_tokens") == 1:
-            meta = {"first_token_probs": self.verdict}
-            yield ChatGenerationChunk(message=AIMessageChunk(content="x", response_metadata=meta))
-            return
-        yield from super()._stream(messages, stop, run_manager, **kwargs)
+        meta = {"first_token_probs": self.odds} if self.odds else {}
+        for i, chunk in enumerate(super()._stream(messages, stop, run_manager, **kwargs)):
+            if i == 0:
+                chunk.message.response_metadata = meta
+            yield chunk
 
 
-def _ask(question: str, reply: str, verdict: dict[str, float] | None = None) -> Answer:
-    llm = ShapedFake(responses=[reply], verdict=verdict or {})
-    chain = build_chain(llm, lambda q, shape: _hits())
+def _ask(
+    question: str,
+    reply: str,
+    odds: dict[str, float] | None = None,
+    thresholds: Thresholds | None = None,
+) -> Answer:
+    llm = ShapedFake(responses=[reply], odds=odds or {})
+    chain = build_chain(llm, lambda q, shape: _hits(), thresholds or Thresholds())
     *_, answer = chain.stream({"question": question, "history": []})
     assert isinstance(answer, Answer)
     return answer
@@ -151,26 +161,32 @@ def test_list_items_are_each_cited_and_invented_ones_dropped() -> None:
 
 
 @pytest.mark.parametrize(
-    ("verdict", "text"),
+    ("odds", "text"),
     [
-        ({"yes": 0.1, "no": 0.9}, "No. Her nephew Peter, 31, runs the shop. [2]"),
-        ({"yes": 0.8, "no": 0.2}, "Yes. Her nephew Peter, 31, runs the shop. [2]"),
-        ({"unclear": 0.9, "no": 0.1}, None),
+        ({" No": 0.9, " Yes": 0.1}, "No. Her nephew Peter, 31, runs the shop. [2]"),
+        ({" Yes": 0.8, " No": 0.2}, "Yes. Her nephew Peter, 31, runs the shop. [2]"),
+        ({" none": 0.9, " No": 0.1}, None),
     ],
 )
-def test_yes_no_is_decided_from_the_passage_sentence_that_settles_it(
-    verdict: dict[str, float], text: str | None
+def test_yes_no_is_read_off_the_first_token_and_shows_the_sentence_that_settles_it(
+    odds: dict[str, float], text: str | None
 ) -> None:
-    answer = _ask("Is Peter 40 years old?", "Her nephew Peter, 31, runs the shop.", verdict)
+    answer = _ask("Is Peter 40 years old?", "Answer: No", odds, Thresholds(abstain=0.5))
     assert answer.shape == "yesno"
     assert answer.abstained is (text is None)
     if text:
         assert answer.text == text
+        assert answer.sentences[0].citations[0].quote == "Her nephew Peter, 31, runs the shop."
 
 
-def test_yes_no_abstains_when_the_copied_sentence_is_about_something_else() -> None:
-    reply = "The ferry crosses the river every 20 minutes."
-    answer = _ask("Does Peter own a boat?", reply, {"yes": 0.1, "no": 0.9})
+def test_yes_no_without_probabilities_takes_the_models_word() -> None:
+    answer = _ask("does peter run the shop", "Answer: Yes")
+    assert answer.text == "Yes. Her nephew Peter, 31, runs the shop. [2]"
+    assert _ask("does peter run the shop", "Answer: Maybe").abstained
+
+
+def test_yes_no_abstains_when_no_passage_sentence_is_about_the_question() -> None:
+    answer = _ask("Does Peter own a boat?", "Answer: No", {" No": 0.9, " Yes": 0.1})
     assert answer.abstained
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,10 @@ def test_moving_the_threshold_changes_what_the_run_would_have_scored(ws) -> None
     assert "| answered right | **0.667** | 0.667 |" in at_run
     lines = views.outcomes_frame([], 0.15)
     assert list(lines["outcome"]) == ["current 0.15"] * 2
+    value, why = ep.suggest(curve)  # qa calibrate's rule needs more answers than 4
+    assert value is None and "needs 16 more decided answers" in why
+    # Ten times as many: withhold the wrong "Ada Quint" (P 0.05), keep the founder (P 0.2).
+    assert ep.suggest(replace(curve, rows=curve.rows * 10))[0] == pytest.approx(0.06)
 
 
 def test_applying_a_threshold_writes_it_and_answers_with_it(ws, monkeypatch, tmp_path) -> None:

@@ -11,6 +11,8 @@ from qa.answer import Answer, Signals
 from qa.answerability import (
     CHEAP_FEATURES,
     Answerability,
+    Probe,
+    Variant,
     answer_type_fit,
     cheap_features,
     shipped_answerability,
@@ -61,44 +63,63 @@ def test_cheap_features_measure_how_much_of_the_question_the_evidence_covers() -
     assert f["type_fit"] == 1.0 and f["evidence_rank"] == 0.0
 
 
-def _model(threshold: float = 0.5) -> Answerability:
+def _probe(hidden: tuple[str, ...] = ("l14@end",)) -> Probe:
     # Only "p_none" matters: P(right) = sigmoid(-10 * (p_none - 0.5)).
     names = tuple(CHEAP_FEATURES)
-    weights = [-10.0 if n == "p_none" else 0.0 for n in names] + [0.0, 0.0]
-    mean = [0.5 if n == "p_none" else 0.0 for n in names] + [0.0, 0.0]
-    return Answerability(names, ("l14@end",), mean, [1.0] * len(weights), weights, 0.0, threshold)
+    weights = [-10.0 if n == "p_none" else 0.0 for n in names] + [0.0, 0.0] * len(hidden)
+    mean = [0.5 if n == "p_none" else 0.0 for n in names] + [0.0, 0.0] * len(hidden)
+    return Probe(names, hidden, mean, [1.0] * len(weights), weights, 0.0)
+
+
+def _model(threshold: float = 0.5) -> Answerability:
+    """A hidden-state variant, then a log-probability one (no hidden state)."""
+    return Answerability(
+        (
+            Variant("hidden-state", _probe(), threshold),
+            Variant("log-probabilities", _probe(()), threshold),
+        )
+    )
 
 
 def test_probability_is_a_logistic_of_standardized_inputs() -> None:
-    model = _model()
+    probe = _probe()
     signals = Signals({" none": 0.3, " x": 0.7}, [-0.1], {"l14@end": [0.2, 0.4]})
-    x = model.vector(cheap_features("q?", "x", 0, HITS, signals), signals)
+    x = probe.vector(cheap_features("q?", "x", 0, HITS, signals), signals)
     assert x is not None and len(x) == len(CHEAP_FEATURES) + 2
-    assert model.probability(x) == pytest.approx(1 / (1 + math.exp(-2.0)))
+    assert probe.probability(x) == pytest.approx(1 / (1 + math.exp(-2.0)))
 
 
-def test_no_decision_without_the_signals_it_needs() -> None:
+def test_each_backend_gets_the_variant_its_signals_allow() -> None:
     cheap = dict.fromkeys(CHEAP_FEATURES, 0.0)
-    assert _model().vector(cheap, Signals({" x": 1.0}, [], {"final@end": [1.0]})) is None
-    assert _model().vector(cheap, Signals({}, [], {"l14@end": [1.0, 2.0]})) is None
+    assert _probe().vector(cheap, Signals({" x": 1.0}, [], {"final@end": [1.0]})) is None
+    local = Signals({" x": 1.0}, [], {"l14@end": [1.0, 2.0]})
+    served = Signals({" x": 1.0}, [-0.1], {})
+    assert _model().variant_for(local).name == "hidden-state"
+    assert _model().variant_for(served).name == "log-probabilities"
+    assert _model().variant_for(Signals({}, [], {})) is None
+    assert _model().variant_for(local, "open") is None  # not fitted on open answers
 
 
 class SignallingFake(FakeListChatModel):
-    """Reports first-token odds and a hidden state, like the local model."""
+    """Reports first-token odds and (optionally) a hidden state, like the local model."""
 
     p_none: float
+    states: bool = True
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs):
         assert kwargs.get("hidden_state") is True
         meta = {"first_token_probs": {" none": self.p_none, " 1998": 1 - self.p_none}}
         yield ChatGenerationChunk(message=AIMessageChunk(content=" 1998", response_metadata=meta))
-        end = {"hidden_states_end": {"l14": [0.0, 0.0]}}
+        end = {"hidden_states_end": {"l14": [0.0, 0.0]}} if self.states else {}
         yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=end))
 
 
+@pytest.mark.parametrize("states", [True, False])
 @pytest.mark.parametrize(("p_none", "shown"), [(0.1, True), (0.45, False)])
-def test_the_learned_decision_withdraws_unlikely_answers(p_none: float, shown: bool) -> None:
-    llm = SignallingFake(responses=["unused"], p_none=p_none)
+def test_the_learned_decision_withdraws_unlikely_answers(
+    p_none: float, shown: bool, states: bool
+) -> None:
+    llm = SignallingFake(responses=["unused"], p_none=p_none, states=states)
     chain = build_chain(
         llm, lambda q, shape: HITS, Thresholds(abstain=1.0, answerability=_model(), answer=0.7)
     )
@@ -107,18 +128,36 @@ def test_the_learned_decision_withdraws_unlikely_answers(p_none: float, shown: b
     assert answer.abstained is not shown
     assert answer.answerability == pytest.approx(1 / (1 + math.exp(10 * (p_none - 0.5))))
     assert answer.features["type_fit"] == 1.0
+    assert answer.decided_by == ("hidden-state" if states else "log-probabilities")
+    assert answer.withheld == ("" if shown else "1998")
 
 
-def test_the_shipped_model_is_complete_and_documented() -> None:
+def test_without_probabilities_the_answer_says_it_was_not_judged() -> None:
+    chain = build_chain(
+        FakeListChatModel(responses=["Answer: 1998"]),
+        lambda q, shape: HITS,
+        Thresholds(abstain=1.0, answerability=_model()),
+    )
+    *_, answer = chain.stream({"question": "When did the bakery open?", "history": []})
+    assert not answer.abstained and answer.decided_by == "unavailable"
+    assert answer.answerability is None
+
+
+def test_the_shipped_decision_is_complete_and_documented() -> None:
     model = shipped_answerability()
-    assert Settings().answer_threshold == model.threshold  # the documented default
-    assert set(model.features) <= set(CHEAP_FEATURES)
-    n = len(model.weights)
-    assert len(model.mean) == len(model.scale) == n >= len(model.features)
-    assert n == len(model.features) + 1536 * len(model.hidden)
-    assert all(h.split("@")[1] in ("first", "end") for h in model.hidden)
-    assert 0 < model.threshold < 1 and "fit_answerability.py" in model.provenance
-    assert model.curve and {"threshold", "coverage", "risk"} <= set(model.curve[0])
+    assert Settings().answer_threshold is None  # unset: each variant's own operating point
+    names = [v.name for v in model.variants]
+    assert names[0] == "hidden-state" and len(set(names)) == len(names)
+    for v in model.variants:
+        probe = v.probe
+        assert set(probe.features) <= set(CHEAP_FEATURES)
+        n = len(probe.weights)
+        assert len(probe.mean) == len(probe.scale) == n >= len(probe.features)
+        assert n == len(probe.features) + 1536 * len(probe.hidden)
+        assert all(h.split("@")[1] in ("first", "end") for h in probe.hidden)
+        assert 0 < v.threshold < 1 and v.curve
+        assert {"threshold", "coverage", "risk"} <= set(v.curve[0])
+    assert "fit_" in model.provenance
 
 
 def test_the_settling_sentence_is_the_one_holding_the_answer() -> None:

@@ -208,9 +208,13 @@ def compare(paths: EvalPaths, a: str | None, b: str | None) -> tuple[pd.DataFram
 # --- operating point --------------------------------------------------------------------------
 
 
+CURVE_GRID = [round(i / 100, 2) for i in range(101)]
+"""The thresholds the plots are drawn at (finer than ``qa calibrate``'s table)."""
+
+
 @dataclass(frozen=True)
 class Curve:
-    """A run's risk rows and the threshold it was run at."""
+    """A run's risk rows, the threshold it ran at and whether its answers had a P(right)."""
 
     rows: list[calibration.RiskPoint]
     run_threshold: float
@@ -219,40 +223,53 @@ class Curve:
 
 
 def load_curve(paths: EvalPaths, value: str | None, current: float) -> Curve:
-    """The risk rows of a saved run.
+    """The risk rows of a saved run (:func:`qa.calibration.rows_from_report`).
 
     Raises:
-        QAError: no such run, or its gold file is gone.
+        QAError: no such run.
     """
     run = find_run(paths, value)
     report = load_report(run.path)
-    try:
-        rows = calibration.risk_points(report)
-    except (OSError, ValueError, KeyError) as err:
-        raise QAError(f"The gold file of this run cannot be read ({err})") from err
-    scored = any(t.answerability is not None for it in report.items for t in it.turns)
+    rows = calibration.rows_from_report(report)
+    scored = any(r.p_right is not None for r in rows)
     threshold = report.config.get("answer_threshold")
     return Curve(rows, current if threshold is None else float(threshold), run.gold_name, scored)
 
 
+def curve_points(curve: Curve) -> list[calibration.CurvePoint]:
+    """The run's risk/coverage curve on :data:`CURVE_GRID`."""
+    return calibration.risk_coverage(curve.rows, CURVE_GRID)
+
+
 def curve_view(curve: Curve, current: float, chosen: float) -> tuple[pd.DataFrame, str]:
     """The risk/coverage plot's data and the numbers at the chosen threshold."""
-    points = calibration.risk_coverage(curve.rows)
     at = calibration.outcomes_at(curve.rows, chosen)
     run = calibration.outcomes_at(curve.rows, curve.run_threshold)
+    now = calibration.outcomes_at(curve.rows, current)
     note = views.outcomes_note(at, run, curve.run_threshold)
     if not curve.scored:
         note = (
             "This run has no P(right) (the learned decision was off, or the backend gives no "
             "probabilities): every threshold scores the same.\n\n" + note
         )
-    return views.curve_frame(points, current, chosen), note
+    return views.curve_frame(curve_points(curve), now, at), note
+
+
+def suggest(curve: Curve) -> tuple[float | None, str]:
+    """The threshold ``qa calibrate``'s rule picks on this run (the most wrong answers withheld
+    for at most 0.05 of the right ones), or None and why not."""
+    if missing := calibration.missing_rows(curve.rows):
+        return None, f"This run is too small to choose on: it needs {missing} more decided answers."
+    chosen = calibration.choose_threshold(curve.rows, CURVE_GRID)
+    return chosen, f"The calibration rule picks {chosen:g} on this run."
 
 
 def apply_threshold(assistant: Assistant, curve: Curve, value: float, source: str) -> str:
     """Write ``answer_threshold`` to ``qa.toml`` and answer with it from now on."""
     try:
-        path = calibration.write_threshold(assistant.settings, value, source=source)
+        if not 0 <= value <= 1:
+            raise QAError(f"answer_threshold must be between 0 and 1, not {value:g}")
+        path = calibration.write_threshold(value, source=source)
     except Exception as err:
         return _failed("writing the threshold", err)
     assistant.use_answer_threshold(value)

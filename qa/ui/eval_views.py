@@ -217,16 +217,15 @@ OUTCOME_NAMES = {
 }
 
 
-def curve_frame(curve: list[CurvePoint], current: float, chosen: float) -> pd.DataFrame:
+def curve_frame(curve: list[CurvePoint], current: CurvePoint, chosen: CurvePoint) -> pd.DataFrame:
     """Risk against coverage over all thresholds, with the current and the chosen one as
     points of their own (a ``gr.ScatterPlot``'s ``color`` column: ``point``)."""
+    marks = [("curve", p) for p in curve]
+    marks += [(f"current {current.threshold:g}", current), (f"chosen {chosen.threshold:g}", chosen)]
     rows = [
-        {"coverage": p.coverage, "risk": p.risk, "threshold": p.threshold, "point": "curve"}
-        for p in curve
+        {"coverage": p.coverage, "risk": p.risk, "threshold": p.threshold, "point": name}
+        for name, p in marks
     ]
-    for name, t in ((f"current {current:g}", current), (f"chosen {chosen:g}", chosen)):
-        p = min(curve, key=lambda c: abs(c.threshold - t))
-        rows.append({"coverage": p.coverage, "risk": p.risk, "threshold": t, "point": name})
     return pd.DataFrame(rows, columns=["coverage", "risk", "threshold", "point"])
 
 
@@ -237,6 +236,7 @@ def outcomes_frame(curve: list[CurvePoint], current: float) -> pd.DataFrame:
         {"threshold": p.threshold, "share": getattr(p, key), "outcome": name}
         for key, name in OUTCOME_NAMES.items()
         for p in curve
+        if getattr(p, key) is not None  # no abstention rate without unanswerable questions
     ]
     marker = f"current {current:g}"
     rows += [{"threshold": current, "share": y, "outcome": marker} for y in (0.0, 1.0)]
@@ -247,7 +247,10 @@ def outcomes_note(at: CurvePoint, run: CurvePoint, run_threshold: float) -> str:
     """What the run would have scored at the chosen threshold, next to what it scored."""
 
     def row(name: str, key: str) -> str:
-        return f"| {name} | **{getattr(at, key):.3f}** | {getattr(run, key):.3f} |"
+        now, then = getattr(at, key), getattr(run, key)
+        if now is None or then is None:
+            return f"| {name} | – | – |"
+        return f"| {name} | **{now:.3f}** | {then:.3f} |"
 
     return "\n".join(
         [

@@ -10,11 +10,11 @@ refuses the call however it was made; the disabled buttons are only a courtesy.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from qa import calibration
 from qa.assistant import Assistant
 from qa.errors import QAError
 from qa.reports import list_runs
@@ -127,12 +127,16 @@ def build_evaluate_tab(
                 0,
                 1,
                 step=0.01,
-                value=assistant.settings.answer_threshold,
+                value=assistant.answer_threshold or 0.0,
                 label="answer_threshold",
                 elem_id="qa-eval-threshold",
             )
             numbers = gr.Markdown(elem_id="qa-eval-numbers")
-            apply_btn = gr.Button("Apply this threshold", elem_id="qa-eval-apply")
+            with gr.Row():
+                suggest_btn = gr.Button(
+                    "Suggest (the qa calibrate rule)", elem_id="qa-eval-suggest"
+                )
+                apply_btn = gr.Button("Apply this threshold", elem_id="qa-eval-apply")
             applied = gr.Markdown(elem_id="qa-eval-applied")
             curve = gr.State(None)
         with gr.Tab("Trend", elem_id="qa-eval-tab-trend"):
@@ -287,20 +291,31 @@ def build_evaluate_tab(
 
     # --- operating point -----------------------------------------------------------------------
 
+    def current() -> float:
+        """The threshold answers are shown at now (the decision off shows all: 0)."""
+        return assistant.answer_threshold or 0.0
+
+    def plots(loaded: ep.Curve, chosen: float) -> tuple[Any, Any, str]:
+        frame, note = ep.curve_view(loaded, current(), chosen)
+        return frame, views.outcomes_frame(ep.curve_points(loaded), current()), note
+
     def curve_fn(value: str | None, chosen: float):
-        current = assistant.settings.answer_threshold
         try:
-            loaded = ep.load_curve(paths, value, current)
+            loaded = ep.load_curve(paths, value, current())
         except QAError as err:
             return None, None, None, f"⚠️ {err}", ""
-        frame, note = ep.curve_view(loaded, current, chosen)
-        lines = views.outcomes_frame(calibration.risk_coverage(loaded.rows), current)
-        return loaded, frame, lines, note, ""
+        return loaded, *plots(loaded, chosen), ""
 
     def move_fn(loaded: ep.Curve | None, chosen: float):
         if loaded is None:
             return gr.update(), "Pick a run first."
-        return ep.curve_view(loaded, assistant.settings.answer_threshold, chosen)
+        return ep.curve_view(loaded, current(), chosen)
+
+    def suggest_fn(loaded: ep.Curve | None, chosen: float):
+        if loaded is None:
+            return gr.update(), "Pick a run first."
+        value, note = ep.suggest(loaded)
+        return (chosen if value is None else value), note
 
     def apply_fn(loaded: ep.Curve | None, value: str | None, chosen: float, request: gr.Request):
         require_admin(request)
@@ -308,12 +323,9 @@ def build_evaluate_tab(
             return "Pick a run first.", gr.update(), gr.update()
         if jobs.running:
             return "A run is going; apply the threshold when it has finished.", *[gr.update()] * 2
-        source = f"{loaded.gold_name} (run {value})"
+        source = f"{loaded.gold_name} (run {Path(value or '').name})"
         note = ep.apply_threshold(assistant, loaded, float(chosen), source)
-        frame, _ = ep.curve_view(loaded, assistant.settings.answer_threshold, chosen)
-        lines = views.outcomes_frame(
-            calibration.risk_coverage(loaded.rows), assistant.settings.answer_threshold
-        )
+        frame, lines, _ = plots(loaded, chosen)
         return note, frame, lines
 
     op_outputs = [curve, risk_plot, share_plot, numbers, applied]
@@ -321,6 +333,7 @@ def build_evaluate_tab(
     threshold.change(
         move_fn, [curve, threshold], [risk_plot, numbers], trigger_mode="always_last", **PRIVATE
     )
+    suggest_btn.click(suggest_fn, [curve, threshold], [threshold, applied], **PRIVATE)
     apply_btn.click(
         apply_fn, [curve, op_run, threshold], [applied, risk_plot, share_plot], **PRIVATE
     )
