@@ -123,8 +123,10 @@ class EvalJobs:
         """Whether a run is going."""
         return self._state is not None and not self._state.finished
 
-    def start(self, gold_set: GoldSet, sample: int | None, user: str) -> JobState:
-        """Start a run of ``gold_set`` in the background.
+    def start(
+        self, gold_set: GoldSet, sample: int | None, user: str, *, per_document: bool = False
+    ) -> JobState:
+        """Start a run of ``gold_set`` in the background (see :func:`qa.runs.run_gold_set`).
 
         Raises:
             QAError: a run is already going, or the gold file cannot be read.
@@ -140,7 +142,10 @@ class EvalJobs:
             self._state = JobState(name, user, total, started=time.monotonic())
             self._stop.clear()
         thread = threading.Thread(
-            target=self._run, args=(gold_set, sample), name=f"eval-{name}", daemon=True
+            target=self._run,
+            args=(gold_set, sample, per_document),
+            name=f"eval-{name}",
+            daemon=True,
         )
         thread.start()
         return self._state
@@ -175,7 +180,7 @@ class EvalJobs:
             self._update(chat_wait_s=self._state.chat_wait_s + waited)  # type: ignore[union-attr]
         return not self._stop.is_set()
 
-    def _run(self, gold_set: GoldSet, sample: int | None) -> None:
+    def _run(self, gold_set: GoldSet, sample: int | None, per_document: bool) -> None:
         assert self._state is not None
         out = report_dir(self.paths.reports, self._state.name)
         try:
@@ -183,6 +188,7 @@ class EvalJobs:
                 self.assistant,
                 gold_set,
                 sample=sample,
+                per_document=per_document,
                 out=out,
                 progress=lambda done, total: self._update(done=done, total=total),
                 proceed=self._proceed,

@@ -69,6 +69,11 @@ def build_evaluate_tab(
                     elem_id="qa-eval-sample",
                     scale=1,
                 )
+            per_doc = gr.Checkbox(
+                label="Per document: ask each item of an index of only its sources "
+                "(qa eval --per-document, for sets whose task is one document per question)",
+                elem_id="qa-eval-per-document",
+            )
             with gr.Row():
                 run_btn = gr.Button("Run", variant="primary", elem_id="qa-eval-run")
                 cancel_btn = gr.Button("Cancel", elem_id="qa-eval-cancel")
@@ -239,11 +244,11 @@ def build_evaluate_tab(
         except QAError:
             return 0
 
-    def start_fn(value: str | None, n: float | None, request: gr.Request) -> str:
+    def start_fn(value: str | None, n: float | None, one_doc: bool, request: gr.Request) -> str:
         require_admin(request)
         try:
             gold_set = ep.find_set(ep.gold_sets(assistant, paths), value)
-            jobs.start(gold_set, int(n) if n else None, _user(request))
+            jobs.start(gold_set, int(n) if n else None, _user(request), per_document=one_doc)
         except QAError as err:
             raise gr.Error(str(err)) from err
         return ""  # the progress bar takes the box until the run ends
@@ -264,7 +269,11 @@ def build_evaluate_tab(
     follow: dict[str, Any] = {"fn": follow_fn, "outputs": [status], "concurrency_limit": None}
     gold.change(sample_fn, [gold], [sample], **PRIVATE)
     run_btn.click(
-        start_fn, [gold, sample], [status], api_name="eval_run", api_visibility="undocumented"
+        start_fn,
+        [gold, sample, per_doc],
+        [status],
+        api_name="eval_run",
+        api_visibility="undocumented",
     ).success(**follow, **PRIVATE).then(refresh_runs, None, run_lists, **PRIVATE)
     cancel_btn.click(cancel_fn, None, [status], **PRIVATE)
 
