@@ -8,6 +8,7 @@ on disk, never opened as given, so a request cannot make the server read or writ
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -145,13 +146,13 @@ class RunView:
 
 def show_run(paths: EvalPaths, value: str | None, show: views.Show) -> RunView:
     """Headline, metrics against the baseline and the items (filtered) of a saved run."""
-    empty = RunView("", views.metrics_frame(EvalReport({}, [], {}), None, _NO_GATE), _NO_ITEMS)
-    if not value:
-        return RunView("Pick a run.", empty.metrics, empty.items)
     try:
         report = load_report(find_run(paths, value).path)
     except Exception as err:
-        return RunView(_failed("opening the run", err), empty.metrics, empty.items)
+        empty = EvalReport({}, [], {})
+        note = _failed("opening the run", err) if value else "No run yet: start one in **Run**."
+        frame = views.metrics_frame(empty, None, check_gate(empty, None))
+        return RunView(note, frame, views.item_frame(empty))
     baseline = load_baseline(paths.baseline, str(report.config.get("gold_name")))
     gate = check_gate(report, baseline)
     return RunView(
@@ -159,10 +160,6 @@ def show_run(paths: EvalPaths, value: str | None, show: views.Show) -> RunView:
         views.metrics_frame(report, baseline, gate),
         views.item_frame(report, show),
     )
-
-
-_NO_GATE = check_gate(EvalReport({}, [], {}), None)
-_NO_ITEMS = pd.DataFrame([], columns=views.ITEM_COLUMNS)
 
 
 def first_pair(runs: list[RunInfo]) -> tuple[str | None, str | None]:
@@ -200,8 +197,8 @@ def compare(paths: EvalPaths, a: str | None, b: str | None) -> tuple[pd.DataFram
         if run_a.gold_name != run_b.gold_name:
             raise QAError("Those runs are of different gold sets; pick two runs of one set")
         comparison = compare_reports(load_report(run_a.path), load_report(run_b.path))
-    except Exception as err:
-        return empty, f"<div class='qa-note'>{md_escape(_failed('comparing', err))}</div>"
+    except (QAError, OSError, ValueError) as err:
+        return empty, f"<div class='qa-note'>⚠️ {html.escape(str(err))}</div>"
     return views.delta_frame(comparison), views.flips_html(comparison)
 
 

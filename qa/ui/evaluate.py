@@ -154,7 +154,7 @@ def build_evaluate_tab(
                 y_lim=[0, 1],
                 elem_id="qa-eval-trend",
             )
-        with gr.Tab("Ratings", elem_id="qa-eval-tab-ratings"):
+        with gr.Tab("Ratings", elem_id="qa-eval-tab-ratings") as ratings_tab:
             ratings = gr.Dataframe(
                 label="👍/👎 ratings",
                 interactive=False,
@@ -382,6 +382,8 @@ def build_evaluate_tab(
         require_admin(request)
         return ep.discard(assistant, rating_id), gr.update(visible=False), *ratings_lists()
 
+    # Ratings made in the chat since the page loaded show up when the panel is opened.
+    ratings_tab.select(ratings_lists, [rating], rating_lists, **PRIVATE)
     rating.change(pick_fn, [rating], [detail, correction, dont_say], **PRIVATE)
     save_btn.click(save_fn, [rating, correction, dont_say], [rating_note, *rating_lists], **PRIVATE)
     promote_btn.click(promote_fn, [rating, target], [rating_note, *rating_lists], **PRIVATE)
