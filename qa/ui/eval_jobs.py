@@ -85,7 +85,6 @@ class JobState:
     user: str
     total: int
     done: int = 0
-    started: float = 0.0
     asking_since: float | None = None
     finished: bool = False
     cancelled: bool = False
@@ -111,7 +110,7 @@ class EvalJobs:
         self.turns = turns
         self._state: JobState | None = None
         self._stop = threading.Event()
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
 
     @property
     def state(self) -> JobState | None:
@@ -131,7 +130,7 @@ class EvalJobs:
         Raises:
             QAError: a run is already going, or the gold file cannot be read.
         """
-        with self._changed:
+        with self._lock:
             if self.running:
                 raise QAError("A run is already going; wait for it or cancel it")
             try:
@@ -139,7 +138,7 @@ class EvalJobs:
             except (OSError, ValueError) as err:
                 raise QAError(f"Cannot read {gold_set.label}: {err}") from err
             name = run_name(gold_set.path, sample)
-            self._state = JobState(name, user, total, started=time.monotonic())
+            self._state = JobState(name, user, total)
             self._stop.clear()
         thread = threading.Thread(
             target=self._run,
@@ -158,17 +157,10 @@ class EvalJobs:
         self._update(cancelled=True)
         return True
 
-    def wait(self, timeout: float) -> JobState | None:
-        """The state after the next change, or after ``timeout`` seconds."""
-        with self._changed:
-            self._changed.wait(timeout)
-            return self._state
-
     def _update(self, **changes: object) -> None:
-        with self._changed:
+        with self._lock:
             assert self._state is not None
             self._state = replace(self._state, **changes)  # type: ignore[arg-type]
-            self._changed.notify_all()
 
     def _proceed(self) -> bool:
         state = self._state

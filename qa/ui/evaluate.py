@@ -10,6 +10,7 @@ refuses the call however it was made; the disabled buttons are only a courtesy.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -253,11 +254,13 @@ def build_evaluate_tab(
             raise gr.Error(str(err)) from err
         return ""  # the progress bar takes the box until the run ends
 
-    def follow_fn(progress=gr.Progress()):  # noqa: B008 - Gradio's injection idiom
+    async def follow_fn(progress=gr.Progress()):  # noqa: B008 - Gradio's injection idiom
+        # Async: every open tab follows a run, and none may hold a worker thread meanwhile.
         state = jobs.state
         while state is not None and not state.finished:
             progress((state.done, state.total), desc=ep.progress_line(state), unit="items")
-            state = jobs.wait(FOLLOW_POLL_S)
+            await asyncio.sleep(FOLLOW_POLL_S)
+            state = jobs.state
         return ep.job_status(state, paths)
 
     def cancel_fn(request: gr.Request) -> str:
