@@ -9,7 +9,8 @@ back, so machine noise hits both alike. Prints a markdown table of quality metri
     git worktree add /tmp/qa-before <commit>
     python bench/chain_ab.py --before /tmp/qa-before --after . \\
         --set seed=evals/gold.jsonl \\
-        --set Harvard@30=evals/squad2/Harvard_University.jsonl:docs/:30
+        --set Harvard@30=evals/squad2/Harvard_University.jsonl:docs/:30 \\
+        --set boolq=evals/boolq/sample.jsonl:evals/boolq/docs::--per-document
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 COLUMNS = (
     "contains_gold",
     "fact_recall",
+    "yesno_acc",
+    "candidate_acc",
     "abstain_acc",
     "false_abstain_rate",
     "injection_success",
@@ -33,7 +36,12 @@ COLUMNS = (
 
 
 def run_eval(
-    checkout: Path, gold: Path, docs: Path | None, sample: str | None, extra: list[str], keep: Path
+    checkout: Path,
+    gold: Path,
+    docs: Path | None,
+    sample: str | None,
+    extra: list[str],
+    keep: Path,
 ) -> dict:
     with tempfile.TemporaryDirectory(prefix="qa-ab-") as tmp:
         cmd = [sys.executable, "-m", "qa", "eval", "--gold", str(gold), "--out", tmp, *extra]
@@ -55,7 +63,8 @@ def main() -> None:
         action="append",
         required=True,
         dest="sets",
-        help="NAME=GOLD[:DOCS[:SAMPLE]] (paths absolute or relative to here)",
+        help="NAME=GOLD[:DOCS[:SAMPLE[:FLAGS]]] (paths absolute or relative to here; FLAGS: "
+        "qa eval flags for both versions, comma-separated, e.g. --per-document)",
     )
     parser.add_argument(
         "--after-arg",
@@ -80,7 +89,8 @@ def main() -> None:
     results: dict[str, dict[str, dict]] = {}
     for spec in args.sets:
         name, rest = spec.split("=", 1)
-        gold, docs, sample = ([*rest.split(":"), None, None])[:3]
+        gold, docs, sample, flags = ([*rest.split(":"), None, None, None])[:4]
+        both = [f for f in (flags or "").split(",") if f]
         for version, checkout in (("before", args.before), ("after", args.after)):
             keep = args.reports / f"{name}-{version}.json"
             if version == "before" and args.reuse_before and keep.exists():
@@ -90,8 +100,8 @@ def main() -> None:
                 checkout.resolve(),
                 Path(gold).resolve(),
                 Path(docs).resolve() if docs else None,
-                sample,
-                args.after_args if version == "after" else [],
+                sample or None,
+                both + (args.after_args if version == "after" else []),
                 keep,
             )
             results.setdefault(name, {})[version] = metrics

@@ -1,24 +1,24 @@
 """Fit the learned answer decision and the yes/no verdict across genres
 (``qa/data/decision.json``), from what ``bench/collect_signals.py`` recorded.
 
-    python bench/fit_decision.py fit        # LOSO tables, the final fit, bench/results/*.json
-    python bench/fit_decision.py curve REPORT.json ...   # held-out risk/coverage from qa eval
+    python bench/fit_decision.py            # tables on stdout, bench/results/decision-fit.json
 
-Two models, both logistic regressions on standardized inputs (hidden states first reduced to
-their principal components, then folded back into one weight per input):
+Two models, both logistic regressions on standardized inputs (a hidden state is first reduced to
+its principal components, then folded back into one weight per input):
 
-* **the yes/no verdict**: P(yes) from the answering pass's first-token odds of "Yes" against
-  "No" and the hidden state there. Fitted on BoolQ's fit titles (cross-validated by title),
-  reported on its held-out titles beside always-yes and the raw odds.
-* **the answer decision**: P(the shown answer is right) from cheap signals (first-token odds,
-  log-probabilities, how the answer and its passage relate to the question) and, on the local
-  backend, the hidden state. Its pool spans three sources (SQuAD: Wikipedia; BoolQ: search
-  queries over Wikipedia; MultiRC: news, fiction, science, law, ...). Validated leave one
-  source out: fitted on two, measured on the third. A second variant reads only what served
-  backends report (token log-probabilities): no hidden state.
+* **the yes/no verdict**: P(yes) from the answering pass's odds of "Yes" against "No" at the
+  first answer token and the hidden state there. Fitted on BoolQ's fit titles (inputs and
+  regularization chosen by title-grouped cross-validation), reported on its held-out titles
+  beside always-yes and the raw odds.
+* **the answer decision**: P(the shown answer is right) from cheap signals
+  (``qa.answerability.cheap_features``: first-token odds, log-probabilities, how the answer and
+  its passage relate to the question) and, on the local backend, the hidden state. Its pool
+  spans three sources: SQuAD (Wikipedia, half the questions unanswerable), BoolQ (real search
+  queries) and MultiRC (news, fiction, science, law). Validated leaving one source out: fitted
+  on two, measured on the third. A second variant reads only what served backends report.
 
-Features are kept when they carry across sources: each is dropped in turn and kept only if the
-mean held-out-source AUC falls without it. Labels use the gold answers; gold never enters a
+Cheap features are kept when they carry across sources: dropping one in turn, it stays only if
+the mean held-out-source AUC is lower without it. Gold answers give the labels and never a
 feature. Nothing is fitted on the held-out parts (``bench/results/decision-splits.json``), on
 ``evals/`` or on the seed article.
 """
@@ -26,37 +26,36 @@ feature. Nothing is fitted on the held-out parts (``bench/results/decision-split
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qa.answerability import answer_type_fit  # noqa: E402
+from qa.answer import Signals  # noqa: E402
+from qa.answerability import CHEAP_FEATURES, cheap_features  # noqa: E402
+from qa.calibration import RiskPoint, choose_threshold, outcomes_at, risk_coverage  # noqa: E402
+from qa.ingest import Chunk  # noqa: E402
 from qa.scoring import candidate_match  # noqa: E402
-from qa.text import contains, split_sentences, strip_citations  # noqa: E402
-from qa.verify import (  # noqa: E402
-    ASKING,
-    content_words,
-    none_probability,
-    question_coverage,
-    yes_no_odds,
-)
+from qa.store import Hit  # noqa: E402
+from qa.text import contains, strip_citations  # noqa: E402
+from qa.verify import question_coverage, yes_no_odds  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache" / "decision"
 OUT = ROOT / "qa" / "data" / "decision.json"
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "bench" / "results" / "decision-fit.json"
 SEED = 0
 SOURCES = ("squad", "boolq", "multirc")
-RECALL_COST = 0.05
-HIDDEN = "l21@first"
+STATES = ("l14@first", "l21@first", "final@first")
+YESNO_FALSE_ABSTENTION = 0.02
+"""The yes/no coverage rule may abstain on at most this share of BoolQ's fit questions."""
 
 
 # --- rows -------------------------------------------------------------------------------------
@@ -64,14 +63,18 @@ HIDDEN = "l21@first"
 
 @dataclass
 class Row:
-    """One collected question: its record, hidden states and derived inputs."""
+    """One collected question and what the chain would make of it."""
 
     source: str
     part: str
     record: dict
-    states: dict[str, np.ndarray]
-    features: dict[str, float] = field(default_factory=dict)
+    hits: list[Hit]
+    signals: Signals
+    shown: bool = False
     right: bool = False
+    answer: str = ""
+    evidence: int = 0
+    features: dict[str, float] | None = None
 
     @property
     def shape(self) -> str:
@@ -82,8 +85,16 @@ class Row:
         return self.record["group"]
 
     @property
+    def gold(self) -> dict:
+        return self.record["gold"]
+
+    @property
     def answerable(self) -> bool:
-        return not self.record["gold"].get("unanswerable")
+        return not self.gold.get("unanswerable")
+
+
+def _safe(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()[:16]
 
 
 def load_rows(cache: Path = CACHE) -> list[Row]:
@@ -95,29 +106,20 @@ def load_rows(cache: Path = CACHE) -> list[Row]:
         for line in path.read_text().splitlines():
             record = json.loads(line)
             npz = np.load(states_dir / f"{_safe(record['id'])}.npz")
-            states = {k.replace("_", "@", 1): npz[k].astype(np.float32) for k in npz.files}
-            rows.append(Row(source, part, record, states))
+            states = {k.replace("_", "@", 1): npz[k].astype(np.float64) for k in npz.files}
+            hits = [
+                Hit(Chunk(f"{record['id']}-{n}", text, "doc", n - 1, 0, len(text), ""), score)
+                for n, score, text in record["hits"]
+            ]
+            signals = Signals(record["first_token_probs"], record["token_logprobs"], states)
+            rows.append(Row(source, part, record, hits, signals))
     return rows
 
 
-def _safe(name: str) -> str:
-    import hashlib
-
-    return hashlib.sha1(name.encode()).hexdigest()[:16]
-
-
-def shown_answer(record: dict) -> str:
-    """The reply as shown, markers removed (empty for an abstention)."""
-    return "" if record["abstained"] else strip_citations(record["text"]).strip()
-
-
-def is_right(source: str, record: dict, verdict: bool | None = None) -> bool:
-    """Whether the shown reply is right; for yes/no, ``verdict`` replaces the collected one."""
-    gold, text = record["gold"], shown_answer(record)
+def _is_right(row: Row, text: str) -> bool:
+    gold = row.gold
     if not text or gold.get("unanswerable"):
         return False
-    if verdict is not None:
-        text = ("Yes" if verdict else "No") + text[text.find(".") :]
     if "yes" in gold:
         return text.lower().startswith("yes" if gold["yes"] else "no")
     if "answers" in gold:
@@ -125,79 +127,12 @@ def is_right(source: str, record: dict, verdict: bool | None = None) -> bool:
     return candidate_match(text, gold["correct"], gold["incorrect"])
 
 
-# --- features ---------------------------------------------------------------------------------
+# --- the yes/no verdict -----------------------------------------------------------------------
 
 
-def answer_features(record: dict) -> dict[str, float]:
-    """The decision's cheap inputs, from what the answering pass and the passages give."""
-    probs = record["first_token_probs"]
-    question = record["question"]
-    hits = record["hits"]  # [n, score, text] in prompt order
-    text = shown_answer(record)
-    yesno = record["shape"] == "yesno"
-    answer = text.split(".", 1)[0] if yesno else text
-    cited = record["cited"][0] - 1 if record["cited"] else 0
-    passage = hits[cited][2] if hits else ""
-    asked = content_words(question) - ASKING
-    covered = [len(asked & content_words(h[2])) / max(len(asked), 1) for h in hits]
-    lps = record["token_logprobs"] or [0.0]
-    odds = yes_no_odds(probs)
-    sentence = _sentence_with(answer, passage) if not yesno else text.split(". ", 1)[-1]
-    answer_words = content_words(answer)
-    return {
-        "p_none": none_probability(probs) or 0.0,
-        "first_top_prob": max(probs.values(), default=0.0),
-        "first_entropy": -sum(p * math.log(p) for p in probs.values() if p > 0),
-        "logprob_mean": sum(lps) / len(lps),
-        "logprob_min": min(lps),
-        "answer_words": math.log1p(len(answer.split())),
-        "answer_in_question": len(answer_words & content_words(question))
-        / max(len(answer_words), 1),
-        "question_covered": covered[cited] if covered else 0.0,
-        "question_covered_best": max(covered, default=0.0),
-        "evidence_rank": sum(h[1] > hits[cited][1] for h in hits) / max(len(hits), 1)
-        if hits
-        else 0.0,
-        "type_fit": answer_type_fit(question, answer),
-        "passages": math.log1p(len(hits)),
-        "answer_verbatim": float(bool(answer) and contains(passage, answer)),
-        "sentence_covered": question_coverage(question, sentence),
-        "yesno": float(yesno),
-        "yesno_margin": abs(odds.get("p_yes", 0.0) - odds.get("p_no", 0.0)) if yesno else 0.0,
-        "open": float(record["shape"] in ("open", "list", "overview")),
-    }
-
-
-def _sentence_with(answer: str, passage: str) -> str:
-    sentences = split_sentences(passage)
-    words = content_words(answer)
-    return max(
-        sentences, key=lambda s: (contains(s, answer), len(words & content_words(s))), default=""
-    )
-
-
-CHEAP = (
-    "p_none",
-    "first_top_prob",
-    "first_entropy",
-    "logprob_mean",
-    "logprob_min",
-    "answer_words",
-    "answer_in_question",
-    "question_covered",
-    "question_covered_best",
-    "evidence_rank",
-    "type_fit",
-    "passages",
-    "answer_verbatim",
-    "sentence_covered",
-    "yesno",
-    "yesno_margin",
-    "open",
-)
-
-
-# --- fitting ----------------------------------------------------------------------------------
+def yes_logit(row: Row) -> float:
+    odds = yes_no_odds(row.signals.first_token_probs)
+    return math.log((odds.get("p_yes", 0.0) + 1e-6) / (odds.get("p_no", 0.0) + 1e-6))
 
 
 @dataclass(frozen=True)
@@ -210,9 +145,18 @@ class Linear:
     bias: float
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return 1 / (
-            1 + np.exp(-np.clip(self.bias + ((x - self.mean) / self.scale) @ self.weights, -60, 60))
-        )
+        z = self.bias + ((x - self.mean) / self.scale) @ self.weights
+        return 1 / (1 + np.exp(-np.clip(z, -60, 60)))
+
+    def to_dict(self, features: tuple[str, ...], hidden: tuple[str, ...]) -> dict:
+        return {
+            "features": list(features),
+            "hidden": list(hidden),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "weights": self.weights.tolist(),
+            "bias": self.bias,
+        }
 
 
 def fit_linear(x: np.ndarray, y: np.ndarray, c: float, n_cheap: int, k: int | None) -> Linear:
@@ -231,21 +175,12 @@ def fit_linear(x: np.ndarray, y: np.ndarray, c: float, n_cheap: int, k: int | No
     comps = pca.transform(z[:, n_cheap:])
     comp_scale = comps.std(0)
     comp_scale[comp_scale == 0] = 1.0
-    lr = LogisticRegression(C=c, max_iter=5000).fit(
-        np.hstack([z[:, :n_cheap], comps / comp_scale]), y
-    )
+    zz = np.hstack([z[:, :n_cheap], comps / comp_scale])
+    lr = LogisticRegression(C=c, max_iter=5000).fit(zz, y)
     w_cheap, w_comp = lr.coef_[0][:n_cheap], lr.coef_[0][n_cheap:] / comp_scale
     weights = np.concatenate([w_cheap, pca.components_.T @ w_comp])
     bias = float(lr.intercept_[0] - (pca.mean_ @ pca.components_.T) @ w_comp)
     return Linear(mean, scale, weights, bias)
-
-
-def matrix(rows: list[Row], names: tuple[str, ...], hidden: str | None) -> np.ndarray:
-    cols = [[r.features[n] for n in names] for r in rows]
-    x = np.array(cols, dtype=float).reshape(len(rows), len(names))
-    if hidden:
-        x = np.hstack([x, np.stack([r.states[hidden] for r in rows])])
-    return x
 
 
 def auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -254,158 +189,302 @@ def auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
 
 
-def group_cv(
-    rows: list[Row], fit: Callable[[list[Row]], Callable[[list[Row]], np.ndarray]], folds: int = 5
-) -> np.ndarray:
-    """Out-of-fold predictions, folds by document (title, passage, article)."""
+def group_folds(rows: list[Row], folds: int = 5) -> list[int]:
+    """A fold per row, by document (title, passage, article): a document is never split."""
     groups = sorted({r.group for r in rows})
-    rng = np.random.default_rng(SEED)
-    fold_of = dict(zip(groups, rng.permutation(len(groups)) % folds, strict=True))
+    order = np.random.default_rng(SEED).permutation(len(groups))
+    fold_of = {g: int(order[i]) % folds for i, g in enumerate(groups)}
+    return [fold_of[r.group] for r in rows]
+
+
+def out_of_fold(rows: list[Row], fit: Callable[[list[Row]], Callable], folds: int = 5):
+    """Predictions for each row from a model fitted without its document's fold."""
+    fold = group_folds(rows, folds)
     p = np.zeros(len(rows))
     for f in range(folds):
-        test = [i for i, r in enumerate(rows) if fold_of[r.group] == f]
-        train = [r for r in rows if fold_of[r.group] != f]
+        test = [i for i, g in enumerate(fold) if g == f]
+        train = [r for r, g in zip(rows, fold, strict=True) if g != f]
         if test and train:
             p[test] = fit(train)([rows[i] for i in test])
     return p
 
 
-# --- the yes/no verdict -----------------------------------------------------------------------
-
-VERDICT_CHEAP = ("yes_logit",)
-
-
-def verdict_features(row: Row) -> dict[str, float]:
-    odds = yes_no_odds(row.record["first_token_probs"])
-    yes, no = odds.get("p_yes", 0.0) + 1e-6, odds.get("p_no", 0.0) + 1e-6
-    return {"yes_logit": math.log(yes / no)}
+def verdict_matrix(rows: list[Row], hidden: str | None) -> np.ndarray:
+    x = np.array([[yes_logit(r)] for r in rows])
+    return np.hstack([x, np.stack([r.signals.states[hidden] for r in rows])]) if hidden else x
 
 
-def fit_verdict(train: list[Row], k: int | None, c: float, hidden: str | None = HIDDEN):
-    x = matrix(train, VERDICT_CHEAP, hidden)
-    y = np.array([r.record["gold"]["yes"] for r in train], dtype=int)
-    model = fit_linear(x, y, c, len(VERDICT_CHEAP), k)
-    return model, lambda rows: model.predict(matrix(rows, VERDICT_CHEAP, hidden))
+def fit_verdict(train: list[Row], hidden: str | None, k: int | None, c: float):
+    y = np.array([r.gold["yes"] for r in train], dtype=int)
+    model = fit_linear(verdict_matrix(train, hidden), y, c, 1, k)
+    return model, lambda rows: model.predict(verdict_matrix(rows, hidden))
 
 
-def verdict_study(rows: list[Row]) -> tuple[dict, Any]:
-    """Choose the verdict's inputs and regularization by title-grouped CV on BoolQ's fit part;
-    report accuracy on its held-out titles."""
-    for r in rows:
-        r.features |= verdict_features(r)
+def study_verdict(rows: list[Row]) -> tuple[dict, dict, Callable[[list[Row]], np.ndarray]]:
+    """Choose and fit the verdict on BoolQ's fit titles; report on its held-out titles."""
     fit_rows = [r for r in rows if r.source == "boolq" and r.part == "fit"]
     held = [r for r in rows if r.source == "boolq" and r.part == "held_out"]
-    y_fit = np.array([r.record["gold"]["yes"] for r in fit_rows])
-    grid = [(None, c, None) for c in (1.0,)] + [
-        (k, c, h)
-        for h in ("l14@first", "l21@first")
-        for k in (16, 32, 64)
-        for c in (0.01, 0.1, 1.0)
-    ]
+    y = np.array([r.gold["yes"] for r in fit_rows])
+    grid = [(None, None, c) for c in (0.1, 1.0)]
+    grid += [(h, k, c) for h in STATES for k in (16, 32, 64) for c in (0.01, 0.1, 1.0)]
     cv = []
-    for k, c, h in grid:
-        p = group_cv(fit_rows, lambda tr, k=k, c=c, h=h: fit_verdict(tr, k, c, h)[1])
-        cv.append(
-            {
-                "hidden": h,
-                "pca": k,
-                "C": c,
-                "cv_acc": float(((p >= 0.5) == y_fit).mean()),
-                "cv_auc": auc(y_fit, p),
-            }
-        )
-        print(
-            f"verdict {h} k={k} C={c}: cv acc {cv[-1]['cv_acc']:.3f} auc {cv[-1]['cv_auc']:.3f}",
-            file=sys.stderr,
-        )
-    best = max(cv, key=lambda m: m["cv_acc"])
-    model, predict = fit_verdict(fit_rows, best["pca"], best["C"], best["hidden"])
-    report = {"fit_questions": len(fit_rows), "cv": cv, "chosen": best}
+    for h, k, c in grid:
+        p = out_of_fold(fit_rows, lambda tr, h=h, k=k, c=c: fit_verdict(tr, h, k, c)[1])
+        cv.append({"hidden": h, "pca": k, "C": c, "acc": float(((p >= 0.5) == y).mean())})
+        cv[-1]["auc"] = auc(y, p)
+        print(f"verdict {h} k={k} C={c}: cv acc {cv[-1]['acc']:.3f}", file=sys.stderr)
+    best = max(cv, key=lambda m: (m["acc"], m["auc"]))
+    model, predict = fit_verdict(fit_rows, best["hidden"], best["pca"], best["C"])
+    hidden = (best["hidden"],) if best["hidden"] else ()
+    report = {"fit_questions": len(fit_rows), "fit_titles": len({r.group for r in fit_rows})}
+    report |= {"cv": cv, "chosen": best}
     if held:
-        y = np.array([r.record["gold"]["yes"] for r in held])
-        raw = np.array([r.features["yes_logit"] > 0 for r in held])
+        yh = np.array([r.gold["yes"] for r in held])
+        raw = np.array([yes_logit(r) > 0 for r in held])
         report["held_out"] = {
             "questions": len(held),
             "titles": len({r.group for r in held}),
-            "always_yes": float(y.mean()),
-            "raw_odds": float((raw == y).mean()),
-            "learned": float(((predict(held) >= 0.5) == y).mean()),
+            "always_yes": float(yh.mean()),
+            "raw_odds": float((raw == yh).mean()),
+            "learned": float(((predict(held) >= 0.5) == yh).mean()),
         }
-    return report, (model, best)
+    # BoolQ's fit rows get out-of-fold verdicts (their labels feed the answer decision).
+    oof = dict(
+        zip(
+            (r.record["id"] for r in fit_rows),
+            out_of_fold(
+                fit_rows, lambda tr: fit_verdict(tr, best["hidden"], best["pca"], best["C"])[1]
+            ),
+            strict=True,
+        )
+    )
+
+    def verdict(rs: list[Row]) -> np.ndarray:
+        return np.array([oof.get(r.record["id"], predict([r])[0]) for r in rs])
+
+    return report, model.to_dict(("yes_logit",), hidden), verdict
+
+
+def yesno_coverage(rows: list[Row]) -> float:
+    """The coverage a yes/no question's best passage needs: the highest that abstains on at
+    most ``YESNO_FALSE_ABSTENTION`` of BoolQ's fit questions (which its paragraph answers)."""
+    covered = sorted(
+        max(question_coverage(r.record["question"], h.chunk.text) for h in r.hits)
+        for r in rows
+        if r.source == "boolq" and r.part == "fit"
+    )
+    return float(covered[int(len(covered) * YESNO_FALSE_ABSTENTION)]) if covered else 0.5
+
+
+# --- what the chain shows ---------------------------------------------------------------------
+
+
+def settle(rows: list[Row], verdict: Callable[[list[Row]], np.ndarray], coverage: float) -> None:
+    """Whether each row's answer is shown (before the decision), what it is and whether it is
+    right. Short and open answers are as collected; yes/no ones are redone with the learned
+    verdict and the coverage rule (collected under an earlier rule)."""
+    yesno = [r for r in rows if r.shape == "yesno"]
+    p_yes = dict(zip((id(r) for r in yesno), verdict(yesno), strict=True)) if yesno else {}
+    for r in rows:
+        text = "" if r.record["abstained"] else strip_citations(r.record["text"]).strip()
+        cited = r.record["cited"]
+        r.evidence = min(cited) - 1 if cited else 0
+        if r.shape == "yesno":
+            covered = [question_coverage(r.record["question"], h.chunk.text) for h in r.hits]
+            p_none = yes_no_odds(r.signals.first_token_probs).get("p_none", 0.0)
+            r.shown = max(covered, default=0) >= coverage and p_none < 0.5
+            r.answer = "Yes" if p_yes[id(r)] >= 0.5 else "No"
+            r.evidence = int(np.argmax(covered)) if covered else 0
+            text = r.answer + "." if r.shown else ""
+        else:
+            r.shown = bool(text)
+            r.answer = " ".join(r.record["sentences"]) if r.shape != "short" else text
+            r.answer = strip_citations(r.answer).strip()
+        r.right = r.shown and _is_right(r, text)
+        if r.shown:
+            r.features = cheap_features(
+                r.record["question"], r.answer, r.evidence, r.hits, r.signals, r.shape
+            )
 
 
 # --- the answer decision ----------------------------------------------------------------------
 
 
-def decision_rows(rows: list[Row], verdict_predict) -> list[Row]:
-    """Rows with a supported answer (the decision only sees those), features and labels set;
-    a yes/no answer's label uses the learned verdict (out of fold for BoolQ's fit part)."""
-    out = []
-    for r in rows:
-        if r.record["abstained"]:
-            continue
-        r.features |= answer_features(r.record)
-        verdict = None
-        if r.shape == "yesno" and r.source != "squad":
-            verdict = bool(verdict_predict(r) >= 0.5)
-        r.right = is_right(r.source, r.record, verdict)
-        out.append(r)
-    return out
-
-
-GRID_CHEAP = [(None, c) for c in (0.01, 0.1, 1.0)]
-GRID_HIDDEN = [(k, c) for k in (8, 32) for c in (0.01, 0.1)]
+def decision_matrix(rows: list[Row], names: tuple[str, ...], hidden: str | None) -> np.ndarray:
+    x = np.array([[r.features[n] for n in names] for r in rows]).reshape(len(rows), len(names))
+    return np.hstack([x, np.stack([r.signals.states[hidden] for r in rows])]) if hidden else x
 
 
 def fit_decision(train: list[Row], names: tuple[str, ...], hidden: str | None, k, c):
-    x = matrix(train, names, hidden)
     y = np.array([r.right for r in train], dtype=int)
-    model = fit_linear(x, y, c, len(names), k)
-    return model, lambda rows: model.predict(matrix(rows, names, hidden))
+    model = fit_linear(decision_matrix(train, names, hidden), y, c, len(names), k)
+    return model, lambda rows: model.predict(decision_matrix(rows, names, hidden))
 
 
-def loso(rows: list[Row], names: tuple[str, ...], hidden: str | None, k, c) -> dict[str, float]:
-    """AUC on each source when fitted on the other two."""
+def loso(rows: list[Row], names, hidden, k, c) -> dict[str, float]:
+    """AUC on each source's shown answers, fitted on the other two sources' fit parts."""
     out = {}
     for held in SOURCES:
-        train = [r for r in rows if r.source != held]
+        train = [r for r in rows if r.source != held and r.part == "fit"]
         test = [r for r in rows if r.source == held]
-        if not train or not test:
-            continue
-        _, predict = fit_decision(train, names, hidden, k, c)
-        out[held] = auc(np.array([r.right for r in test]), predict(test))
+        if train and test:
+            _, predict = fit_decision(train, names, hidden, k, c)
+            out[held] = auc(np.array([r.right for r in test]), predict(test))
     return out
 
 
-def operating_point(rows: list[Row], p: np.ndarray, threshold: float) -> dict[str, float]:
-    """Answered right / abstention / false abstention if answers below ``threshold`` were
-    withdrawn; over every collected question (abstentions included) of ``rows``' sources."""
-    return {}
+def risk_points(all_rows: list[Row], p: dict[int, float]) -> list[RiskPoint]:
+    return [
+        RiskPoint(p.get(id(r)) if r.shown else None, r.shown, r.right, r.answerable)
+        for r in all_rows
+    ]
 
 
-def choose_threshold(all_rows: list[Row], p_by_id: dict[str, float]) -> tuple[float, list[dict]]:
-    """The most withdrawn wrong answers that cost at most RECALL_COST of right ones."""
-    from qa.calibration import choose_threshold as choose
-    from qa.calibration import risk_coverage
+def study_decision(rows: list[Row], shapes: tuple[str, ...]) -> dict:
+    """Feature selection, LOSO tables and the final fits of both variants."""
+    pool = [r for r in rows if r.shown and r.shape in shapes]
+    report: dict = {"shapes": list(shapes), "pool": {s: 0 for s in SOURCES}}
+    for r in pool:
+        report["pool"][r.source] += 1
 
-    points = [_risk_point(r, p_by_id) for r in all_rows]
-    return choose(points), [vars(p) for p in risk_coverage(points)]
+    def mean_auc(names, hidden, k, c) -> float:
+        return float(np.nanmean(list(loso(pool, names, hidden, k, c).values())))
+
+    # Which cheap features carry across sources (cheap-only model, C=0.1).
+    names = tuple(CHEAP_FEATURES)
+    base = mean_auc(names, None, None, 0.1)
+    carry = {}
+    for name in CHEAP_FEATURES:
+        without = mean_auc(tuple(n for n in names if n != name), None, None, 0.1)
+        carry[name] = {"mean_loso_auc_without": without, "kept": without < base}
+        print(f"drop {name}: {without:.3f} (all: {base:.3f})", file=sys.stderr)
+    kept = tuple(n for n in names if carry[n]["kept"]) or names
+    report["features"] = {"all_mean_loso_auc": base, "each": carry, "kept": list(kept)}
+    variants = {}
+    for variant, hiddens in (("log-probabilities", (None,)), ("hidden-state", STATES)):
+        grid = [
+            (h, k, c)
+            for h in hiddens
+            for k in ((None,) if h is None else (8, 32))
+            for c in (0.01, 0.1, 1.0)
+        ]
+        scored = []
+        for h, k, c in grid:
+            per_source = loso(pool, kept, h, k, c)
+            scored.append(
+                {
+                    "hidden": h,
+                    "pca": k,
+                    "C": c,
+                    "loso_auc": per_source,
+                    "mean": float(np.nanmean(list(per_source.values()))),
+                }
+            )
+            print(f"{variant} {h} k={k} C={c}: {scored[-1]['mean']:.3f}", file=sys.stderr)
+        best = max(scored, key=lambda s: s["mean"])
+        variants[variant] = fit_variant(rows, pool, kept, best, shapes) | {"grid": scored}
+    report["variants"] = variants
+    return report
 
 
-def _risk_point(r: Row, p_by_id: dict[str, float]):
-    from qa.calibration import RiskPoint
-
-    shown = not r.record["abstained"]
-    pid = r.record["id"]
-    return RiskPoint(p_by_id.get(pid) if shown else None, shown, shown and r.right, r.answerable)
+def fit_variant(rows: list[Row], pool: list[Row], names, best: dict, shapes) -> dict:
+    """The final fit of one variant on every source's fit part, its threshold from the pooled
+    out-of-fold predictions, and each source's operating point when left out."""
+    h, k, c = best["hidden"], best["pca"], best["C"]
+    fit_pool = [r for r in pool if r.part == "fit"]
+    oof = out_of_fold(fit_pool, lambda tr: fit_decision(tr, names, h, k, c)[1])
+    fit_rows = [r for r in rows if r.part == "fit" and (not r.shown or r.shape in shapes)]
+    points = risk_points(fit_rows, dict(zip(map(id, fit_pool), oof, strict=True)))
+    threshold = choose_threshold(points)
+    held_points = {}
+    for held in SOURCES:
+        train = [r for r in fit_pool if r.source != held]
+        test = [r for r in pool if r.source == held]
+        if not train or not test:
+            continue
+        tr_oof = out_of_fold(train, lambda tr: fit_decision(tr, names, h, k, c)[1])
+        tr_rows = [r for r in fit_rows if r.source != held]
+        t_held = choose_threshold(
+            risk_points(tr_rows, dict(zip(map(id, train), tr_oof, strict=True)))
+        )
+        _, predict = fit_decision(train, names, h, k, c)
+        all_held = [r for r in rows if r.source == held and (not r.shown or r.shape in shapes)]
+        p = dict(zip(map(id, test), predict(test), strict=True))
+        pts = risk_points(all_held, p)
+        held_points[held] = {
+            "threshold": t_held,
+            "auc": best["loso_auc"].get(held),
+            "at_threshold": vars(outcomes_at(pts, t_held)),
+            "no_decision": vars(outcomes_at(pts, 0.0)),
+        }
+    model, _ = fit_decision(fit_pool, names, h, k, c)
+    hidden = (h,) if h else ()
+    return {
+        "model": model.to_dict(names, hidden),
+        "threshold": threshold,
+        "chosen": {"hidden": h, "pca": k, "C": c},
+        "curve": [vars(p) for p in risk_coverage(points)],
+        "left_out": held_points,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="step", required=True)
-    sub.add_parser("fit", help="fit both models, write the LOSO tables")
+    parser.add_argument("--cache", type=Path, default=CACHE)
+    parser.add_argument(
+        "--shapes", default="short", help="shapes the decision judges, e.g. short,yesno"
+    )
+    parser.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
     args = parser.parse_args()
-    del args
+    rows = load_rows(args.cache)
+    verdict_report, verdict_model, verdict = study_verdict(rows)
+    coverage = yesno_coverage(rows)
+    settle(rows, verdict, coverage)
+    shapes = tuple(args.shapes.split(","))
+    decision = study_decision(rows, shapes)
+    report = {"verdict": verdict_report, "yesno_coverage": coverage, "decision": decision}
+    RESULTS.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    print(
+        json.dumps(
+            {
+                "verdict": verdict_report.get("held_out"),
+                "chosen": verdict_report["chosen"],
+                "yesno_coverage": coverage,
+            },
+            indent=1,
+        )
+    )
+    for name, v in decision["variants"].items():
+        print(name, v["chosen"], "threshold", v["threshold"], json.dumps(v["left_out"], indent=1))
+    if args.write:
+        splits = json.loads((ROOT / "bench" / "results" / "decision-splits.json").read_text())
+        provenance = (
+            f"bench/fit_decision.py, seed {SEED}: fitted on the fit parts of SQuAD 2.0 "
+            f"({', '.join(splits['squad']['fit'])}), BoolQ ({len(splits['boolq']['fit'])} titles) "
+            f"and MultiRC ({len(splits['multirc']['fit'])} passages); shapes {', '.join(shapes)}; "
+            "validated leave-one-source-out (bench/results/decision-fit.json)"
+        )
+        variants = [
+            decision["variants"][name]["model"]
+            | {
+                "name": name,
+                "threshold": round(decision["variants"][name]["threshold"], 3),
+                "shapes": list(shapes),
+                "curve": decision["variants"][name]["curve"],
+            }
+            for name in ("hidden-state", "log-probabilities")
+        ]
+        OUT.write_text(
+            json.dumps(
+                {
+                    "provenance": provenance,
+                    "variants": variants,
+                    "verdict": verdict_model,
+                    "yesno_coverage": coverage,
+                }
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

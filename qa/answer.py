@@ -107,6 +107,10 @@ class Answer:
     withheld: str = ""
     """A supported answer the learned decision (or the checker) withdrew; empty if none. Not
     shown to users; kept so evaluations can draw the whole risk/coverage curve."""
+    planted: str = ""
+    """Non-empty when the reply was withheld because it passes on what an instruction planted
+    in a document wanted (``code``, ``link``, ``email``, ``phone``, ``instruction``,
+    ``prompt-leak``; :mod:`qa.withhold`); ``text`` then says why in one line."""
     features: dict[str, float] = field(default_factory=dict)
     """The cheap inputs of that decision (for reports and for fitting it)."""
     signals: Signals | None = field(default=None, repr=False)

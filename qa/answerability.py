@@ -142,6 +142,11 @@ def _sentence_holding(answer: str, passage: str) -> str:
     )
 
 
+YESNO_COVERAGE = 0.5
+"""Without a fitted value: a yes/no question is settled only by a passage that mentions this
+share of what it asks about (by stem)."""
+
+
 @dataclass(frozen=True)
 class Probe:
     """A fitted logistic model: P = sigmoid(bias + ((x - mean) / scale) @ weights), where x is
@@ -195,11 +200,14 @@ class Variant:
 
 @dataclass(frozen=True)
 class Answerability:
-    """The shipped decision: its variants in order of preference, and the yes/no verdict."""
+    """The shipped decision: its variants in order of preference, the yes/no verdict, and the
+    share of a yes/no question a passage must mention to settle it (``yesno_coverage``: fitted
+    so that BoolQ's answerable questions are rarely refused)."""
 
     variants: tuple[Variant, ...]
     verdict: Probe | None = None
     provenance: str = ""
+    yesno_coverage: float = YESNO_COVERAGE
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Answerability:
@@ -220,7 +228,8 @@ class Answerability:
             for v in raw["variants"]
         )
         verdict = Probe.from_dict(raw["verdict"]) if raw.get("verdict") else None
-        return cls(variants, verdict, raw.get("provenance", ""))
+        coverage = raw.get("yesno_coverage", YESNO_COVERAGE)
+        return cls(variants, verdict, raw.get("provenance", ""), coverage)
 
     def variant_for(self, signals: Signals, shape: Shape = "short") -> Variant | None:
         """The first variant whose inputs the backend reported for an answer of ``shape``."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +18,7 @@ from qa import calibration
 from qa.answer import Answer, IndexReport, Sentence, Shape
 from qa.answerability import shipped_answerability
 from qa.calibration import Calibration
-from qa.chain import Thresholds, Token, build_chain
+from qa.chain import Guard, Thresholds, Token, build_chain
 from qa.config import Settings
 from qa.errors import (
     DocumentNotFoundError,
@@ -32,19 +31,17 @@ from qa.feedback import FeedbackItem, FeedbackStore, Verdict, make_item
 from qa.gold import load_gold
 from qa.ingest import Chunk, load_chunks, source_path
 from qa.models import make_embeddings, make_llm
-from qa.shapes import mention_topic, overview_topic
+from qa.shapes import mention_topic
+from qa.spotlight import neutral_hit
 from qa.store import DocumentInfo, Hit, Store, fingerprint, index_lock
-from qa.summaries import Summaries
+from qa.summaries import Summaries, mentioning, overview
 from qa.ui.history import ChatHistory
-from qa.verify import content_words, settling_sentence, stem, to_citation, tokens
 
 Message = dict[str, str]
 
 SUMMARY_QUESTION = "What is this document about?"
 MENTION_POOL = 20
 """Passages searched for "which documents mention X?"."""
-MAX_OVERVIEW_DOCUMENTS = 12
-"""An overview of everything covers this many documents (each costs one summary, once)."""
 
 
 class AnswerStream:
@@ -117,7 +114,9 @@ class Assistant:
             s.open_support_threshold,
         )
         shapes = s.answer_shapes == "auto"
-        return build_chain(self.llm, self.retrieve, thresholds, self.from_index, shapes)
+        layers = set(s.guard.split(","))
+        guard = Guard(*(name in layers for name in ("neutralize", "withhold", "datamark")))
+        return build_chain(self.llm, self.retrieve, thresholds, self.from_index, shapes, guard)
 
     def use_answer_threshold(self, value: float) -> None:
         """Answer from the next question on with ``answer_threshold = value`` (the chain is
@@ -357,16 +356,7 @@ class Assistant:
     def mentioning(self, term: str) -> list[Sentence]:
         """One sentence per document whose passages hold every word of ``term``, citing the
         passage (from the best ``MENTION_POOL`` search hits)."""
-        wanted = {stem(t) for t in content_words(term)}
-        found: dict[str, Hit] = {}
-        for hit in self._search(term, MENTION_POOL):
-            words = {stem(t) for t in tokens(hit.chunk.text)}
-            if wanted and wanted <= words and hit.chunk.source not in found:
-                found[hit.chunk.source] = hit
-        return [
-            Sentence(source, [to_citation(0, hit, settling_sentence(term, hit.chunk.text))])
-            for source, hit in found.items()
-        ]
+        return mentioning(term, [neutral_hit(h) for h in self._search(term, MENTION_POOL)])
 
     def overview(self, question: str) -> list[Sentence] | None:
         """Sentences from the summaries of the documents an overview question is about: all
@@ -375,22 +365,7 @@ class Assistant:
         ("Summarize how the war ended"): the passages answer those."""
         if self._whole_corpus() is not None:
             return None
-        chunks = self.store.all_chunks()
-        by_source: dict[str, list[Chunk]] = {}
-        for c in chunks:
-            by_source.setdefault(c.source, []).append(c)
-        if topic := overview_topic(question):
-            named = [s for s in by_source if _names(s, by_source[s][0].title, topic)]
-            ranked = dict.fromkeys(h.chunk.source for h in self._search(question, 4))
-            sources = [s for s in ranked if s in named][:2]
-            per_document = 3
-        else:
-            sources = sorted(by_source)[:MAX_OVERVIEW_DOCUMENTS]
-            per_document = 1 if len(sources) > 3 else 2
-        if not sources:
-            return None
-        summaries = self.summaries.get(by_source, sources)
-        return [s for source in sources for s in summaries[source][:per_document]]
+        return overview(question, self.store.all_chunks(), self._search, self.summaries)
 
     def _search(self, question: str, k: int) -> list[Hit]:
         if self.settings.retrieval == "hybrid":
@@ -483,14 +458,6 @@ class Assistant:
             "embedding_model": self.settings.embedding_model,
             "llm_model": self.settings.llm_model,
         }
-
-
-def _names(source: str, title: str, topic: str) -> bool:
-    """Whether ``topic`` names the document: half its words are in the file name, or all of
-    them in the title."""
-    asked = {stem(w) for w in topic.split()}
-    name = {stem(w) for w in re.findall(r"[a-z0-9]+", Path(source).stem.lower())}
-    return len(asked & name) * 2 >= len(asked) or asked <= {stem(t) for t in tokens(title)}
 
 
 def clean_question(question: str, max_chars: int) -> str:

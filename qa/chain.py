@@ -27,15 +27,17 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
 from qa.answer import ABSTAIN_TEXT, Answer, Citation, Sentence, Shape, Signals, Timings
-from qa.answerability import Answerability, cheap_features, yes_probability
+from qa.answerability import YESNO_COVERAGE, Answerability, cheap_features, yes_probability
 from qa.prompts import (
     PREFILL,
     SHAPE_BINDS,
+    SYSTEM,
     answer_prompt,
     build_condense,
     format_passages,
 )
 from qa.shapes import INSTRUCTIONS, list_items, overview_topic, route, sentences
+from qa.spotlight import neutral_hit, unmark
 from qa.store import Hit
 from qa.text import normalize, split_sentences
 from qa.verify import (
@@ -51,6 +53,7 @@ from qa.verify import (
     verify,
     yes_no_odds,
 )
+from qa.withhold import withhold
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,25 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class Guard:
+    """The defences against instructions planted in documents (``Settings.guard``), each of
+    which can be switched off to measure it: ``neutralize`` (flagged spans never reach the
+    prompt, citations or verification), ``withhold`` (a reply carrying what a flagged span
+    plants is withheld, with a one-line reason) and ``datamark`` (passage words joined by a
+    marker the system prompt calls data; off by default, see docs/reliability.md)."""
+
+    neutralize: bool = True
+    withhold: bool = True
+    datamark: bool = False
+
+
+@dataclass(frozen=True)
 class _Models:
     """The runnables one answer may use: a generator per shape and the second-pass prompts."""
 
     generate: dict[Shape, Runnable]
     checker: Callable[[str, str, str], float | None] | None
+    guard: Guard
 
 
 def build_chain(
@@ -85,22 +102,26 @@ def build_chain(
     thresholds: Thresholds = Thresholds(),
     from_index: Callable[[str, Shape], list[Sentence] | None] | None = None,
     shapes: bool = True,
+    guard: Guard | None = None,
 ) -> Runnable[dict, Token | Answer]:
     """The whole LCEL pipeline. Input ``{"question", "history"}`` (optionally ``"shape"`` and
     ``"hits"`` to skip routing and retrieval); streams ``Token``s, then yields the verified
     ``Answer``. ``retrieve(question, shape)`` gives the passages the LLM sees; ``from_index``
     answers some questions from the index itself, without the LLM (document summaries for
     overviews, the documents that mention a term), or returns None. Without ``shapes`` every
-    question gets a short answer."""
+    question gets a short answer. ``guard`` says which defences against instructions planted
+    in documents are on (all but datamarking by default)."""
     # The quote line the examples show is not generated: the decision needs only the answer.
     binds = {"prefill": PREFILL, "stop": ["\n"]}
     checked = thresholds.support > 0 or thresholds.open_support > 0
+    guard = guard or Guard()
+    prompt = answer_prompt(guard.datamark)
     models = _Models(
         generate={
-            shape: answer_prompt() | llm.bind(**(binds | extra))
-            for shape, extra in SHAPE_BINDS.items()
+            shape: prompt | llm.bind(**(binds | extra)) for shape, extra in SHAPE_BINDS.items()
         },
         checker=build_checker(llm) if checked else None,
+        guard=guard,
     )
 
     def answer_events(inputs: Iterator[dict]) -> Iterator[Token | Answer]:
@@ -169,7 +190,10 @@ def _answer_line(generated: str) -> str:
 
 
 def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token | Answer]:
-    hits: list[Hit] = x["hits"]
+    guard = models.guard
+    planted = any(h.chunk.flags for h in x["hits"])
+    # Everything after retrieval (prompt, verification, citations) sees the neutral text.
+    hits: list[Hit] = [neutral_hit(h) for h in x["hits"]] if guard.neutralize else x["hits"]
     shape: Shape = x["shape"]
     t0 = x["t0"]
     timings = Timings(retrieve_ms=x["retrieve_ms"])
@@ -181,7 +205,7 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
     shape_used = "open" if shape == "overview" and overview_topic(x["standalone"]) else shape
     question = x["standalone"] + INSTRUCTIONS[shape_used]
     for chunk in models.generate[shape_used].stream(
-        {"passages": format_passages(hits), "question": question}
+        {"passages": format_passages(hits, guard.datamark), "question": question}
     ):
         meta = chunk.response_metadata
         probs = probs or meta.get("first_token_probs", {})
@@ -192,11 +216,14 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
             setattr(timings, key, value)
         generated += str(chunk.content)
         visible = _answer_line(generated)
-        if len(visible) > streamed:
+        # Over flagged passages nothing is streamed: the reply is checked before it is shown.
+        if len(visible) > streamed and not (planted and guard.withhold):
             if not timings.first_token_ms:
                 timings.first_token_ms = (time.perf_counter() - t0) * 1000
             yield Token(visible[streamed:])
             streamed = len(visible)
+    if guard.datamark:
+        generated = unmark(generated)
     signals = Signals(probs, logprobs, states)
     if shape == "short":
         decision = _decide(x["standalone"], generated, hits, signals, thresholds, models.checker)
@@ -210,10 +237,17 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
     if not timings.first_token_ms:
         timings.first_token_ms = timings.total_ms
     shown = decision.supported if decision.shown else None
+    held = None
+    if planted and guard.withhold:
+        # The raw reply too: one the checks already refused still says why it was refused.
+        reply = shown.text if shown else _answer_line(generated)
+        if reply:
+            held = withhold(x["question"], reply, [h.chunk for h in x["hits"]], system=SYSTEM)
+            shown = None if held else shown
     p_none = none_probability(probs)
     yield Answer(
         question=x["question"],
-        text=shown.text if shown else ABSTAIN_TEXT,
+        text=held.reason if held else shown.text if shown else ABSTAIN_TEXT,
         abstained=shown is None,
         citations=shown.citations if shown else [],
         retrieved=sorted(
@@ -225,7 +259,8 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
         support=decision.support,
         answerability=decision.answerability,
         decided_by=decision.decided_by,
-        withheld=decision.supported.answer if decision.supported and not shown else "",
+        withheld=decision.supported.answer if decision.supported and not decision.shown else "",
+        planted=held.kind if held else "",
         features=decision.features,
         signals=signals,
         shape=shape,
@@ -406,11 +441,6 @@ def _item_backing(question: str, hits: list[Hit]) -> Callable[[str], tuple[int, 
     return backing
 
 
-YESNO_COVERAGE = 0.5
-"""A yes/no question is settled only by passages that mention this share of what it asks
-about (by stem): none does, and qa abstains."""
-
-
 def _decide_yesno(
     question: str, generated: str, hits: list[Hit], signals: Signals, thresholds: Thresholds
 ) -> _Decision:
@@ -418,11 +448,12 @@ def _decide_yesno(
     with the passage sentence that mentions most of what the question asks about as the
     reason. A question no passage covers enough of is not settled by the documents, nor one
     the model answers "none"."""
+    model = thresholds.answerability
+    needed = model.yesno_coverage if model else YESNO_COVERAGE
     covered = [question_coverage(question, h.chunk.text) for h in hits]
     odds = yes_no_odds(signals.first_token_probs)
-    if max(covered, default=0.0) < YESNO_COVERAGE or odds.get("p_none", 0.0) >= thresholds.abstain:
+    if max(covered, default=0.0) < needed or odds.get("p_none", 0.0) >= thresholds.abstain:
         return _Decision(None, False, features=odds)
-    model = thresholds.answerability
     p_yes = yes_probability(signals, model.verdict if model else None)
     if p_yes is None:  # a backend without probabilities: its own word
         word = normalize(_answer_line(generated)).split()[:1]

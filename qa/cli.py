@@ -356,7 +356,8 @@ app.add_typer(docs_app, name="docs")
 
 @docs_app.command("list")
 def docs_list(docs: SeedsOpt = None, index: IndexOpt = None) -> None:
-    """Every indexed document: name, type, chunks, when indexed, title."""
+    """Every indexed document: name, type, chunks, when indexed, spans flagged as instructions
+    to an AI assistant (their text never reaches the model), title."""
     from rich.table import Table
 
     try:
@@ -364,11 +365,12 @@ def docs_list(docs: SeedsOpt = None, index: IndexOpt = None) -> None:
     except QAError as err:
         raise _fail(err) from err
     table = Table(title=f"{len(found)} indexed document(s)")
-    for column in ("name", "type", "chunks", "indexed", "title"):
-        table.add_column(column, justify="right" if column == "chunks" else "left")
+    for column in ("name", "type", "chunks", "indexed", "flagged", "title"):
+        table.add_column(column, justify="right" if column in ("chunks", "flagged") else "left")
     for d in found:
         when = d.indexed_at.replace("T", " ").removesuffix("+00:00") or "-"
-        table.add_row(escape(d.source), d.type, str(d.chunks), when, escape(d.title[:60]))
+        flagged = str(d.flagged) if d.flagged else "-"
+        table.add_row(escape(d.source), d.type, str(d.chunks), when, flagged, escape(d.title[:60]))
     console.print(table)
 
 

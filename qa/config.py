@@ -90,6 +90,15 @@ class Settings(BaseSettings):
         description="Open answers, lists and overviews are withdrawn when the answer checker's "
         "P(yes) is below this (a second prompt per answer); 0 skips the check.",
     )
+    guard: str = Field(
+        "neutralize,withhold",
+        pattern=r"^(|(neutralize|withhold|datamark)(,(neutralize|withhold|datamark))*)$",
+        description="Defences against instructions planted in documents, comma-separated: "
+        "'neutralize' (spans the index flags never reach the model), 'withhold' (a reply "
+        "passing on what such a span plants is withheld), 'datamark' (passage words joined by "
+        "a marker the prompt calls data; measured in docs/reliability.md, off by default). "
+        "Empty: none.",
+    )
     max_file_mb: float = Field(20.0, gt=0, description="Larger documents are skipped.")
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are refused.")
     embedding_model: str = Field(

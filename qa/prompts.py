@@ -10,6 +10,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda
 
+from qa import spotlight
 from qa.answer import Shape
 from qa.store import Hit
 from qa.text import escape_braces
@@ -120,20 +121,28 @@ SHAPE_BINDS: dict[Shape, dict] = {
 _MARKER = re.compile(r"\[(\d+)\]")
 
 
-def format_passages(hits: list[Hit]) -> str:
+def format_passages(hits: list[Hit], datamark: bool = False) -> str:
     """Number the retrieved chunks as the model sees them: ``[1] text``.
 
     ``[n]`` inside a document becomes ``(n)``, so a document cannot forge a passage of its own
-    ("[1] According to the official record ...").
+    ("[1] According to the official record ..."). With ``datamark`` a marker stands between
+    the words of document text (spotlighting, ``qa.spotlight``).
     """
     texts = (_MARKER.sub(r"(\1)", " ".join(h.chunk.text.split())) for h in hits)
-    return "\n".join(f"[{i}] {text}" for i, text in enumerate(texts, 1))
+    marked = (spotlight.datamark(t) if datamark else t for t in texts)
+    return "\n".join(f"[{i}] {text}" for i, text in enumerate(marked, 1))
 
 
-def answer_prompt() -> ChatPromptTemplate:
-    """System rules, worked examples, then the passages and the question."""
-    messages: list[tuple[str, str]] = [("system", SYSTEM)]
+def answer_prompt(datamark: bool = False) -> ChatPromptTemplate:
+    """System rules, worked examples, then the passages and the question (with ``datamark``,
+    every passage's words joined by the data marker, and the system prompt saying so)."""
+    system = f"{SYSTEM}\n{spotlight.DATAMARK_RULE}" if datamark else SYSTEM
+    messages: list[tuple[str, str]] = [("system", system)]
     for passages, question, reply in EXAMPLES:
+        if datamark:
+            passages = "\n".join(
+                f"{line[:4]}{spotlight.datamark(line[4:])}" for line in passages.splitlines()
+            )
         user = f"Passages:\n{passages}\n\nQuestion: {question}"
         messages += [("human", escape_braces(user)), ("ai", escape_braces(reply))]
     messages.append(("human", "Passages:\n{passages}\n\nQuestion: {question}"))

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -26,7 +26,8 @@ from langchain_core.embeddings import Embeddings
 
 from qa.config import Settings
 from qa.errors import BackendError, IndexNotFoundError
-from qa.ingest import Chunk
+from qa.guard import Flag, InjectionModel, detect, shipped_model
+from qa.ingest import Chunk, flags_from_metadata
 from qa.lexical import LexicalIndex, fuse
 
 _BATCH = 64  # chunks embedded per call
@@ -37,13 +38,15 @@ _R = TypeVar("_R")
 
 @dataclass(frozen=True)
 class DocumentInfo:
-    """One indexed document: its source name, chunk count, title and when it was indexed
-    (ISO time of its newest chunk; empty for chunks indexed before qa recorded it)."""
+    """One indexed document: its source name, chunk count, title, when it was indexed (ISO
+    time of its newest chunk; empty for chunks indexed before qa recorded it) and how many
+    spans of it read as instructions to an AI assistant (``qa.guard``; 0: none found)."""
 
     source: str
     chunks: int
     title: str = ""
     indexed_at: str = ""
+    flagged: int = 0
 
     @property
     def type(self) -> str:
@@ -183,8 +186,11 @@ class Store:
     Writers (:meth:`sync`) must hold :func:`index_lock`.
     """
 
-    def __init__(self, settings: Settings, embeddings: Embeddings) -> None:
+    def __init__(
+        self, settings: Settings, embeddings: Embeddings, guard: InjectionModel | None = None
+    ) -> None:
         self.settings = settings
+        self._guard = guard or shipped_model()
         self.client = open_client(settings)
         self._embeddings = embeddings
         self._fingerprint = fingerprint(settings)
@@ -274,12 +280,15 @@ class Store:
         metas = _get_all(db, ["metadatas"])["metadatas"] if db else []
         found: dict[str, dict[str, Any]] = {}
         for meta in metas:
-            doc = found.setdefault(str(meta["source"]), {"chunks": 0, "title": "", "at": ""})
+            doc = found.setdefault(
+                str(meta["source"]), {"chunks": 0, "title": "", "at": "", "flagged": 0}
+            )
             doc["chunks"] += 1
             doc["title"] = doc["title"] or str(meta.get("title", ""))
             doc["at"] = max(doc["at"], str(meta.get("indexed_at", "")))
+            doc["flagged"] += len(flags_from_metadata(meta))
         return [
-            DocumentInfo(name, d["chunks"], d["title"], d["at"])
+            DocumentInfo(name, d["chunks"], d["title"], d["at"], d["flagged"])
             for name, d in sorted(found.items())
         ]
 
@@ -313,10 +322,13 @@ class Store:
         pointer = self._pointer_meta()
         if excluded is not None:
             pointer["excluded"] = json.dumps(sorted(excluded))
-        if new or stale:
+        # Chunks flagged by an older detector (or none) get this one's flags in a new build;
+        # their vectors are copied, not re-embedded.
+        reflag = any(m.get("guard") != self._guard.version for m in stored["metadatas"])
+        if new or stale or reflag:
             kept = [id_ for id_ in stored["ids"] if id_ not in stale]
             pointer["live"] = self._build(db, kept, new, progress)
-        if excluded is not None or new or stale:
+        if excluded is not None or new or stale or reflag:
             self.client.get_or_create_collection(self._pointer).modify(metadata=pointer)
         self._drop_builds()
         return len(new), len(stale), len(wanted) - len(new)
@@ -344,25 +356,51 @@ class Store:
             got = db._collection.get(
                 ids=kept[i : i + _COPY_BATCH], include=["embeddings", "documents", "metadatas"]
             )
+            chunks = [
+                _to_chunk(*row)
+                for row in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            ]
+            version = self._guard.version
+            stale = [
+                c
+                for c, m in zip(chunks, got["metadatas"], strict=True)
+                if m.get("guard") != version
+            ]
+            flagged = self._flag(stale)
             build.add(
                 ids=got["ids"],
                 embeddings=got["embeddings"],
                 documents=got["documents"],
-                metadatas=got["metadatas"],
+                metadatas=[
+                    {
+                        **{k: v for k, v in meta.items() if k != "flags"},
+                        **flagged[c.id].metadata,
+                        "guard": version,
+                    }
+                    if c.id in flagged
+                    else meta
+                    for c, meta in zip(chunks, got["metadatas"], strict=True)
+                ],
             )
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        flagged = self._flag(new)
         for i in range(0, len(new), _BATCH):
-            batch = new[i : i + _BATCH]
+            batch = [flagged[c.id] for c in new[i : i + _BATCH]]
             texts = [c.text for c in batch]
             build.add(
                 ids=[c.id for c in batch],
                 embeddings=self._embeddings.embed_documents(texts),
                 documents=texts,
-                metadatas=[{**c.metadata, "indexed_at": now} for c in batch],
+                metadatas=[
+                    {**c.metadata, "indexed_at": now, "guard": self._guard.version} for c in batch
+                ],
             )
             if progress:
                 progress(i + len(batch), len(new))
         return name
+
+    def _flag(self, chunks: list[Chunk]) -> dict[str, Chunk]:
+        return {c.id: c for c in flag_chunks(chunks, self._guard)}
 
     def _drop_builds(self) -> None:
         """Delete every build but the live one: replaced ones, and half-built ones left by a
@@ -432,6 +470,27 @@ class Store:
         return sorted(chunks, key=lambda c: (c.source, c.n))
 
 
+def flag_chunks(chunks: Sequence[Chunk], guard: InjectionModel | None = None) -> list[Chunk]:
+    """``chunks`` with the flags ``qa.guard.detect`` finds in them. A flag also marks the
+    overlapping part of the same document's other chunks in the list: a sentence cut by the
+    chunk overlap is judged where it is whole, not by its tail alone."""
+    found = [detect(c.text, guard) for c in chunks]
+    spans: dict[str, list[tuple[int, int, Flag]]] = {}
+    for c, flags in zip(chunks, found, strict=True):
+        spans.setdefault(c.source, []).extend(
+            (c.start + f.start, c.start + f.end, f) for f in flags
+        )
+    out = []
+    for c, own in zip(chunks, found, strict=True):
+        flags = list(own)
+        for start, end, f in spans.get(c.source, []):
+            a, b = max(start, c.start) - c.start, min(end, c.end) - c.start
+            if a < b and not any(g.start <= a and b <= g.end for g in flags):
+                flags.append(Flag(a, b, f.score, f.reason))
+        out.append(replace(c, flags=tuple(sorted(flags, key=lambda f: (f.start, f.end)))))
+    return out
+
+
 _PAGE = 5000  # one get() of a 100k-chunk collection fails in SQLite: "too many SQL variables"
 
 
@@ -456,4 +515,5 @@ def _to_chunk(id_: str, text: str, meta: dict) -> Chunk:
         end=int(meta.get("end", 0)),
         title=str(meta.get("title", "")),
         page=int(meta.get("page", 0)),
+        flags=flags_from_metadata(meta),
     )

@@ -1,4 +1,5 @@
-"""Per-document summaries, for overview questions about corpora larger than the LLM's context.
+"""Per-document summaries, for overview questions about corpora larger than the LLM's context,
+and the other answers the index gives without the LLM ("which documents mention X?").
 
 A summary is a few sentences the answering chain writes about a document's opening passages,
 each grounded in and citing the passage it comes from, like any open answer. Summaries are made
@@ -14,17 +15,21 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from qa.answer import Sentence
 from qa.ingest import Chunk
+from qa.shapes import overview_topic
 from qa.store import Hit
-from qa.verify import settling_sentence, to_citation
+from qa.verify import content_words, settling_sentence, stem, to_citation, tokens
 
 log = logging.getLogger(__name__)
 
+MAX_OVERVIEW_DOCUMENTS = 12
+"""An overview of everything covers this many documents (each costs one summary, once)."""
 LEAD_CHARS = 2500
 """How much of a document's beginning its summary is written from."""
 
@@ -109,3 +114,52 @@ def _sentences(stored: list[dict], chunks: dict[str, Chunk]) -> list[Sentence]:
             ]
             out.append(Sentence(s["text"], citations))
     return out
+
+
+def overview(
+    question: str,
+    chunks: list[Chunk],
+    search: Callable[[str, int], list[Hit]],
+    summaries: Summaries,
+) -> list[Sentence] | None:
+    """Sentences from the summaries of the documents an overview question is about: all of
+    them (up to ``MAX_OVERVIEW_DOCUMENTS``), or the ones it names ("Summarize the article about
+    steam engines", ranked by ``search``). None when it names a topic but no document."""
+    by_source: dict[str, list[Chunk]] = {}
+    for c in chunks:
+        by_source.setdefault(c.source, []).append(c)
+    if topic := overview_topic(question):
+        named = [s for s in by_source if _names(s, by_source[s][0].title, topic)]
+        ranked = dict.fromkeys(h.chunk.source for h in search(question, 4))
+        sources = [s for s in ranked if s in named][:2]
+        per_document = 3
+    else:
+        sources = sorted(by_source)[:MAX_OVERVIEW_DOCUMENTS]
+        per_document = 1 if len(sources) > 3 else 2
+    if not sources:
+        return None
+    written = summaries.get(by_source, sources)
+    return [s for source in sources for s in written[source][:per_document]]
+
+
+def _names(source: str, title: str, topic: str) -> bool:
+    """Whether ``topic`` names the document: half its words are in the file name, or all of
+    them in the title."""
+    asked = {stem(w) for w in topic.split()}
+    name = {stem(w) for w in re.findall(r"[a-z0-9]+", Path(source).stem.lower())}
+    return len(asked & name) * 2 >= len(asked) or asked <= {stem(t) for t in tokens(title)}
+
+
+def mentioning(term: str, hits: list[Hit]) -> list[Sentence]:
+    """One sentence per document among ``hits`` whose passage holds every word of ``term``
+    (by stem), naming the document and citing that passage."""
+    wanted = {stem(t) for t in content_words(term)}
+    found: dict[str, Hit] = {}
+    for hit in hits:
+        words = {stem(t) for t in tokens(hit.chunk.text)}
+        if wanted and wanted <= words and hit.chunk.source not in found:
+            found[hit.chunk.source] = hit
+    return [
+        Sentence(source, [to_citation(0, hit, settling_sentence(term, hit.chunk.text))])
+        for source, hit in found.items()
+    ]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from qa.gold import GoldItem, GoldTurn, load_gold
+from qa.guard import reveal
 from qa.ingest import read_text
 from qa.prompts import SYSTEM
 from qa.text import contains
@@ -155,6 +156,12 @@ def test_story_facts_are_not_known_to_the_code() -> None:
 
 INJECTION = ROOT / "evals" / "injection"
 SYSTEM_PROMPT_MARKER = "numbered passages"  # from qa.chain.SYSTEM: said only if the prompt leaks
+# The kinds of planted text issue #20 asks the probe set to cover (evals/injection/planted.jsonl).
+INJECTION_KINDS = {
+    "override", "role-block", "fake-citation", "canary", "link", "phone", "reader-instruction",
+    "html-comment", "markdown-comment", "pdf-hidden", "docx-hidden", "non-english",
+    "spaced-letters", "base64", "other-chunk",
+}  # fmt: skip
 
 
 def _injection_docs() -> dict[str, str]:
@@ -163,26 +170,64 @@ def _injection_docs() -> dict[str, str]:
     return {p.name: read_text(p, max_bytes=1_000_000) for p in docs}
 
 
+def _revealed(text: str) -> str:
+    """``text`` and what its obfuscated parts say (letters spaced apart, base64)."""
+    return "\n\n".join(reveal(text))
+
+
 def test_injection_probes_are_answerable_from_their_documents() -> None:
     docs = _injection_docs()
-    corpus = "\n\n".join(docs.values())
     items = load_gold(INJECTION / "probes.jsonl")
-    turns = [turn for item in items for turn in item.turns]
     missing = [
-        alt for turn in turns for group in turn.facts for alt in group if not contains(corpus, alt)
+        (item.id, alt)
+        for item in items
+        for turn in item.turns
+        for group in turn.facts
+        for alt in group
+        if not any(contains(docs[s], alt) for s in item.sources)
     ]
     assert not missing
+    turns = [turn for item in items for turn in item.turns]
     assert all(turn.forbidden for turn in turns)
-    assert {s for item in items for s in item.sources} <= set(docs)
-    assert sum(t.unanswerable for t in turns) >= 5 and sum(bool(t.facts) for t in turns) >= 10
+    assert all(item.sources and set(item.sources) <= set(docs) for item in items)
+    assert len(items) >= 60 and len(docs) >= 10
+    assert sum(t.unanswerable for t in turns) >= 15 and sum(bool(t.facts) for t in turns) >= 40
+    assert sum(len(item.turns) >= 2 for item in items) >= 2
+    for name in docs:  # every document has ordinary facts to answer, and a question to refuse
+        asked = [t for item in items if name in item.sources for t in item.turns]
+        assert sum(bool(t.facts) for t in asked) >= 3 and any(t.unanswerable for t in asked), name
     assert SYSTEM_PROMPT_MARKER in " ".join(SYSTEM.split())
 
 
+def test_injection_documents_are_short_enough_to_read_whole() -> None:
+    """The gate reads each probe document whole (full-context mode holds <= 6,000 chars)."""
+    assert {n: len(t) for n, t in _injection_docs().items() if len(t) > 2500} == {}
+
+
 def test_injection_canaries_are_planted_in_the_documents() -> None:
-    corpus = "\n\n".join(_injection_docs().values())
+    corpus = "\n\n".join(_revealed(t) for t in _injection_docs().values())
     canaries = {
         f for item in load_gold(INJECTION / "probes.jsonl") for t in item.turns for f in t.forbidden
     }
     planted = canaries - {SYSTEM_PROMPT_MARKER}
     assert [c for c in sorted(planted) if not contains(corpus, c)] == []
     assert not contains(corpus, SYSTEM_PROMPT_MARKER)
+
+
+def test_planted_spans_are_where_the_manifest_says() -> None:
+    """Each planted span occurs in its document as indexed, or, in an HTML comment the reader
+    drops, in the raw file; together they cover every kind the issue lists."""
+    docs = _injection_docs()
+    rows = [json.loads(line) for line in (INJECTION / "planted.jsonl").read_text().splitlines()]
+    for row in rows:
+        text, needle = " ".join(docs[row["source"]].split()), " ".join(row["text"].split())
+        raw = (INJECTION / "docs" / row["source"]).read_text(errors="replace")
+        assert needle in text or f"<!-- {needle} -->" in raw, row
+    assert {k for row in rows for k in row["kinds"]} >= INJECTION_KINDS
+
+
+def test_benign_corpus_is_imperative_and_varied() -> None:
+    benign = sorted((INJECTION / "benign").iterdir())
+    assert len(benign) >= 6
+    text = " ".join(read_text(p, max_bytes=1_000_000) for p in benign).lower()
+    assert all(w in text for w in ("press and hold", "must", "call us", "ignore", "password"))

@@ -136,11 +136,23 @@ def test_openai_backend_streams_an_answer_from_llama_cpp_server(
     with server(cmd, f"{url}/models", tmp_path / "llama.log"):
         stream = assistant.stream(QUESTION)
         tokens = list(stream)
-    answer = stream.answer
-    assert answer is not None and answer.text
-    assert tokens and "".join(tokens).strip()  # the answer line arrived token by token
-    # The model's wording is not under test; a verified answer must cite what it quotes.
-    assert answer.abstained or f"[{answer.citations[0].n}]" in answer.text
+        answer = stream.answer
+        assert answer is not None and answer.text
+        assert tokens and "".join(tokens).strip()  # the answer line arrived token by token
+        # The model's wording is not under test; a verified answer must cite what it quotes.
+        assert answer.abstained or f"[{answer.citations[0].n}]" in answer.text
+        # The server's log-probabilities stand in for the hidden state the learned decision
+        # reads in-process: the answer pass reports them, and a supported answer is judged by
+        # the log-probability variant.
+        signals = answer.signals
+        assert signals and signals.first_token_probs and signals.token_logprobs
+        assert not signals.states
+        second = assistant.ask("Who is directing Tom Cruise's film?")
+        judged = [a for a in (answer, second) if not a.abstained or a.withheld]
+        assert judged, "neither question got a supported answer"
+        for a in judged:
+            assert a.decided_by == "log-probabilities"
+            assert a.answerability is not None and 0 <= a.answerability <= 1
     t0 = time.perf_counter()
     with pytest.raises(BackendError, match=f"Cannot reach the LLM server at {url}"):
         assistant.ask(QUESTION)  # the server is stopped now

@@ -87,6 +87,9 @@ def test_document_and_model_markup_is_escaped(settings, fake_embeddings, docs: P
         "Answer: <script>alert(1)</script>\n"
         "Quote: The chef wrote <script>alert(1)</script> on the board."
     )
+    # The guard would keep the markup out of the answer and sources altogether (it reads as
+    # planted); off, the renderer alone must make it harmless.
+    settings = settings.model_copy(update={"guard": ""})
     assistant = _assistant(settings, fake_embeddings, [reply])
     steps = list(respond(assistant, "What did the chef write? <b>now</b>", []))
     for _, chat, _, sources in steps:
