@@ -10,7 +10,7 @@ back, so machine noise hits both alike. Prints a markdown table of quality metri
     python bench/chain_ab.py --before /tmp/qa-before --after . \\
         --set seed=evals/gold.jsonl \\
         --set Harvard@30=evals/squad2/Harvard_University.jsonl:docs/:30 \\
-        --set boolq=evals/boolq/sample.jsonl:evals/boolq/docs::--per-document
+        --set boolq=evals/boolq/boolq.jsonl:evals/boolq/docs::--per-document
 """
 
 from __future__ import annotations

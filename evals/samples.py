@@ -93,7 +93,7 @@ def _write(folder: Path, items: list[dict], docs: dict[str, str]) -> None:
     for name, text in docs.items():
         (folder / "docs" / name).write_text(text, encoding="utf-8")
     lines = "".join(json.dumps(it, ensure_ascii=False) + "\n" for it in items)
-    (folder / "sample.jsonl").write_text(lines, encoding="utf-8")
+    (folder / f"{folder.name}.jsonl").write_text(lines, encoding="utf-8")
 
 
 def boolq() -> None:

@@ -143,8 +143,14 @@ def make_item(
     correction = " ".join((correction or "").split()) or None
     question = answer.standalone_question or answer.question
     gold: dict[str, Any] = {"question": question}
+    said = normalize(strip_citations(answer.text)).split()[:1]
     if unanswerable or (verdict == "up" and answer.abstained):
         gold["unanswerable"] = True
+    elif answer.shape == "yesno" and said in (["yes"], ["no"]):
+        # A rated verdict is a yes/no item: 👍 keeps it, 👎 turns it over.
+        gold["yes"] = (said == ["yes"]) == (verdict == "up")
+        if sources := sorted({c.source for c in answer.citations}):
+            gold["sources"] = sources
     elif verdict == "up":
         gold["facts"] = [[t] for t in key_terms(answer.text)]
         if sources := sorted({c.source for c in answer.citations}):
@@ -161,7 +167,7 @@ def make_item(
             "A 👎 needs what the answer should have been, or 'the documents don't say', to "
             "become a test; add one of them"
         )
-    if verdict == "up" and not answer.abstained and not gold.get("facts"):
+    if verdict == "up" and not answer.abstained and not gold.get("facts") and "yes" not in gold:
         raise FeedbackError("This answer has no word to check for; rate another one")
     now = datetime.now(UTC)
     item_id = f"fb-{now.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"

@@ -55,8 +55,8 @@ conversation: replace each pronoun (he, she, it, they, his, her, its, their) and
 reference with the name it refers to in the conversation. Keep everything else as it is. \
 Output only the rewritten question on one line."""
 
-# Invented conversations: a person, a thing, a possessive and a question that leaves its
-# subject out.
+# Invented conversations: a person, a thing named in the question, a possessive, and a vague
+# reference to the answer.
 CONDENSE_EXAMPLES: list[tuple[str, str, str, str]] = [
     ("Who founded the bakery?", "Marta Kovacs [1]", "How old is she?", "How old is Marta Kovacs?"),
     (
@@ -72,10 +72,10 @@ CONDENSE_EXAMPLES: list[tuple[str, str, str, str]] = [
         "Did Jonas Berg's sister get paid?",
     ),
     (
-        "Which city hosted the regatta in 2019?",
-        "Kiel [1]",
-        "What about 2020?",
-        "Which city hosted the regatta in 2020?",
+        "Which company built the bridge?",
+        "Harlow & Sons [1]",
+        "Where is that company based?",
+        "Where is Harlow & Sons based?",
     ),
 ]
 _ANAPHORA = re.compile(

@@ -74,10 +74,12 @@ _POLITE = re.compile(
 
 
 def _is_choice(q: str) -> bool:
-    """ "Is it A or B?": a choice between short alternatives at the end, not a yes/no (an "or"
-    inside a longer phrase, "is david from love it or list it a real realtor", is not one)."""
-    tail = q.rsplit(" or ", 1)[1] if " or " in q else ""
-    return bool(tail) and len(tail.split()) <= 3
+    """ "Is it A or B?": a choice between short alternatives at the end, not a yes/no. An "or"
+    inside a longer phrase ("is david from love it or list it a real realtor") is not one, nor
+    one after "any" or "ever" ("did she have any brothers or sisters"), nor "why or why not"."""
+    if " or " not in q or re.search(r"\b(any|ever|either)\b.* or |why or why not", q):
+        return False
+    return len(q.rsplit(" or ", 1)[1].split()) <= 3
 
 
 def route(question: str) -> Shape:

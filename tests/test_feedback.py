@@ -84,6 +84,14 @@ def test_documents_dont_say_is_an_unanswerable_item() -> None:
     assert down.expectation == "unanswerable"
 
 
+def test_a_rated_yes_or_no_is_a_yes_no_item() -> None:
+    answer = _answer("No. [1]")
+    answer.shape = "yesno"
+    up, down = make_item(answer, "up"), make_item(answer, "down")
+    assert up.gold["yes"] is False and down.gold["yes"] is True and "facts" not in up.gold
+    assert up.gold["sources"] == ["bakery.txt"]
+
+
 @pytest.mark.parametrize(
     ("verdict", "correction", "message"),
     [("down", None, "needs what the answer should have been"), ("down", "the", "no word")],

@@ -31,7 +31,7 @@ GOLD_SETS = [
     (OPEN_GOLD, SEED_DOC),
     (MULTIDOC, SQUAD / "docs"),
     (STORIES, STORY_DOCS),
-    (BOOLQ / "sample.jsonl", BOOLQ / "docs"),
+    (BOOLQ / "boolq.jsonl", BOOLQ / "docs"),
 ]
 KINDS = ("facts", "answers", "candidates", "unanswerable", "turns")
 
@@ -73,7 +73,7 @@ def test_records_are_well_formed(gold: Path, doc: Path) -> None:
 def test_the_boolq_sample_is_typed_as_people_type_and_routes_to_yes_no() -> None:
     from qa.shapes import route
 
-    items = load_gold(BOOLQ / "sample.jsonl")
+    items = load_gold(BOOLQ / "boolq.jsonl")
     assert {it.kind for it in items} == {"yes"} and all(len(it.sources) == 1 for it in items)
     assert sum(route(it.turns[0].question) == "yesno" for it in items) >= 29
     assert {it.turns[0].yes for it in items} == {True, False}

@@ -90,8 +90,15 @@ def fake_server(tmp_path_factory: pytest.TempPathFactory, fake_llm: RoutedFakeLL
         "every morning.\n\nThe shop sells about 400 loaves a day.\n"
     )
     (docs / "evil.md").write_text(XSS_DOC)
+    # The guard withholds replies quoting evil.md's script (tests/test_planted.py); here the
+    # markup must reach the page, to show it stays inert there.
     settings = Settings(
-        seeds_dir=docs, index_dir=root / "index", chunk_size=120, chunk_overlap=0, top_k=20
+        seeds_dir=docs,
+        index_dir=root / "index",
+        chunk_size=120,
+        chunk_overlap=0,
+        top_k=20,
+        guard="",
     )
     assistant = Assistant(settings, embeddings=DeterministicFakeEmbedding(size=32), llm=fake_llm)
     assistant.index()
