@@ -29,13 +29,13 @@ from qa.errors import (
 )
 from qa.feedback import FeedbackItem, FeedbackStore, Verdict, make_item
 from qa.gold import load_gold
+from qa.history import ChatHistory
 from qa.ingest import Chunk, load_chunks, source_path
 from qa.models import make_embeddings, make_llm
 from qa.shapes import mention_topic
 from qa.spotlight import neutral_hit
 from qa.store import DocumentInfo, Hit, Store, fingerprint, index_lock
 from qa.summaries import Summaries, mentioning, overview
-from qa.ui.history import ChatHistory
 
 Message = dict[str, str]
 

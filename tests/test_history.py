@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from qa import Assistant, Settings
-from qa.ui.history import MAX_TURNS, ChatHistory
+from qa.history import MAX_TURNS, ChatHistory
 
 
 def _turns(*questions: str) -> list[dict]:
@@ -53,7 +53,7 @@ def test_history_is_bounded(tmp_path: Path) -> None:
 def test_history_survives_a_new_process(tmp_path: Path) -> None:
     path = tmp_path / "h.sqlite3"
     code = (
-        "import sys; from pathlib import Path; from qa.ui.history import ChatHistory; "
+        "import sys; from pathlib import Path; from qa.history import ChatHistory; "
         "ChatHistory(Path(sys.argv[1])).save('ann', None, [{'question': 'Kept?'}])"
     )
     root = Path(__file__).resolve().parents[1]  # this checkout's qa, whatever the cwd

@@ -1,10 +1,11 @@
-"""The browser app (Gradio): the chat, its side panels, past chats and their rendering.
+"""The browser app (Gradio): the chat, its side panels, the Evaluate tab and their rendering.
 
 ``app`` wires the page, ``panels`` holds the side panels' callbacks as plain functions,
-``render`` all HTML/Markdown (and all escaping), ``history`` the past chats in SQLite.
+``render`` all HTML/Markdown (and all escaping), ``evaluate`` and its ``eval_*`` modules the
+Evaluate tab. Past chats live in :mod:`qa.history`, which the Assistant owns.
 
-The names below load :mod:`qa.ui.app` (and gradio, slow to import) on first use only, because
-:class:`~qa.Assistant` imports :mod:`qa.ui.history` and the CLI must not pay for gradio.
+The names below load :mod:`qa.ui.app` (and gradio, slow to import) on first use only: the CLI
+must not pay for gradio.
 """
 
 from __future__ import annotations
