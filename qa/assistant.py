@@ -118,6 +118,12 @@ class Assistant:
         guard = Guard(*(name in layers for name in ("neutralize", "withhold", "datamark")))
         return build_chain(self.llm, self.retrieve, thresholds, self.from_index, shapes, guard)
 
+    def use_answer_threshold(self, value: float) -> None:
+        """Answer from the next question on with ``answer_threshold = value`` (the chain is
+        rebuilt; models and index stay loaded)."""
+        self.settings = self.settings.model_copy(update={"answer_threshold": value})
+        self.__dict__.pop("chain", None)  # the cached_property is built again on next use
+
     def for_documents(self, docs_dir: Path, index_dir: Path) -> Assistant:
         """A new Assistant over another folder and an embedded index in ``index_dir`` that shares
         this one's models. The index is embedded even when this Assistant uses a Chroma server,

@@ -4,8 +4,7 @@ the same :class:`~qa.Assistant`."""
 from __future__ import annotations
 
 import json
-import tempfile
-import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -60,14 +59,18 @@ def _progress() -> Progress:
     )
 
 
-def _index(assistant: Assistant, paths: list[Path] | None = None) -> None:
-    with _progress() as bar:
-        task = bar.add_task("Embedding chunks", total=None)
+def _index(
+    assistant: Assistant, paths: list[Path] | None = None, bar: Progress | None = None
+) -> None:
+    """Index with a progress bar: its own, or a task on ``bar`` (rich allows one at a time)."""
+    with nullcontext(bar) if bar else _progress() as live:
+        task = live.add_task("Embedding chunks", total=None)
         report = assistant.index(
             paths,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-            on_wait=lambda msg: bar.console.print(f"[yellow]{escape(msg)}[/yellow]"),
+            progress=lambda done, total: live.update(task, completed=done, total=total),
+            on_wait=lambda msg: live.console.print(f"[yellow]{escape(msg)}[/yellow]"),
         )
+        live.remove_task(task)
     for reason in report.skipped:
         err_console.print(f"[yellow]Skipped[/yellow] {escape(reason)}")
     err_console.print(
@@ -220,40 +223,26 @@ def eval_(
     """Score answers against a gold set; write report.json/.md/.html; optionally gate."""
     from rich.table import Table
 
-    from qa import evaluation, reports
+    from qa import reports, runs
 
-    name = gold.stem + (f"@{sample}" if sample else "")
+    name = runs.run_name(gold, sample)
+    out = out or runs.report_dir(runs.EvalPaths().reports, name)
     try:
-        items = evaluation.load_gold(gold, sample=sample)
-        assistant = _assistant()
-        if per_document and docs is None:
-            raise QAError("--per-document needs --docs: the folder the items' sources are in")
-        with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
-            ask_with = None
-            if per_document:
-                assert docs is not None
-                ask_with = evaluation.per_document(assistant.for_documents, docs, Path(tmp))
-                items = sorted(items, key=lambda it: sorted(it.sources))
-            elif docs is not None:
-                assistant = assistant.for_documents(docs, Path(tmp) / "index")
-                _index(assistant)
-            else:
-                _index(assistant)
-            with _progress() as bar:
-                task = bar.add_task(f"Evaluating {name}", total=len(items))
-                report = evaluation.run_eval(
-                    assistant,
-                    items,
-                    name=name,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
-                    ask_with=ask_with,
-                )
-                report.config["gold"] = str(gold)
+        with _progress() as bar:
+            task = bar.add_task(f"Evaluating {name}", total=None)
+            saved = runs.run_gold_set(
+                _assistant(),
+                runs.GoldSet(gold, docs),
+                sample=sample,
+                per_document=per_document,
+                out=out,
+                index=lambda assistant: _index(assistant, bar=bar),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
     except (QAError, ValueError, OSError) as err:
         raise _fail(QAError(str(err))) from err
-    out = out or Path("evals/reports") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
-    reports.write_reports(report, out)
-    table = Table(title=f"{name}: {len(items)} items")
+    report = saved.report
+    table = Table(title=f"{name}: {len(report.items)} items")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in reports.summary_table(report):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -151,11 +152,25 @@ class Settings(BaseSettings):
         description="SQLite file of the browser chats; unset = history.sqlite3 in index_dir "
         "(in cache_dir when a Chroma server holds the index).",
     )
+    admins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="With QA_AUTH on, the users who may run evaluations, apply an answer "
+        "threshold and promote ratings in the browser (QA_ADMINS=ann,bob); everyone else sees "
+        "the Evaluate tab read-only.",
+    )
     history_max_chats: int = Field(
         50,
         ge=1,
         description="Chats kept per user; saving one more deletes that user's oldest.",
     )
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        """``"ann, bob"`` (the environment variable's form) as ``["ann", "bob"]``."""
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(

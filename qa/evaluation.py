@@ -246,6 +246,7 @@ def run_eval(
     name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     ask_with: Callable[[GoldItem], Asker] | None = None,
+    proceed: Callable[[], bool] | None = None,
 ) -> EvalReport:
     """Ask every gold question and score the answers.
 
@@ -261,6 +262,9 @@ def run_eval(
         progress: Called as ``progress(done, total)`` after each item.
         ask_with: Who answers each item (e.g. an assistant over just the item's ``sources``);
             default ``assistant``.
+        proceed: Called before each item; it may block (to let others use the model first)
+            and returns False to stop early. A stopped run's report has the items asked so
+            far and ``config["partial"]`` True.
 
     Returns:
         The report; ``metrics`` has flat keys (see ``evals/README.md``).
@@ -271,6 +275,8 @@ def run_eval(
     ks = sorted({1, 3, *([top_k] if top_k else [])})
     results = []
     for i, item in enumerate(items, 1):
+        if proceed is not None and not proceed():
+            break
         results.append(_run_item(ask_with(item) if ask_with else assistant, item, ks))
         if progress:
             progress(i, len(items))
@@ -281,6 +287,10 @@ def run_eval(
             k: getattr(settings, k, None)
             for k in ("llm_model", "embedding_model", "top_k", "chunk_size")
         },
+        # The threshold in effect (the setting, else the shipped one): what was withheld.
+        "answer_threshold": getattr(assistant, "answer_threshold", None),
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "partial": len(results) < len(items),
+        "planned_items": len(items),
     }
     return EvalReport(_aggregate(results), results, config)

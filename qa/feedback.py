@@ -190,6 +190,28 @@ def make_item(
     return FeedbackItem(item_id, verdict, question, {"id": item_id, **gold}, meta)
 
 
+def corrected(item: FeedbackItem, correction: str, *, unanswerable: bool = False) -> FeedbackItem:
+    """``item`` with a reviewed correction: it now checks the correction's key terms (or, with
+    ``unanswerable``, that the assistant abstains), as a 👎 with that correction would.
+
+    Raises:
+        FeedbackError: neither a correction with a word to check nor ``unanswerable``.
+    """
+    correction = " ".join(correction.split())
+    gold: dict[str, Any] = {"id": item.id, "question": item.question}
+    if unanswerable:
+        gold["unanswerable"] = True
+    elif terms := key_terms(correction):
+        gold["facts"] = [[t] for t in terms]
+    else:
+        raise FeedbackError(
+            f"The correction {correction!r} has no word to check for; type the right answer "
+            "(a name, a number) or mark the question as one the documents don't answer"
+        )
+    meta = {**item.meta, "correction": correction or None, "unanswerable": unanswerable}
+    return FeedbackItem(item.id, item.verdict, item.question, gold, meta)
+
+
 class FeedbackStore:
     """The append-only feedback file; safe for concurrent writers (see the module docstring)."""
 
@@ -233,6 +255,43 @@ class FeedbackStore:
             os.write(fd, data.encode("utf-8"))
             os.fsync(fd)
         return added
+
+    def replace(self, item: FeedbackItem) -> None:
+        """Store ``item`` in place of the rating with its id (e.g. after :func:`corrected`).
+
+        Raises:
+            FeedbackError: no rating has that id.
+        """
+        self._rewrite({item.id: item})
+
+    def discard(self, ids: Iterable[str]) -> None:
+        """Delete the ratings ``ids`` from the file (unknown ids are ignored)."""
+        self._rewrite(dict.fromkeys(ids))
+
+    def _rewrite(self, changes: dict[str, FeedbackItem | None]) -> None:
+        """Rewrite the file with ``changes`` applied (None deletes), under the writers' lock and
+        in place, not renamed over, so a writer waiting for the lock still appends to it."""
+        with _locked(self.path) as fd:
+            _cut_torn_tail(fd)
+            lines = _lines(fd)
+            have = {_id(line) for line in lines}
+            if missing := [i for i, new in changes.items() if new and i not in have]:
+                raise FeedbackError(f"No feedback item {', '.join(missing)} in {self.path}")
+            out = []
+            for line in lines:
+                if (i := _id(line)) not in changes:
+                    out.append(line)
+                elif new := changes[i]:
+                    out.append(json.dumps(new.line(), ensure_ascii=False))
+            data = "".join(line + "\n" for line in out).encode("utf-8")
+            # A second descriptor: writes through the locked one (O_APPEND) go to the end.
+            wfd = os.open(self.path, os.O_WRONLY)
+            try:
+                os.pwrite(wfd, data, 0)
+                os.ftruncate(wfd, len(data))
+                os.fsync(wfd)
+            finally:
+                os.close(wfd)
 
 
 @contextmanager

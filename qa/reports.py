@@ -9,10 +9,10 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from qa.evaluation import EvalReport, TurnResult
+from qa.evaluation import EvalReport, ItemResult, TurnResult
 
 # --- regression gate --------------------------------------------------------------------------
 
@@ -150,9 +150,17 @@ def _ungrounded(report: EvalReport) -> list[str]:
     ]
 
 
+def title(report: EvalReport) -> str:
+    """``qa evaluation: <set>``, with ``(partial: n of m items)`` for a stopped run."""
+    name = f"qa evaluation: {report.config.get('gold_name')}"
+    if not report.config.get("partial"):
+        return name
+    return f"{name} (partial: {len(report.items)} of {report.config.get('planned_items')} items)"
+
+
 def _markdown(report: EvalReport) -> str:
     lines = [
-        f"# qa evaluation: {report.config.get('gold_name')}",
+        f"# {title(report)}",
         "",
         ", ".join(f"{k}: {v}" for k, v in report.config.items()),
         "",
@@ -222,10 +230,10 @@ def _html(report: EvalReport) -> str:
                 f"{err}</td><td><ol>{chunks}</ol></td></tr>"
             )
     config = "".join(f"<li>{e(str(k))}: {e(str(v))}</li>" for k, v in report.config.items())
-    title = e(f"qa evaluation: {report.config.get('gold_name')}")
+    heading = e(title(report))
     return (
-        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{_CSS}</style></head><body><h1>{title}</h1><ul>{config}</ul>"
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{heading}</title>'
+        f"<style>{_CSS}</style></head><body><h1>{heading}</h1><ul>{config}</ul>"
         f"<h2>Metrics</h2><table>{''.join(rows)}</table>"
         f"<h2>Failed items ({len(report.failures)})</h2><table><tr><th>question</th>"
         f"<th>answer</th><th>retrieved chunks</th></tr>{''.join(fails)}</table>"
@@ -242,3 +250,153 @@ def write_reports(report: EvalReport, out_dir: Path) -> None:
     )
     (out_dir / "report.md").write_text(_markdown(report), encoding="utf-8")
     (out_dir / "report.html").write_text(_html(report), encoding="utf-8")
+
+
+# --- past runs --------------------------------------------------------------------------------
+
+
+def load_report(path: Path) -> EvalReport:
+    """Read back a report that :func:`write_reports` wrote (its folder or its ``report.json``);
+    keys this version does not know are ignored."""
+    path = path / "report.json" if path.is_dir() else path
+    data = json.loads(path.read_text(encoding="utf-8"))
+    known = {f.name for f in fields(TurnResult)}
+
+    def turn(raw: dict) -> TurnResult:
+        return TurnResult(**{k: v for k, v in raw.items() if k in known})
+
+    items = [
+        ItemResult(it["id"], it["kind"], it["passed"], [turn(t) for t in it["turns"]])
+        for it in data["items"]
+    ]
+    return EvalReport(data["metrics"], items, data["config"])
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One saved run, as listed: its folder, gold set, time and metrics."""
+
+    path: Path
+    gold_name: str
+    timestamp: str
+    partial: bool
+    n_items: int
+    metrics: dict[str, float]
+
+    @property
+    def label(self) -> str:
+        """``2025-01-31 14:02 · gold · 68 items`` (``· partial`` for a stopped run)."""
+        when = self.timestamp.replace("T", " ")[:16]
+        return f"{when} · {self.gold_name} · {self.n_items} items" + (
+            " · partial" if self.partial else ""
+        )
+
+
+def list_runs(reports_dir: Path) -> list[RunInfo]:
+    """Every readable run under ``reports_dir`` (one folder per run, as ``qa eval`` writes
+    them), newest first; an unreadable ``report.json`` is skipped."""
+    runs = []
+    for path in reports_dir.glob("*/report.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            config, metrics = data["config"], data["metrics"]
+            info = RunInfo(
+                path.parent,
+                str(config["gold_name"]),
+                str(config.get("timestamp") or ""),
+                bool(config.get("partial")),
+                len(data["items"]),
+                {k: float(v) for k, v in metrics.items()},
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        runs.append(info)
+    return sorted(runs, key=lambda r: (r.timestamp, r.path.name), reverse=True)
+
+
+# --- comparing two runs -----------------------------------------------------------------------
+
+RIGHT_TO_WRONG = "right → wrong"
+WRONG_TO_RIGHT = "wrong → right"
+ANSWERED_TO_ABSTAINED = "answered → abstained"
+ABSTAINED_TO_ANSWERED = "abstained → answered"
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    """One metric in two runs; ``better`` is None when the change is neither (counts, equal)."""
+
+    metric: str
+    old: float | None
+    new: float | None
+
+    @property
+    def delta(self) -> float | None:
+        """``new - old``, or None if either run lacks the metric."""
+        return None if self.old is None or self.new is None else self.new - self.old
+
+    @property
+    def better(self) -> bool | None:
+        """Whether the change is an improvement (lower is better for rates of harm, latency);
+        None for counts and answer length, which are neither."""
+        if not self.delta or self.metric in NOT_GATED or self.metric in _COUNTS:
+            return None
+        lower = self.metric in LOWER_IS_BETTER or self.metric.endswith("_ms")
+        return (self.delta < 0) == lower
+
+
+@dataclass(frozen=True)
+class Flip:
+    """An item whose outcome changed between two runs, with both results."""
+
+    id: str
+    change: str
+    old: ItemResult
+    new: ItemResult
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What changed from run ``old`` to run ``new`` of the same gold set."""
+
+    deltas: list[MetricDelta]
+    flips: list[Flip]
+    only_old: list[str]
+    only_new: list[str]
+
+
+def _abstained(item: ItemResult) -> bool:
+    return any(t.abstained for t in item.turns)
+
+
+def _change(old: ItemResult, new: ItemResult) -> str | None:
+    """How an item's outcome changed, or None if it did not."""
+    if old.passed != new.passed:
+        if old.passed and _abstained(new) and not _abstained(old):
+            return ANSWERED_TO_ABSTAINED
+        return RIGHT_TO_WRONG if old.passed else WRONG_TO_RIGHT
+    if _abstained(old) != _abstained(new):
+        return ANSWERED_TO_ABSTAINED if _abstained(new) else ABSTAINED_TO_ANSWERED
+    return None
+
+
+def compare_reports(old: EvalReport, new: EvalReport) -> Comparison:
+    """Per-metric deltas and the items that flipped between two runs (matched by item id).
+
+    Example:
+        >>> c = compare_reports(load_report(a), load_report(b))
+        >>> [(f.id, f.change) for f in c.flips]
+        [('launch-time', 'right → wrong')]
+    """
+    keys = list(dict.fromkeys([*new.metrics, *old.metrics]))
+    deltas = [MetricDelta(k, old.metrics.get(k), new.metrics.get(k)) for k in keys]
+    before = {it.id: it for it in old.items}
+    after = {it.id: it for it in new.items}
+    flips = [
+        Flip(i, change, before[i], after[i])
+        for i in after
+        if i in before and (change := _change(before[i], after[i]))
+    ]
+    only_old = [i for i in before if i not in after]
+    only_new = [i for i in after if i not in before]
+    return Comparison(deltas, flips, only_old, only_new)

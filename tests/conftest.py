@@ -76,11 +76,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve_ui(assistant: Assistant, auth: object = None) -> Iterator[str]:
-    """Serve the chat UI for ``assistant`` on a free loopback port; yields its URL."""
+def serve_ui(assistant: Assistant, auth: object = None, **options: object) -> Iterator[str]:
+    """Serve the chat UI for ``assistant`` on a free loopback port (``options`` go to
+    ``build_app``, e.g. ``evals``); yields its URL."""
     from qa.ui import CSS, build_app
 
-    demo = build_app(assistant, examples=["What is this document about?"])
+    demo = build_app(assistant, examples=["What is this document about?"], **options)
     port = free_port()
     demo.launch(
         prevent_thread_lock=True,

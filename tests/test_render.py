@@ -7,7 +7,7 @@ import re
 from html.parser import HTMLParser
 
 from qa.answer import Answer, Citation, Sentence
-from qa.render import (
+from qa.ui.render import (
     EMPTY_SOURCES,
     highlight,
     md_escape,

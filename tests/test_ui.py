@@ -8,7 +8,6 @@ from langchain_core.language_models import FakeListChatModel
 
 from qa import ABSTAIN_TEXT, Assistant
 from qa.errors import BackendError
-from qa.render import highlight, md_escape
 from qa.ui import (
     GENERIC_ERROR,
     add_documents,
@@ -17,6 +16,7 @@ from qa.ui import (
     new_chat,
     respond,
 )
+from qa.ui.render import highlight, md_escape
 
 BAKERY_REPLY = "Answer: in 1998\nQuote: The bakery opened in 1998."
 

@@ -8,11 +8,10 @@ import pytest
 from langchain_core.language_models import FakeListChatModel
 
 from qa import Assistant, Settings
-from qa import ui_panels as panels
 from qa.gold import load_gold
 from qa.ingest import SUPPORTED_SUFFIXES
-from qa.render import EMPTY_SOURCES, sources_panel
-from qa.ui import UPLOAD_LABEL, add_documents, respond
+from qa.ui import UPLOAD_LABEL, add_documents, panels, respond
+from qa.ui.render import EMPTY_SOURCES, sources_panel
 
 BAKERY_REPLY = "Answer: in 1998\nQuote: The bakery opened in 1998."
 

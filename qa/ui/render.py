@@ -51,6 +51,11 @@ a.qa-cite { text-decoration: none; font-size: 0.85em; margin-left: 2px; }
 .qa-abstain { border-left: 3px solid #d97706; padding-left: 8px; }
 #qa-status table, #qa-documents table { font-size: 0.85em; }
 #qa-documents th { white-space: nowrap; }
+.qa-flip { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 6px 10px;
+  margin: 8px 0; }
+.qa-sides { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
+.qa-q { font-weight: 600; margin-top: 4px; }
+.qa-passages { font-size: 0.85em; white-space: pre-wrap; margin: 4px 0; }
 """
 
 CITE_JS = """

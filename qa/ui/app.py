@@ -1,30 +1,30 @@
 """Browser chat UI (Gradio): streamed, cited answers, sources, 👍/👎 ratings, documents, past
 chats.
 
-This module is the wiring; rendering (and all escaping) is in :mod:`qa.render`, the side panels'
-callbacks in :mod:`qa.ui_panels`. Only formatting and :class:`~qa.Assistant` calls live here;
+This module is the wiring; rendering (and all escaping) is in :mod:`qa.ui.render`, the side panels'
+callbacks in :mod:`qa.ui.panels`. Only formatting and :class:`~qa.Assistant` calls live here;
 retrieval and prompting stay in the chain.
 """
 
 from __future__ import annotations
 
-import filecmp
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from qa import ui_panels as panels
 from qa.assistant import Assistant
 from qa.errors import QAError, UnsupportedFileError
-from qa.ingest import SUPPORTED_SUFFIXES, read_text
-from qa.render import (
+from qa.ingest import SUPPORTED_SUFFIXES
+from qa.runs import EvalPaths
+from qa.ui import panels
+from qa.ui.eval_jobs import ChatFirst
+from qa.ui.evaluate import build_evaluate_tab
+from qa.ui.render import (
     CITE_JS,
     CSS,
     EMPTY_SOURCES,
@@ -35,9 +35,7 @@ from qa.render import (
     model_history,
     render_answer,
     render_error,
-    render_report,
     render_sources,
-    render_status,
     sources_panel,
 )
 
@@ -50,6 +48,7 @@ DEFAULT_EXAMPLES = [
 ]
 GENERIC_ERROR = "Something went wrong while answering. Please try again; details are in the log."
 CURSOR = " ▍"
+CORRECTION_LABEL = "What should it have said? (the short answer: a name, a number)"
 _FORMATS = (".txt", ".md", ".pdf", ".html", ".docx")  # the label's order; .htm = .html
 UPLOAD_LABEL = (
     "Add documents ("
@@ -111,78 +110,6 @@ def new_chat() -> tuple[str, list[Message], list[Turn], str]:
     return "", [], [], EMPTY_SOURCES
 
 
-def _free_name(folder: Path, name: str) -> Path:
-    dest = folder / name
-    stem, suffix = dest.stem, dest.suffix
-    n = 1
-    while dest.exists():
-        dest = folder / f"{stem}-{n}{suffix}"
-        n += 1
-    return dest
-
-
-def add_documents(
-    assistant: Assistant,
-    files: Sequence[str | Path] | str | Path | None,
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[str, str]:
-    """Copy uploaded documents into the documents folder and index them.
-
-    Returns (report markdown, status markdown). Refuses what the indexer would skip (type,
-    size, empty, binary) before copying anything; an existing different file with the same
-    name is kept and the upload gets a ``-1`` suffix. If indexing fails, the copied files are
-    removed again.
-    """
-    if files is None:
-        files = []
-    elif isinstance(files, str | Path):
-        files = [files]
-    folder = assistant.settings.seeds_dir
-    max_bytes = int(assistant.settings.max_file_mb * 1e6)
-    copied: list[Path] = []
-    present: list[Path] = []  # identical files already in the folder
-    added: list[str] = []
-    refused: list[str] = []
-    for item in files:
-        src = Path(getattr(item, "name", item))
-        name = src.name  # the base name only: an upload cannot land outside the folder
-        if name.startswith("."):
-            refused.append(f"{name}: hidden files are not indexed; rename it without the dot")
-            continue
-        try:  # the indexer's own check: type, size, empty, binary
-            read_text(src, max_bytes=max_bytes)
-        except UnsupportedFileError as err:
-            refused.append(str(err))
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        existing = folder / name
-        if existing.exists() and filecmp.cmp(src, existing, shallow=False):
-            added.append(f"{name} (already there)")
-            present.append(existing)
-            continue
-        dest = _free_name(folder, name)
-        shutil.copyfile(src, dest)
-        copied.append(dest)
-        added.append(dest.name if dest.name == name else f"{dest.name} (renamed from {name})")
-    if not copied and not added:
-        msg = "\n\n".join(f"**Refused:** {md_escape(r)}" for r in refused) or "No file given."
-        return msg, render_status(assistant)
-    try:
-        # By name: a document removed from the index earlier comes back when uploaded again.
-        report = assistant.index(paths=[*copied, *present], progress=progress, on_wait=log.warning)
-    except Exception as err:
-        for path in copied:
-            path.unlink(missing_ok=True)
-        if isinstance(err, QAError):
-            reason = str(err)
-        else:
-            log.exception("indexing uploaded files failed")
-            reason = "unexpected error (see the server log)"
-        msg = f"**Indexing failed, the upload was not added:** {md_escape(reason)}"
-        return msg, render_status(assistant)
-    return render_report(report, added, refused), render_status(assistant)
-
-
 # --- the app ----------------------------------------------------------------------------------
 
 
@@ -191,14 +118,25 @@ def _user(request: gr.Request | None) -> str:
     return str(getattr(request, "username", None) or "")
 
 
-def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr.Blocks:
-    """The Gradio app over ``assistant`` (not launched; see :func:`launch`)."""
+def build_app(
+    assistant: Assistant,
+    examples: Sequence[str] | None = None,
+    *,
+    evals: EvalPaths | None = None,
+    chat_first: ChatFirst | None = None,
+) -> gr.Blocks:
+    """The Gradio app over ``assistant`` (not launched; see :func:`launch`): the chat, and the
+    Evaluate tab over the gold sets and reports in ``evals`` (default ``evals/``); chat answers
+    go before evaluation items (``chat_first``, see :mod:`qa.ui.eval_jobs`)."""
     examples = list(examples or DEFAULT_EXAMPLES)
+    first = chat_first or ChatFirst()
+    seeds = assistant.settings.seeds_dir.name
     private: dict[str, Any] = {"api_visibility": "private"}
     models: dict[str, Any] = {"concurrency_limit": 1, "concurrency_id": "models", **private}
 
     def chat_fn(question: str, turns: list[Turn]):
-        yield from respond(assistant, question, turns)
+        with first.chat():
+            yield from respond(assistant, question, turns)
 
     def bar(progress: gr.Progress) -> Callable[[int, int], None]:
         return lambda done, total: progress((done, total), desc="Embedding chunks", unit="chunks")
@@ -209,7 +147,7 @@ def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr
 
     def upload_fn(files, progress=gr.Progress()):  # noqa: B008 - Gradio's injection idiom
         try:
-            report = add_documents(assistant, files, progress=bar(progress))[0]
+            report = panels.add_documents(assistant, files, progress=bar(progress))[0]
         except UnsupportedFileError as err:
             report = f"**Refused:** {md_escape(str(err))}"
         except Exception:
@@ -271,73 +209,86 @@ def build_app(assistant: Assistant, examples: Sequence[str] | None = None) -> gr
             clear = gr.Button("New chat", size="sm", elem_id="qa-new-chat")
             chats = gr.Radio(choices=[], label="Past chats", elem_id="qa-chats", show_label=False)
             delete_chat_btn = gr.Button("Delete this chat", size="sm", elem_id="qa-delete-chat")
-        gr.Markdown(
-            "## Ask your documents\nAnswers come only from the indexed documents, "
-            "with their sources, or an honest *the documents don't say*. "
-            "Rate answers with 👍 / 👎: each rating becomes a regression test."
-        )
-        with gr.Row():
-            with gr.Column(scale=3):
-                chatbot = gr.Chatbot(
-                    label="Chat",
-                    elem_id="qa-chat",
-                    height=480,
-                    sanitize_html=True,
-                    render_markdown=True,
-                    latex_delimiters=[],
-                    feedback_options=("Like", "Dislike"),
-                    buttons=["copy"],
-                    placeholder="Ask a question about the documents.",
+        with gr.Tabs(elem_id="qa-tabs"):
+            with gr.Tab("Chat", elem_id="qa-tab-chat"):
+                gr.Markdown(
+                    "## Ask your documents\nAnswers come only from the indexed documents, "
+                    "with their sources, or an honest *the documents don't say*. "
+                    "Rate answers with 👍 / 👎: each rating becomes a regression test."
                 )
-                feedback_note = gr.Markdown(elem_id="qa-feedback-note")
-                with gr.Group(visible=False, elem_id="qa-correction") as correction_form:
-                    correction = gr.Textbox(
-                        label="What should it have said? (the short answer: a name, a number)",
-                        lines=1,
-                        elem_id="qa-correction-text",
-                    )
-                    dont_say = gr.Checkbox(label="The documents don't say", elem_id="qa-dont-say")
-                    save_feedback = gr.Button("Save feedback", elem_id="qa-save-feedback")
                 with gr.Row():
-                    question = gr.Textbox(
-                        show_label=False,
-                        placeholder="Ask a question and press Enter",
-                        lines=1,
-                        max_lines=4,
-                        scale=5,
-                        elem_id="qa-question",
-                        autofocus=True,
-                    )
-                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-send")
-                gr.Examples(examples=[[e] for e in examples], inputs=[question], label="Examples")
-            with gr.Column(scale=2):
-                gr.Markdown("### Sources")
-                sources = gr.HTML(EMPTY_SOURCES, elem_id="qa-sources", js_on_load=CITE_JS)
-                with gr.Accordion("Documents", open=False):
-                    status = gr.Markdown(elem_id="qa-status")
-                    documents = gr.Markdown(elem_id="qa-documents")
-                    pick = gr.Dropdown(choices=[], label="Document", elem_id="qa-doc-pick")
-                    delete_file = gr.Checkbox(
-                        label=f"Delete its file from {assistant.settings.seeds_dir.name}/ too",
-                        elem_id="qa-delete-file",
-                    )
-                    with gr.Row():
-                        remove = gr.Button("Remove…", size="sm", elem_id="qa-remove")
-                        reindex = gr.Button("Re-index all", size="sm", elem_id="qa-reindex")
-                    with gr.Group(visible=False, elem_id="qa-confirm") as confirm:
-                        confirm_text = gr.Markdown(elem_id="qa-confirm-text")
-                        with gr.Row():
-                            confirm_yes = gr.Button(
-                                "Yes, remove", variant="stop", size="sm", elem_id="qa-confirm-yes"
+                    with gr.Column(scale=3):
+                        chatbot = gr.Chatbot(
+                            label="Chat",
+                            elem_id="qa-chat",
+                            height=480,
+                            sanitize_html=True,
+                            render_markdown=True,
+                            latex_delimiters=[],
+                            feedback_options=("Like", "Dislike"),
+                            buttons=["copy"],
+                            placeholder="Ask a question about the documents.",
+                        )
+                        feedback_note = gr.Markdown(elem_id="qa-feedback-note")
+                        with gr.Group(visible=False, elem_id="qa-correction") as correction_form:
+                            correction = gr.Textbox(
+                                label=CORRECTION_LABEL,
+                                lines=1,
+                                elem_id="qa-correction-text",
                             )
-                            confirm_no = gr.Button("Cancel", size="sm", elem_id="qa-confirm-no")
-                    upload = gr.File(
-                        label=UPLOAD_LABEL,
-                        file_count="multiple",
-                        file_types=sorted(SUPPORTED_SUFFIXES),
-                        elem_id="qa-upload",
-                    )
-                    report = gr.Markdown(elem_id="qa-report")
+                            dont_say = gr.Checkbox(
+                                label="The documents don't say", elem_id="qa-dont-say"
+                            )
+                            save_feedback = gr.Button("Save feedback", elem_id="qa-save-feedback")
+                        with gr.Row():
+                            question = gr.Textbox(
+                                show_label=False,
+                                placeholder="Ask a question and press Enter",
+                                lines=1,
+                                max_lines=4,
+                                scale=5,
+                                elem_id="qa-question",
+                                autofocus=True,
+                            )
+                            send = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-send")
+                        gr.Examples(
+                            examples=[[e] for e in examples], inputs=[question], label="Examples"
+                        )
+                    with gr.Column(scale=2):
+                        gr.Markdown("### Sources")
+                        sources = gr.HTML(EMPTY_SOURCES, elem_id="qa-sources", js_on_load=CITE_JS)
+                        with gr.Accordion("Documents", open=False):
+                            status = gr.Markdown(elem_id="qa-status")
+                            documents = gr.Markdown(elem_id="qa-documents")
+                            pick = gr.Dropdown(choices=[], label="Document", elem_id="qa-doc-pick")
+                            delete_file = gr.Checkbox(
+                                label=f"Delete its file from {seeds}/ too",
+                                elem_id="qa-delete-file",
+                            )
+                            with gr.Row():
+                                remove = gr.Button("Remove…", size="sm", elem_id="qa-remove")
+                                reindex = gr.Button("Re-index all", size="sm", elem_id="qa-reindex")
+                            with gr.Group(visible=False, elem_id="qa-confirm") as confirm:
+                                confirm_text = gr.Markdown(elem_id="qa-confirm-text")
+                                with gr.Row():
+                                    confirm_yes = gr.Button(
+                                        "Yes, remove",
+                                        variant="stop",
+                                        size="sm",
+                                        elem_id="qa-confirm-yes",
+                                    )
+                                    confirm_no = gr.Button(
+                                        "Cancel", size="sm", elem_id="qa-confirm-no"
+                                    )
+                            upload = gr.File(
+                                label=UPLOAD_LABEL,
+                                file_count="multiple",
+                                file_types=sorted(SUPPORTED_SUFFIXES),
+                                elem_id="qa-upload",
+                            )
+                            report = gr.Markdown(elem_id="qa-report")
+            with gr.Tab("Evaluate", elem_id="qa-tab-evaluate"):
+                build_evaluate_tab(demo, assistant, evals or EvalPaths(), first)
 
         doc_panel = [status, documents, pick]
         chat_io: dict[str, Any] = {
