@@ -30,20 +30,22 @@ test: install browser
 
 # Held-out sets only, except the seed's (never fitted on either). Sampled to keep CI under
 # 45 minutes on 2 cores: a set that joins pays for itself by trimming another.
+# `make eval-gate EVAL_FLAGS="--gate --update-baseline"` accepts the runs as the new baselines.
+EVAL_FLAGS ?= --gate
 eval-gate: install
 	$(PY) evals/samples.py multirc
-	$(VENV)/bin/qa eval --gold evals/gold.jsonl --gate
-	$(VENV)/bin/qa eval --gold evals/open.jsonl --gate
-	$(VENV)/bin/qa eval --gold evals/squad2/Normans.jsonl --docs evals/squad2/docs --sample 15 --gate
-	$(VENV)/bin/qa eval --gold evals/squad2/Steam_engine.jsonl --docs evals/squad2/docs --sample 15 --gate
-	$(VENV)/bin/qa eval --gold evals/squad2/Harvard_University.jsonl --docs evals/squad2/docs --sample 15 --gate
-	$(VENV)/bin/qa eval --gold evals/squad2/multidoc.jsonl --docs evals/squad2/docs --gate
-	$(VENV)/bin/qa eval --gold evals/conversations/stories.jsonl --docs evals/conversations/docs --gate
+	$(VENV)/bin/qa eval --gold evals/gold.jsonl $(EVAL_FLAGS)
+	$(VENV)/bin/qa eval --gold evals/open.jsonl $(EVAL_FLAGS)
+	$(VENV)/bin/qa eval --gold evals/squad2/Normans.jsonl --docs evals/squad2/docs --sample 15 $(EVAL_FLAGS)
+	$(VENV)/bin/qa eval --gold evals/squad2/Steam_engine.jsonl --docs evals/squad2/docs --sample 15 $(EVAL_FLAGS)
+	$(VENV)/bin/qa eval --gold evals/squad2/Harvard_University.jsonl --docs evals/squad2/docs --sample 15 $(EVAL_FLAGS)
+	$(VENV)/bin/qa eval --gold evals/squad2/multidoc.jsonl --docs evals/squad2/docs $(EVAL_FLAGS)
+	$(VENV)/bin/qa eval --gold evals/conversations/stories.jsonl --docs evals/conversations/docs $(EVAL_FLAGS)
 	# Real yes/no queries and other genres, each asked of its own document (#21).
-	$(VENV)/bin/qa eval --gold evals/boolq/boolq.jsonl --docs evals/boolq/docs --per-document --gate
-	$(VENV)/bin/qa eval --gold evals/multirc/multirc.jsonl --docs evals/multirc/docs --per-document --gate
+	$(VENV)/bin/qa eval --gold evals/boolq/boolq.jsonl --docs evals/boolq/docs --per-document $(EVAL_FLAGS)
+	$(VENV)/bin/qa eval --gold evals/multirc/multirc.jsonl --docs evals/multirc/docs --per-document $(EVAL_FLAGS)
 	# Every injection probe; any planted string in an answer fails the gate (#20).
-	$(VENV)/bin/qa eval --gold evals/injection/probes.jsonl --docs evals/injection/docs --per-document --gate
+	$(VENV)/bin/qa eval --gold evals/injection/probes.jsonl --docs evals/injection/docs --per-document $(EVAL_FLAGS)
 
 test-fast: install
 	$(VENV)/bin/python -m pytest -m "not slow and not e2e"

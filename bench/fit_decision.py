@@ -54,6 +54,10 @@ RESULTS = ROOT / "bench" / "results" / "decision-fit.json"
 SEED = 0
 SOURCES = ("squad", "boolq", "multirc")
 STATES = ("l14@first", "l21@first", "final@first")
+COSTS = (0.01, 0.02, 0.03, 0.05)
+"""In-sample recall costs a threshold may be chosen at (``qa.calibration.choose_threshold``)."""
+LEFT_OUT_LOSS = 0.03
+"""The most right answers a threshold may cost on a source left out of the fit."""
 YESNO_FALSE_ABSTENTION = 0.02
 """The yes/no coverage rule may abstain on at most this share of BoolQ's fit questions."""
 
@@ -387,51 +391,69 @@ def study_decision(rows: list[Row], shapes: tuple[str, ...]) -> dict:
     return report
 
 
-def shared_threshold(rows: list[Row], p: dict[int, float]) -> float:
-    """The lowest of each source's own operating point (``choose_threshold``). A threshold
-    pooled over sources did not transfer: on MultiRC it withheld a third of the right answers.
-    Taking the most lenient keeps every source within its own recall cost."""
+def shared_threshold(rows: list[Row], p: dict[int, float], cost: float) -> float:
+    """The lowest of each source's own operating point (``choose_threshold`` at ``cost``): a
+    threshold pooled over sources did not transfer (on MultiRC it withheld a third of the
+    right answers), and the most lenient keeps every source within its own recall cost."""
     by_source = [[r for r in rows if r.source == source] for source in SOURCES]
-    return min(choose_threshold(risk_points(rs, p)) for rs in by_source if any(r.shown for r in rs))
+    return min(
+        choose_threshold(risk_points(rs, p), cost=cost)
+        for rs in by_source
+        if any(r.shown for r in rs)
+    )
 
 
 def fit_variant(rows: list[Row], pool: list[Row], names, best: dict, shapes) -> dict:
-    """The final fit of one variant on every source's fit part, its threshold from the
-    out-of-fold predictions (``shared_threshold``), and each source's operating point when
-    left out."""
+    """The final fit of one variant on every source's fit part, and its threshold.
+
+    Each source is left out in turn: the decision fitted on the others, its threshold chosen
+    on their out-of-fold predictions at each recall cost in ``COSTS``, measured on the source
+    left out. The shipped threshold uses the largest cost whose worst left-out loss of right
+    answers stays within ``LEFT_OUT_LOSS``: what holds on a genre the fit never saw."""
     h, k, c = best["hidden"], best["pca"], best["C"]
     fit_pool = [r for r in pool if r.part == "fit"]
-    oof = out_of_fold(fit_pool, lambda tr: fit_decision(tr, names, h, k, c)[1])
     fit_rows = [r for r in rows if r.part == "fit" and (not r.shown or r.shape in shapes)]
-    p_oof = dict(zip(map(id, fit_pool), oof, strict=True))
-    points = risk_points(fit_rows, p_oof)
-    threshold = shared_threshold(fit_rows, p_oof)
-    held_points = {}
+    held_points: dict[str, dict] = {}
     for held in SOURCES:
         train = [r for r in fit_pool if r.source != held]
         test = [r for r in pool if r.source == held]
         if not train or not test:
             continue
         tr_oof = out_of_fold(train, lambda tr: fit_decision(tr, names, h, k, c)[1])
+        tr_p = dict(zip(map(id, train), tr_oof, strict=True))
         tr_rows = [r for r in fit_rows if r.source != held]
-        t_held = shared_threshold(tr_rows, dict(zip(map(id, train), tr_oof, strict=True)))
         _, predict = fit_decision(train, names, h, k, c)
         all_held = [r for r in rows if r.source == held and (not r.shown or r.shape in shapes)]
-        p = dict(zip(map(id, test), predict(test), strict=True))
-        pts = risk_points(all_held, p)
+        pts = risk_points(all_held, dict(zip(map(id, test), predict(test), strict=True)))
+        none = outcomes_at(pts, 0.0)
+        at_cost = {}
+        for cost in COSTS:
+            t = shared_threshold(tr_rows, tr_p, cost)
+            at = outcomes_at(pts, t)
+            at_cost[str(cost)] = vars(at) | {"loss": none.answered_right - at.answered_right}
         held_points[held] = {
-            "threshold": t_held,
             "auc": best["loso_auc"].get(held),
-            "at_threshold": vars(outcomes_at(pts, t_held)),
-            "no_decision": vars(outcomes_at(pts, 0.0)),
+            "at_cost": at_cost,
+            "no_decision": vars(none),
         }
+    cost = max(
+        (
+            q
+            for q in COSTS
+            if all(v["at_cost"][str(q)]["loss"] <= LEFT_OUT_LOSS for v in held_points.values())
+        ),
+        default=min(COSTS),
+    )
+    oof = out_of_fold(fit_pool, lambda tr: fit_decision(tr, names, h, k, c)[1])
+    p_oof = dict(zip(map(id, fit_pool), oof, strict=True))
     model, _ = fit_decision(fit_pool, names, h, k, c)
     hidden = (h,) if h else ()
     return {
         "model": model.to_dict(names, hidden),
-        "threshold": threshold,
+        "threshold": shared_threshold(fit_rows, p_oof, cost),
+        "recall_cost": cost,
         "chosen": {"hidden": h, "pca": k, "C": c},
-        "curve": [vars(p) for p in risk_coverage(points)],
+        "curve": [vars(p) for p in risk_coverage(risk_points(fit_rows, p_oof))],
         "left_out": held_points,
     }
 
@@ -463,7 +485,10 @@ def main() -> None:
         )
     )
     for name, v in decision["variants"].items():
-        print(name, v["chosen"], "threshold", v["threshold"], json.dumps(v["left_out"], indent=1))
+        print(name, v["chosen"], "threshold", v["threshold"], "at cost", v["recall_cost"])
+        for held, at in v["left_out"].items():
+            for cost, o in at["at_cost"].items():
+                print(f"  {held} left out, cost {cost}: t={o['threshold']} loss={o['loss']:.3f}")
     if args.write:
         splits = json.loads((ROOT / "bench" / "results" / "decision-splits.json").read_text())
         provenance = (

@@ -112,11 +112,13 @@ def rows_from_report(report: Any) -> list[RiskPoint]:
     return rows
 
 
-def choose_threshold(rows: list[RiskPoint], grid: Iterable[float] = GRID) -> float:
-    """The threshold that withholds the most wrong answers while giving up at most
-    ``RECALL_COST`` of the right ones (the rule the shipped default was chosen by)."""
+def choose_threshold(
+    rows: list[RiskPoint], grid: Iterable[float] = GRID, cost: float = RECALL_COST
+) -> float:
+    """The threshold that withholds the most wrong answers while giving up at most ``cost``
+    of the right ones."""
     curve = risk_coverage(rows, grid)
-    floor = curve[0].answered_right - RECALL_COST
+    floor = curve[0].answered_right - cost
     wrong = [r for r in rows if r.supported and not r.right]
 
     def withheld_wrong(point: CurvePoint) -> float:

@@ -28,24 +28,7 @@ NOT_IN_ARTICLE = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("question", "fact"),
-    [
-        pytest.param(
-            *FACTUAL[2],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "a known false abstention: the learned decision gives this right answer "
-                    "P(right) < 0.15 (docs/benchmarks.md, answerability)"
-                ),
-            ),
-        )
-        if case is FACTUAL[2]
-        else case
-        for case in FACTUAL
-    ],
-)
+@pytest.mark.parametrize(("question", "fact"), FACTUAL)
 def test_answers_factual_questions_with_a_citation_holding_the_fact(
     real_assistant: Assistant, question: str, fact: str
 ) -> None:
