@@ -58,6 +58,8 @@ COSTS = (0.01, 0.02, 0.03, 0.05)
 """In-sample recall costs a threshold may be chosen at (``qa.calibration.choose_threshold``)."""
 LEFT_OUT_LOSS = 0.03
 """The most right answers a threshold may cost on a source left out of the fit."""
+VERDICT_SLACK = 0.03
+"""How much cross-validated accuracy a simpler yes/no verdict may give up against the best."""
 YESNO_FALSE_ABSTENTION = 0.02
 """The yes/no coverage rule may abstain on at most this share of BoolQ's fit questions."""
 
@@ -237,7 +239,13 @@ def study_verdict(rows: list[Row]) -> tuple[dict, dict, Callable[[list[Row]], np
         cv.append({"hidden": h, "pca": k, "C": c, "acc": float(((p >= 0.5) == y).mean())})
         cv[-1]["auc"] = auc(y, p)
         print(f"verdict {h} k={k} C={c}: cv acc {cv[-1]['acc']:.3f}", file=sys.stderr)
-    best = max(cv, key=lambda m: (m["acc"], m["auc"]))
+    # The simplest verdict within VERDICT_SLACK of the best: a hidden state read after a
+    # paragraph need not mean the same after a whole article in the prompt.
+    top = max(m["acc"] for m in cv)
+    best = min(
+        (m for m in cv if m["acc"] >= top - VERDICT_SLACK),
+        key=lambda m: (m["hidden"] is not None, m["pca"] or 0, m["C"]),
+    )
     model, predict = fit_verdict(fit_rows, best["hidden"], best["pca"], best["C"])
     hidden = (best["hidden"],) if best["hidden"] else ()
     report = {"fit_questions": len(fit_rows), "fit_titles": len({r.group for r in fit_rows})}

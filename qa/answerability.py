@@ -14,7 +14,8 @@ report log-probabilities but no hidden states, so a second variant reads only th
 that reports neither gets no learned decision, and its answers say so (``Answer.decided_by``).
 
 The yes/no verdict is fitted on BoolQ: P(yes) from the odds of "Yes" against "No" at the
-first answer token and the hidden state there.
+first answer token (the fit may add the hidden state there; the shipped one does not, see
+``bench/fit_decision.py``).
 """
 
 from __future__ import annotations

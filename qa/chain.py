@@ -11,8 +11,8 @@ with a shape instruction after the question, so they share the KV-cached passage
   (:func:`qa.verify.ground`), then the answer checker on what is left.
 * **list**: items, each kept only if a passage holds it.
 * **yesno**: the model answers "Yes" or "No" in one token; the verdict is read off that token's
-  odds (through a verdict learned on real yes/no questions when the backend reports the hidden
-  state), and the passage sentence that mentions most of what is asked is shown as the reason.
+  odds (recalibrated on real yes/no questions), and the passage sentence that mentions most of
+  what is asked is shown as the reason.
 
 Citations come from the passage that supports each sentence, not from markers the model writes.
 """
