@@ -29,7 +29,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-Reason = str  # "instruction" | "control-token" | "markup" | "comment" | "encoded"
+Reason = str  # "instruction" | "control-token" | "markup" | "comment" | "encoded" | "credentials"
 
 
 @dataclass(frozen=True)
@@ -298,9 +298,37 @@ def _turn_regions(text: str) -> list[tuple[int, int]]:
     return regions
 
 
+# Phishing's shape: hand over a secret, through a contact given in the same sentence.
+_SECRET = re.compile(
+    r"\b(?:bank (?:details|account)|account numbers?|card (?:numbers?|details)|passwords?|"
+    r"PINs?|passcodes?|security codes?|log-?in details|sort codes?)\b",
+    re.IGNORECASE,
+)
+_HAND_OVER = re.compile(r"\b(?:give|send|provide|enter|share|confirm|tell|read out)\b", re.I)
+_WARNING = re.compile(r"\b(?:never|not|don't|no one|nobody)\b", re.IGNORECASE)
+
+
+def asks_for_secrets(sentence: str) -> bool:
+    """Whether ``sentence`` asks the reader to hand a secret (bank details, a password, a PIN)
+    to a phone number, link or email address it gives, and is not a warning against it."""
+    contact = (
+        _URL.search(sentence)
+        or _EMAIL.search(sentence)
+        or any(_is_phone(m.group()) for m in _PHONE.finditer(sentence))
+    )
+    return bool(
+        contact
+        and _SECRET.search(sentence)
+        and _HAND_OVER.search(sentence)
+        and not _WARNING.search(sentence)
+    )
+
+
 def _score(segment: str, model: InjectionModel) -> tuple[float, Reason]:
     if _MARKUP.search(segment):
         return 1.0, "markup"
+    if asks_for_secrets(segment):
+        return 1.0, "credentials"
     inner = _comment_text(segment)
     if len(segment.split()) < _MIN_WORDS:  # a heading or a fragment: no order to follow
         return 0.0, "instruction"

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from qa.guard import Flag, InjectionModel, artefacts, detect, reveal, segments, shipped_model
+from qa.guard import (
+    Flag,
+    InjectionModel,
+    artefacts,
+    asks_for_secrets,
+    detect,
+    reveal,
+    segments,
+    shipped_model,
+)
 from qa.ingest import Chunk, chunk_id
 from qa.spotlight import PLACEHOLDER, datamark, delimit, neutralize, unmark
 from qa.withhold import withhold
@@ -88,6 +97,18 @@ def test_control_tokens_and_markup_are_flagged_by_rule() -> None:
     assert [f.reason for f in detect('Click <a href="javascript:go()">here</a> today.')] == [
         "markup"
     ]
+
+
+def test_a_request_for_secrets_through_a_given_contact_is_flagged_by_rule() -> None:
+    phish = "Members must phone 020 7946 0958 and confirm their card number to keep access."
+    assert [f.reason for f in detect(phish)] == ["credentials"]
+    assert asks_for_secrets("Send your password to help@desk-login.example today.")
+    for benign in (
+        "Never give your PIN to anyone who calls you, even on 020 7946 0958.",
+        "Call 020 7946 0958 to report a lost card.",
+        "Your password must have twelve characters.",
+    ):
+        assert not asks_for_secrets(benign), benign
 
 
 def test_wrapped_lines_are_one_sentence_and_headings_stand_apart() -> None:
