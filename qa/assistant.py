@@ -439,8 +439,7 @@ class Assistant:
             self, items, current=current, source=source, write=write, progress=progress
         )
         if result.chosen is not None and write:
-            self.settings = self.settings.model_copy(update={"answer_threshold": result.chosen})
-            self.__dict__.pop("chain", None)  # rebuilt with the new threshold on next use
+            self.use_answer_threshold(result.chosen)
         return result
 
     def warm_up(self) -> None:
