@@ -158,12 +158,7 @@ def make_item(
         if sources := sorted({c.source for c in answer.citations}):
             gold["sources"] = sources
     elif correction:
-        gold["facts"] = [[t] for t in key_terms(correction)]
-        if not gold["facts"]:
-            raise FeedbackError(
-                f"The correction {correction!r} has no word to check for; type the right "
-                "answer, e.g. a name or a number"
-            )
+        gold["facts"] = _correction_facts(correction)
     else:
         raise FeedbackError(
             "A 👎 needs what the answer should have been, or 'the documents don't say', to "
@@ -190,6 +185,20 @@ def make_item(
     return FeedbackItem(item_id, verdict, question, {"id": item_id, **gold}, meta)
 
 
+def _correction_facts(correction: str) -> list[list[str]]:
+    """The facts a correction is checked for: its key terms.
+
+    Raises:
+        FeedbackError: the correction has no word to check for.
+    """
+    if terms := key_terms(correction):
+        return [[t] for t in terms]
+    raise FeedbackError(
+        f"The correction {correction!r} has no word to check for; type the right answer "
+        "(a name, a number) or mark the question as one the documents don't answer"
+    )
+
+
 def corrected(item: FeedbackItem, correction: str, *, unanswerable: bool = False) -> FeedbackItem:
     """``item`` with a reviewed correction: it now checks the correction's key terms (or, with
     ``unanswerable``, that the assistant abstains), as a 👎 with that correction would.
@@ -201,13 +210,8 @@ def corrected(item: FeedbackItem, correction: str, *, unanswerable: bool = False
     gold: dict[str, Any] = {"id": item.id, "question": item.question}
     if unanswerable:
         gold["unanswerable"] = True
-    elif terms := key_terms(correction):
-        gold["facts"] = [[t] for t in terms]
     else:
-        raise FeedbackError(
-            f"The correction {correction!r} has no word to check for; type the right answer "
-            "(a name, a number) or mark the question as one the documents don't answer"
-        )
+        gold["facts"] = _correction_facts(correction)
     meta = {**item.meta, "correction": correction or None, "unanswerable": unanswerable}
     return FeedbackItem(item.id, item.verdict, item.question, gold, meta)
 
