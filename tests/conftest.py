@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
@@ -35,14 +36,31 @@ def fake_embeddings() -> DeterministicFakeEmbedding:
     return DeterministicFakeEmbedding(size=32)
 
 
+BAKERY = (
+    "The Elm Street Bakery\n\nThe bakery opened in 1998. Its founder, Marta Kovacs, bakes "
+    "every morning.\n\nThe shop sells about 400 loaves a day.\n"
+)
+"""The small document most tests ask about."""
+
+
+def small_chunks(docs: Path, index_dir: Path, **extra: Any) -> Settings:
+    """Settings for a few short documents: small chunks, all of them retrieved."""
+    return Settings(
+        seeds_dir=docs,
+        index_dir=index_dir,
+        chunk_size=120,
+        chunk_overlap=0,
+        top_k=20,
+        support_threshold=0,
+        **extra,
+    )
+
+
 @pytest.fixture
 def docs(tmp_path: Path) -> Path:
     folder = tmp_path / "docs"
     folder.mkdir()
-    (folder / "bakery.txt").write_text(
-        "The Elm Street Bakery\n\nThe bakery opened in 1998. Its founder, Marta Kovacs, bakes "
-        "every morning.\n\nThe shop sells about 400 loaves a day.\n"
-    )
+    (folder / "bakery.txt").write_text(BAKERY)
     (folder / "ferry.md").write_text("# Ferry\n\nThe ferry crosses the river every 20 minutes.\n")
     return folder
 

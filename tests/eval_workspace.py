@@ -18,12 +18,9 @@ from qa.gold import load_gold
 from qa.reports import update_baseline, write_reports
 from qa.runs import EvalPaths
 
+from .conftest import BAKERY, small_chunks
 from .test_ui_browser import RoutedFakeLLM
 
-BAKERY = (
-    "The Elm Street Bakery\n\nThe bakery opened in 1998. Its founder, Marta Kovacs, bakes "
-    "every morning.\n\nThe shop sells about 400 loaves a day.\n"
-)
 SMALL = [
     {"id": "opened", "question": "When did the bakery open?", "facts": [["1998"]]},
     {"id": "loaves", "question": "How many loaves does it sell?", "facts": [["400"]]},
@@ -114,15 +111,8 @@ def make_workspace(root: Path, *, admins: list[str] | None = None) -> Workspace:
     ]
     baseline = run_eval(ScriptedAsker(RUN_A), load_gold(gold), name="small")
     update_baseline(paths.baseline, "small", baseline)
-    settings = Settings(
-        seeds_dir=docs,
-        index_dir=root / "index",
-        chunk_size=120,
-        chunk_overlap=0,
-        top_k=20,
-        support_threshold=0,
-        feedback_path=paths.root / "feedback.jsonl",
-        admins=admins or [],
+    settings = small_chunks(
+        docs, root / "index", feedback_path=paths.root / "feedback.jsonl", admins=admins or []
     )
     store = FeedbackStore(settings.feedback_path)
     answer = ScriptedAsker(RUN_B).ask("When did the bakery open?")

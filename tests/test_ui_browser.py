@@ -18,9 +18,9 @@ from langchain_core.language_models import FakeListChatModel
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 
-from qa import Assistant, Settings
+from qa import Assistant
 
-from .conftest import TIMEOUT_MS, serve_ui
+from .conftest import BAKERY, TIMEOUT_MS, serve_ui, small_chunks
 
 pytestmark = [
     pytest.mark.e2e,
@@ -85,21 +85,11 @@ def fake_server(tmp_path_factory: pytest.TempPathFactory, fake_llm: RoutedFakeLL
     root = tmp_path_factory.mktemp("ui")
     docs = root / "docs"
     docs.mkdir()
-    (docs / "bakery.txt").write_text(
-        "The Elm Street Bakery\n\nThe bakery opened in 1998. Its founder, Marta Kovacs, bakes "
-        "every morning.\n\nThe shop sells about 400 loaves a day.\n"
-    )
+    (docs / "bakery.txt").write_text(BAKERY)
     (docs / "evil.md").write_text(XSS_DOC)
     # The guard withholds replies quoting evil.md's script (tests/test_planted.py); here the
     # markup must reach the page, to show it stays inert there.
-    settings = Settings(
-        seeds_dir=docs,
-        index_dir=root / "index",
-        chunk_size=120,
-        chunk_overlap=0,
-        top_k=20,
-        guard="",
-    )
+    settings = small_chunks(docs, root / "index", guard="")
     assistant = Assistant(settings, embeddings=DeterministicFakeEmbedding(size=32), llm=fake_llm)
     assistant.index()
     yield from serve_ui(assistant)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from qa import Assistant, Settings
 from qa.cli import app
 
-from .conftest import TIMEOUT_MS, serve_ui
+from .conftest import BAKERY, TIMEOUT_MS, serve_ui, small_chunks
 from .test_documents import chunks_of, raw_client
 from .test_ui_browser import BOT, INPUT, RoutedFakeLLM, _ask, _open
 
@@ -41,20 +41,9 @@ class FounderLLM(RoutedFakeLLM):
 def _settings(root: Path) -> Settings:
     docs = root / "docs"
     docs.mkdir(exist_ok=True)
-    (docs / "bakery.txt").write_text(
-        "The Elm Street Bakery\n\nThe bakery opened in 1998. Its founder, Marta Kovacs, bakes "
-        "every morning.\n\nThe shop sells about 400 loaves a day.\n"
-    )
+    (docs / "bakery.txt").write_text(BAKERY)
     (docs / "ferry.md").write_text("# Ferry\n\nThe ferry crosses the river every 20 minutes.\n")
-    return Settings(
-        seeds_dir=docs,
-        index_dir=root / "index",
-        chunk_size=120,
-        chunk_overlap=0,
-        top_k=20,
-        support_threshold=0,
-        feedback_path=root / "feedback.jsonl",
-    )
+    return small_chunks(docs, root / "index", feedback_path=root / "feedback.jsonl")
 
 
 def _assistant(settings: Settings, llm: RoutedFakeLLM | None = None) -> Assistant:
