@@ -31,6 +31,7 @@ from qa.feedback import FeedbackItem, FeedbackStore, Verdict, make_item
 from qa.gold import load_gold
 from qa.history import ChatHistory
 from qa.ingest import Chunk, load_chunks, source_path
+from qa.kvstate import WORTH_SAVING
 from qa.models import make_embeddings, make_llm
 from qa.shapes import mention_topic
 from qa.spotlight import neutral_hit
@@ -42,6 +43,8 @@ Message = dict[str, str]
 SUMMARY_QUESTION = "What is this document about?"
 MENTION_POOL = 20
 """Passages searched for "which documents mention X?"."""
+WARM_UP_QUESTIONS = ("Who is named first?", "When did it happen?")
+"""Throwaway questions of :meth:`Assistant.warm_up`; they start with different words."""
 
 
 class AnswerStream:
@@ -443,10 +446,17 @@ class Assistant:
         return result
 
     def warm_up(self) -> None:
-        """Load the models and compute the LLM's fixed prompt prefix (with a throwaway
-        question), so the first real question is answered at full speed."""
+        """Load the models and the LLM's fixed prompt prefix (with a throwaway question), so
+        the first real question is answered at full speed.
+
+        The local LLM loads the prefix from its saved state (``kv_state_files``) when there is
+        one. When it had to compute it, a second question, starting with another word, shows
+        it which part of the prompt is fixed, and it saves that part for the next start.
+        """
         with contextlib.suppress(QAError):  # nothing indexed: the models are loaded anyway
-            self.ask("Who is named first?")  # a short answer: no document summaries yet
+            first = self.ask(WARM_UP_QUESTIONS[0])  # short answers: no document summaries yet
+            if first.timings.prompt_eval_tokens > WORTH_SAVING:
+                self.ask(WARM_UP_QUESTIONS[1])
 
     def status(self) -> dict[str, str | int]:
         """What is indexed and which models answer."""

@@ -1,5 +1,5 @@
-"""Command line: ``qa index | ask | chat | eval | calibrate | bench | docs | feedback`` over
-the same :class:`~qa.Assistant`."""
+"""Command line: ``qa index | ask | chat | serve | eval | calibrate | bench | docs | feedback``
+over the same :class:`~qa.Assistant`."""
 
 from __future__ import annotations
 
@@ -167,6 +167,59 @@ def chat(
     from qa.ui import launch  # gradio is slow to import; load it only for the UI
 
     launch(assistant, host=host, port=port)
+
+
+@app.command()
+def serve(
+    docs: SeedsOpt = None,
+    index: IndexOpt = None,
+    host: Annotated[str, typer.Option(help="Address the web UI listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the web UI listens on.")] = 7860,
+    llm_port: Annotated[int, typer.Option(help="Port of the model server (loopback only).")] = 8090,
+    parallel: Annotated[
+        int | None, typer.Option(help="Questions answered at once (default: QA_PARALLEL).")
+    ] = None,
+) -> None:
+    """Serve many users: a model server that answers their questions together, and the web UI
+    as its client. Python programs use the same server: Settings(llm_backend="qa",
+    llm_server_url="http://127.0.0.1:8090")."""
+    from qa.serve import ModelServer
+
+    try:
+        overrides = {"seeds_dir": docs, "index_dir": index, "parallel": parallel}
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        server = ModelServer(settings, llm_port)
+        indexer = Assistant(settings)
+        _index(indexer)
+        err_console.print(f"Starting the model server on {server.url} …")
+        server.start()
+    except QAError as err:
+        raise _fail(err) from err
+    client = settings.model_copy(update={"llm_backend": "qa", "llm_server_url": server.url})
+    err_console.print(
+        f"Model server ready; Python clients: Settings(llm_backend='qa', "
+        f"llm_server_url='{server.url}')"
+    )
+    from qa.ui import launch
+
+    try:
+        launch(Assistant(client, embeddings=indexer.embeddings), host=host, port=port)
+    finally:
+        server.stop()
+
+
+@app.command("llm-server", hidden=True)
+def llm_server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8090,
+) -> None:
+    """The model server alone (``qa serve`` starts and watches it)."""
+    from qa.serve import run_model_server
+
+    try:
+        run_model_server(Settings(), host, port)
+    except QAError as err:
+        raise _fail(err) from err
 
 
 def _terminal_chat(assistant: Assistant) -> None:

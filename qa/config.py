@@ -105,10 +105,16 @@ class Settings(BaseSettings):
         "all-MiniLM-L6-v2",
         description="Sentence-transformers model: 'all-MiniLM-L6-v2' (shipped) or a local path.",
     )
-    llm_backend: Literal["local", "openai", "ollama"] = Field(
+    llm_backend: Literal["local", "openai", "ollama", "qa"] = Field(
         "local",
         description="'local' runs a GGUF in-process with llama.cpp; 'openai' calls an "
-        "OpenAI-compatible server (llama.cpp server, vLLM, a hosted API); 'ollama' Ollama.",
+        "OpenAI-compatible server (llama.cpp server, vLLM, a hosted API); 'ollama' Ollama; "
+        "'qa' the model server of `qa serve` (QA_LLM_SERVER_URL), shared by every worker "
+        "and reporting everything the local model does.",
+    )
+    llm_server_url: str = Field(
+        "http://127.0.0.1:8090",
+        description="The model server of `qa serve` (for llm_backend='qa').",
     )
     llm_model: str = Field(
         "qwen2.5-coder-1.5b",
@@ -157,6 +163,30 @@ class Settings(BaseSettings):
         description="With QA_AUTH on, the users who may run evaluations, apply an answer "
         "threshold and promote ratings in the browser (QA_ADMINS=ann,bob); everyone else sees "
         "the Evaluate tab read-only.",
+    )
+    parallel: int = Field(
+        4,
+        ge=1,
+        le=16,
+        description="Questions the local LLM answers at once, decoded together in one batch "
+        "(continuous batching); more wait in line. docs/benchmarks.md has the measurements "
+        "behind the default.",
+    )
+    prefill_chunk: int = Field(
+        64,
+        ge=16,
+        le=448,
+        description="Prompt tokens the local LLM reads per step while other answers are being "
+        "generated: smaller keeps those answers flowing during a long prompt, larger reads the "
+        "prompt faster. Alone, a prompt is read 512 tokens at a time.",
+    )
+    kv_state_files: int = Field(
+        4,
+        ge=0,
+        description="Prompt-prefix states (the KV cache of the fixed part of the prompt) kept on "
+        "disk in kv-states/ next to the index (in cache_dir when a Chroma server holds the index), "
+        "so a restart or another worker skips computing them; about 29 MB per 1,000 prompt "
+        "tokens with the default model. 0 keeps them in RAM only.",
     )
     history_max_chats: int = Field(
         50,

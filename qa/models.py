@@ -120,6 +120,14 @@ def _assemble(spec: GGUFSpec, name: str, target: Path) -> Path:
 
 def make_llm(settings: Settings) -> BaseChatModel:
     """The chat model chosen by ``settings.llm_backend``."""
+    if settings.llm_backend == "qa":
+        from qa.remote import QAServerChat
+
+        return QAServerChat(
+            base_url=settings.llm_server_url,
+            timeout=settings.request_timeout,
+            max_tokens=settings.max_tokens,
+        )
     if settings.llm_backend != "local":
         from qa import served  # the server clients are only imported when used
 
@@ -127,10 +135,22 @@ def make_llm(settings: Settings) -> BaseChatModel:
         return factory(settings)
     from qa.llamacpp import LlamaCppChat
 
+    spec = LOCAL_MODELS.get(settings.llm_model)
     return LlamaCppChat(
         model_path=str(gguf_path(settings)),
         n_ctx=settings.n_ctx,
         n_threads=settings.threads,
         temperature=settings.temperature,
         max_tokens=settings.max_tokens,
+        parallel=settings.parallel,
+        prefill_chunk=settings.prefill_chunk,
+        state_dir=str(state_dir(settings)) if settings.kv_state_files else None,
+        state_files=settings.kv_state_files,
+        model_sha256=spec.sha256 if spec else None,
     )
+
+
+def state_dir(settings: Settings) -> Path:
+    """Where saved prompt-prefix states live: next to the index, or in ``cache_dir`` when a
+    Chroma server holds the index (every worker on this machine then shares them)."""
+    return (settings.cache_dir if settings.chroma_host else settings.index_dir) / "kv-states"

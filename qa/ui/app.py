@@ -295,8 +295,9 @@ def build_app(
             "fn": chat_fn,
             "inputs": [question, turns],
             "outputs": [question, chatbot, turns, sources],
-            "concurrency_limit": 1,
-            "concurrency_id": "models",
+            # The LLM decodes up to `parallel` answers together (qa.engine).
+            "concurrency_limit": assistant.settings.parallel,
+            "concurrency_id": "chat",
         }
         save_io: dict[str, Any] = {
             "fn": save_fn,
