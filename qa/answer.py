@@ -65,9 +65,9 @@ class Timings:
 class Signals:
     """What the answering pass reports besides its text: the model's first-token
     distribution, each answer token's log-probability, and hidden states, keyed
-    ``"<layer>@<position>"``: layer ``final`` or ``l14``, ``l21`` (``qa.llamacpp.TAPPED_LAYERS``),
-    position ``first`` (predicting the first answer token) or ``end`` (the answer's last
-    token). Empty for backends that report none."""
+    ``"<layer>@<position>"``: layer ``final`` or ``l14``, ``l21``
+    (``qa.llm.llamacpp.TAPPED_LAYERS``), position ``first`` (predicting the first answer token) or
+    ``end`` (the answer's last token). Empty for backends that report none."""
 
     first_token_probs: dict[str, float] = field(default_factory=dict)
     token_logprobs: list[float] = field(default_factory=list)

@@ -31,7 +31,7 @@ from qa.feedback import FeedbackItem, FeedbackStore, Verdict, make_item
 from qa.gold import load_gold
 from qa.history import ChatHistory
 from qa.ingest import Chunk, load_chunks, source_path
-from qa.kvstate import WORTH_SAVING
+from qa.llm.kvstate import WORTH_SAVING
 from qa.models import make_embeddings, make_llm
 from qa.shapes import mention_topic
 from qa.spotlight import neutral_hit

@@ -183,7 +183,7 @@ def serve(
     """Serve many users: a model server that answers their questions together, and the web UI
     as its client. Python programs use the same server: Settings(llm_backend="qa",
     llm_server_url="http://127.0.0.1:8090")."""
-    from qa.serve import ModelServer
+    from qa.llm.server import ModelServer
 
     try:
         overrides = {"seeds_dir": docs, "index_dir": index, "parallel": parallel}
@@ -214,7 +214,7 @@ def llm_server(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8090,
 ) -> None:
     """The model server alone (``qa serve`` starts and watches it)."""
-    from qa.serve import run_model_server
+    from qa.llm.server import run_model_server
 
     try:
         run_model_server(Settings(), host, port)

@@ -1,5 +1,5 @@
 """Factories for the embedding model and the chat LLM (local GGUF via llama.cpp by default,
-or a server: see :mod:`qa.served`)."""
+or a server: see :mod:`qa.llm.served`)."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def _assemble(spec: GGUFSpec, name: str, target: Path) -> Path:
 def make_llm(settings: Settings) -> BaseChatModel:
     """The chat model chosen by ``settings.llm_backend``."""
     if settings.llm_backend == "qa":
-        from qa.remote import QAServerChat
+        from qa.llm.client import QAServerChat
 
         return QAServerChat(
             base_url=settings.llm_server_url,
@@ -129,11 +129,11 @@ def make_llm(settings: Settings) -> BaseChatModel:
             max_tokens=settings.max_tokens,
         )
     if settings.llm_backend != "local":
-        from qa import served  # the server clients are only imported when used
+        from qa.llm import served  # the server clients are only imported when used
 
         factory = served.openai_chat if settings.llm_backend == "openai" else served.ollama_chat
         return factory(settings)
-    from qa.llamacpp import LlamaCppChat
+    from qa.llm.llamacpp import LlamaCppChat
 
     spec = LOCAL_MODELS.get(settings.llm_model)
     return LlamaCppChat(

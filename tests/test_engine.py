@@ -1,4 +1,4 @@
-"""Several requests decoded together by the real model (qa.engine): the same answers and
+"""Several requests decoded together by the real model (qa.llm.engine): the same answers and
 signals as one at a time, no starving, no lost sequences, no failure for lack of KV cells."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 import pytest
 
 from qa import Settings
-from qa.engine import TAPPED_LAYERS
-from qa.llamacpp import LlamaCppChat
+from qa.llm.engine import TAPPED_LAYERS
+from qa.llm.llamacpp import LlamaCppChat
 from qa.models import gguf_path
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import qa.kvstate
-from qa.kvstate import KVState, StateStore
+import qa.llm.kvstate
+from qa.llm.kvstate import KVState, StateStore
 
 IDENTITY = "ab" * 32
 OTHER = "cd" * 32
@@ -77,7 +77,7 @@ def test_a_full_disk_leaves_the_old_state_and_no_partial_file(
         f.write(data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(qa.kvstate, "_write_all", full_disk)
+    monkeypatch.setattr(qa.llm.kvstate, "_write_all", full_disk)
     assert not store.save(state(range(600), fill=2))
     assert files(tmp_path) == before
     assert store.find([*range(600), 1]).data[0] == 1  # type: ignore[union-attr]
@@ -89,7 +89,7 @@ def test_a_full_disk_on_the_first_save_leaves_nothing(
     def full_disk(f, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(qa.kvstate, "_write_all", full_disk)
+    monkeypatch.setattr(qa.llm.kvstate, "_write_all", full_disk)
     assert not StateStore(tmp_path / "kv", IDENTITY).save(state(range(300)))
     assert files(tmp_path / "kv") == []
 

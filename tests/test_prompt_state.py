@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import qa.kvstate
+import qa.llm.kvstate
 import qa.prompts
 from qa import Answer, Assistant, Settings
 
@@ -133,7 +133,7 @@ def test_a_full_disk_while_saving_leaves_no_state_and_answers_anyway(
         f.write(data[: len(data) // 3])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(qa.kvstate, "_write_all", full_disk)
+    monkeypatch.setattr(qa.llm.kvstate, "_write_all", full_disk)
     settings = cold[0].model_copy(update={"index_dir": tmp_path / "index"})
     assistant = fresh(settings, cold[1].embeddings)
     assistant.index()

@@ -11,9 +11,9 @@ import pytest
 
 from qa import Settings
 from qa.errors import BackendError
+from qa.llm.served import OllamaServerChat, OpenAIServerChat
 from qa.models import make_llm
 from qa.prompts import GRAMMAR
-from qa.served import OllamaServerChat, OpenAIServerChat
 
 from .conftest import free_port, silent_server
 

@@ -295,7 +295,7 @@ def build_app(
             "fn": chat_fn,
             "inputs": [question, turns],
             "outputs": [question, chatbot, turns, sources],
-            # The LLM decodes up to `parallel` answers together (qa.engine).
+            # The LLM decodes up to `parallel` answers together (qa.llm.engine).
             "concurrency_limit": assistant.settings.parallel,
             "concurrency_id": "chat",
         }

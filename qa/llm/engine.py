@@ -22,7 +22,7 @@ What it guards:
 * **Shared prefixes**: in a unified KV cache a sequence can share another's cells without a
   copy (``llama_memory_seq_cp``). Expensive prompts are kept as pinned prefix sequences; a new
   request starts from the longest one it extends, or from a state saved on disk
-  (:class:`qa.kvstate.StateStore`), and pays only for its new tokens.
+  (:class:`qa.llm.kvstate.StateStore`), and pays only for its new tokens.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qa.errors import BackendError
-from qa.kvstate import WORTH_SAVING, KVState, StateStore, common_prefix, read_sequence
+from qa.llm.kvstate import WORTH_SAVING, KVState, StateStore, common_prefix, read_sequence
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ _DONE = object()
 
 class Ticket:
     """A submitted :class:`Job`: iterate for its ``(text, metadata)`` pieces (the metadata as
-    :class:`qa.llamacpp.LlamaCppChat` documents it); ``cancel`` ends it early."""
+    :class:`qa.llm.llamacpp.LlamaCppChat` documents it); ``cancel`` ends it early."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -319,7 +319,7 @@ class Engine:
 
     def _load_saved(self, tokens: list[int], source: _Source) -> _Source:
         """Load the longest saved state ``tokens`` start with into a free prefix slot."""
-        from qa.kvstate import write_sequence
+        from qa.llm.kvstate import write_sequence
 
         assert self.store is not None
         found = self.store.find(tokens)

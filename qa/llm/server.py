@@ -1,6 +1,6 @@
 """``qa serve``: one model for many users. A model server process decodes every worker's
-requests together (:mod:`qa.engine`); the browser UI and any Python program are its clients
-(``llm_backend="qa"``, :class:`qa.remote.QAServerChat`).
+requests together (:mod:`qa.llm.engine`); the browser UI and any Python program are its clients
+(``llm_backend="qa"``, :class:`qa.llm.client.QAServerChat`).
 
 Why a process of its own: several UI workers or scripts share one model in RAM and one batch;
 a crash or kill of the model server costs only the answers being generated (the UI reports
@@ -8,7 +8,7 @@ them as failed, chats already saved stay saved), and the supervisor starts it ag
 
 The protocol is one endpoint: ``POST /v1/generate`` with ``{"messages": [...], "stop": [...],
 "max_tokens", "grammar", "prefill", "hidden_state"}`` answers a stream of JSON lines
-``{"text": ..., "meta": {...}}`` (the pieces :class:`~qa.llamacpp.LlamaCppChat` yields, with
+``{"text": ..., "meta": {...}}`` (the pieces :class:`~qa.llm.llamacpp.LlamaCppChat` yields, with
 every signal the answer decision reads), blank lines while the request waits for a free
 sequence, or ``{"error": ...}``. ``GET /health`` says when the model is loaded.
 """
@@ -44,7 +44,7 @@ def build_app(settings: Settings) -> Any:
     from starlette.responses import JSONResponse, StreamingResponse
     from starlette.routing import Route
 
-    from qa.llamacpp import LlamaCppChat
+    from qa.llm.llamacpp import LlamaCppChat
     from qa.models import make_llm
 
     llm = make_llm(settings.model_copy(update={"llm_backend": "local"}))

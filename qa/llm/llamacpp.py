@@ -1,6 +1,6 @@
 """The local chat model: a GGUF run in-process by llama.cpp, as a langchain chat model with
 prefill, grammars, prompt states kept in RAM and on disk, several requests decoded together
-(:mod:`qa.engine`), and the confidence signals qa decides on (first-token odds, token
+(:mod:`qa.llm.engine`), and the confidence signals qa decides on (first-token odds, token
 log-probabilities, hidden states)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr
 
-from qa.engine import TAPPED_LAYERS, Engine, Job, LayerTap, Ticket
-from qa.kvstate import StateStore, build_identity, file_sha256
+from qa.llm.engine import TAPPED_LAYERS, Engine, Job, LayerTap, Ticket
+from qa.llm.kvstate import StateStore, build_identity, file_sha256
 
 __all__ = ["TAPPED_LAYERS", "LlamaCppChat", "kv_cells", "to_messages"]
 
@@ -39,10 +39,10 @@ def to_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
 class LlamaCppChat(BaseChatModel):
     """A langchain chat model over an in-process llama.cpp model.
 
-    One model instance serves all callers: its :class:`~qa.engine.Engine` decodes up to
+    One model instance serves all callers: its :class:`~qa.llm.engine.Engine` decodes up to
     ``parallel`` requests together in one context, and reuses KV caches: the prompt prefix a
     request shares with an earlier expensive prompt is not computed again. With ``state_dir``
-    such prefixes are also saved to disk (:class:`qa.kvstate.StateStore`), so the next start,
+    such prefixes are also saved to disk (:class:`qa.llm.kvstate.StateStore`), so the next start,
     or another worker, loads them instead of computing them.
 
     Extra call options (e.g. via ``.bind``): ``grammar=<GBNF>`` constrains the output;
@@ -64,7 +64,7 @@ class LlamaCppChat(BaseChatModel):
     parallel: int = 1
     """Requests decoded together (one llama.cpp sequence each)."""
     prefill_chunk: int = 64
-    """Prompt tokens read per step while other requests are answering (see qa.engine)."""
+    """Prompt tokens read per step while other requests are answering (see qa.llm.engine)."""
     state_dir: str | None = None
     """Folder of saved prompt-prefix states (None: RAM only)."""
     state_files: int = 4

@@ -3,7 +3,7 @@
 A long fixed prompt prefix (system prompt, worked examples, a whole small corpus) costs ~45 s
 to compute on a 2-core CPU, and every restart, worker or test process used to pay it again.
 :class:`StateStore` keeps the KV cache of such prefixes in files, shared by restarts and by
-several workers (in RAM, :mod:`qa.engine` keeps them as pinned sequences of the live cache).
+several workers (in RAM, :mod:`qa.llm.engine` keeps them as pinned sequences of the live cache).
 
 A state is only ever used for a prompt that *starts with* the exact token ids it was computed
 from, by the same model file (sha256) and the same llama.cpp build: the KV cache of a token

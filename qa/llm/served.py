@@ -1,10 +1,10 @@
 """Chat models for LLM servers: any OpenAI-compatible server, or Ollama.
 
-Both take the same call options as the local :class:`~qa.llamacpp.LlamaCppChat`, so the chain does
-not need to know which backend answers. The chain binds ``grammar=<GBNF>`` (llama.cpp's way to
+Both take the same call options as the local :class:`~qa.llm.llamacpp.LlamaCppChat`, so the chain
+does not need to know which backend answers. The chain binds ``grammar=<GBNF>`` (llama.cpp's way to
 force the ``Answer:`` format); a served model sends it only where the server understands it and
-otherwise drops it, leaving the format to the prompt. Servers cannot prefill a reply, so they
-write the ``Answer:`` label themselves, which the chain accepts.
+otherwise drops it, leaving the format to the prompt. Servers cannot prefill a reply, so they write
+the ``Answer:`` label themselves, which the chain accepts.
 
 Servers report no hidden states, but both APIs report token log-probabilities. When the chain
 asks for signals (``hidden_state=True``), a served model requests them and reports what the

@@ -1,6 +1,6 @@
 """The client of qa's own model server (``qa serve``): a langchain chat model that sends the
 chat and the call options to the server and streams back the same pieces, text and metadata,
-the in-process :class:`~qa.llamacpp.LlamaCppChat` yields.
+the in-process :class:`~qa.llm.llamacpp.LlamaCppChat` yields.
 
 Unlike an OpenAI-compatible server, qa's server reports everything the answer decision reads
 (first-token probabilities, token log-probabilities, hidden states), so answers from several
@@ -21,8 +21,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from qa.errors import BackendError
-from qa.llamacpp import to_messages
-from qa.served import server_errors
+from qa.llm.llamacpp import to_messages
+from qa.llm.served import server_errors
 
 _OPTIONS = ("grammar", "prefill", "hidden_state", "max_tokens")
 
