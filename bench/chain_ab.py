@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from qa.bench import percentile
+
 COLUMNS = (
     "contains_gold",
     "fact_recall",
@@ -51,7 +53,23 @@ def run_eval(
         report = (Path(tmp) / "report.json").read_text()
     keep.parent.mkdir(parents=True, exist_ok=True)
     keep.write_text(report)
-    return json.loads(report)["metrics"]
+    parsed = json.loads(report)
+    return {**parsed["metrics"], "shapes": shape_latency(parsed)}
+
+
+def shape_latency(report: dict) -> dict[str, dict[str, float]]:
+    """Answer time p50/p95 (seconds) and count per answer shape, over a report's turns."""
+    times: dict[str, list[float]] = {}
+    for item in report["items"]:
+        for turn in item["turns"]:
+            if turn.get("timings") and not turn.get("error"):
+                times.setdefault(turn.get("shape") or "short", []).append(
+                    turn["timings"]["total_ms"] / 1000
+                )
+    return {
+        shape: {"n": len(t), "p50_s": percentile(t, 50), "p95_s": percentile(t, 95)}
+        for shape, t in sorted(times.items())
+    }
 
 
 def main() -> None:
@@ -94,7 +112,11 @@ def main() -> None:
         for version, checkout in (("before", args.before), ("after", args.after)):
             keep = args.reports / f"{name}-{version}.json"
             if version == "before" and args.reuse_before and keep.exists():
-                results.setdefault(name, {})[version] = json.loads(keep.read_text())["metrics"]
+                kept = json.loads(keep.read_text())
+                results.setdefault(name, {})[version] = {
+                    **kept["metrics"],
+                    "shapes": shape_latency(kept),
+                }
                 continue
             metrics = run_eval(
                 checkout.resolve(),
@@ -128,6 +150,16 @@ def main() -> None:
         b, a = versions["before"], versions["after"]
         ratio = [f"×{a[k] / b[k]:.2f}" if k.endswith("_ms") and b.get(k) else "" for k in COLUMNS]
         print(f"| {name} | after/before | " + " | ".join(ratio) + " |")
+    print("\n| set | shape | questions | before p50 / p95 | after p50 / p95 | after/before p50 |")
+    print("|---|---|---|---|---|---|")
+    for name, versions in results.items():
+        before, after = versions["before"]["shapes"], versions["after"]["shapes"]
+        for shape, a in after.items():
+            b = before.get(shape)
+            was = f"{b['p50_s']:.1f} / {b['p95_s']:.1f} s" if b else "–"
+            ratio = f"×{a['p50_s'] / b['p50_s']:.2f}" if b and b["p50_s"] else ""
+            now = f"{a['p50_s']:.1f} / {a['p95_s']:.1f} s"
+            print(f"| {name} | {shape} | {a['n']} | {was} | {now} | {ratio} |")
 
 
 if __name__ == "__main__":
