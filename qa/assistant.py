@@ -407,7 +407,8 @@ class Assistant:
             return None
         if s.answer_threshold is not None:
             return s.answer_threshold
-        name = "hidden-state" if s.llm_backend == "local" else "log-probabilities"
+        # The local model and qa's own model server report hidden states; other servers do not.
+        name = "hidden-state" if s.llm_backend in ("local", "qa") else "log-probabilities"
         return shipped_answerability().threshold(name)
 
     def calibrate(

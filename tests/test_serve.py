@@ -51,6 +51,7 @@ def test_a_served_answer_carries_every_signal_of_a_local_one(served) -> None:
     layers = ["final", *(f"l{i}" for i in TAPPED_LAYERS)]
     assert set(signals.states) == {f"{la}@{pos}" for la in layers for pos in ("first", "end")}
     assert answer.answerability is not None  # the learned decision ran on them
+    assert answer.decided_by == "hidden-state"
 
 
 def test_killing_the_server_mid_answer_loses_no_saved_chat(served, tmp_path: Path) -> None:
