@@ -260,8 +260,15 @@ class Engine:
                     self._step()
             except Exception as err:  # never leave a caller waiting forever
                 log.exception("the decoding loop failed")
+                failure = BackendError(f"The local LLM failed: {err}")
                 for seq in list(self._running):
-                    self._finish(seq, error=BackendError(f"The local LLM failed: {err}"))
+                    self._finish(seq, error=failure)
+                # A waiting job may be what failed (its saved state, its grammar): retrying it
+                # would fail again and again.
+                for ticket in self._waiting:
+                    ticket.put(failure)
+                    ticket.put(_DONE)
+                self._waiting = []
 
     def _admit(self) -> None:
         """Start waiting jobs, oldest first, while a slot and their KV cells are free. A job
