@@ -20,7 +20,7 @@ What it guards:
 * **KV cells**: a request starts only when its new prompt tokens plus ``max_tokens`` fit the
   cells no one else holds (reserved up front), so a step never fails for lack of cache.
 * **Shared prefixes**: in a unified KV cache a sequence can share another's cells without a
-  copy (``llama_memory_seq_cp``). Expensive prompts are kept as pinned prefix sequences; a new
+  copy (``llama_memory_seq_cp``). Prompts read are kept as pinned prefix sequences; a new
   request starts from the longest one it extends, or from a state saved on disk
   (:class:`qa.llm.kvstate.StateStore`), and pays only for its new tokens.
 """
@@ -47,7 +47,10 @@ TAPPED_LAYERS = (14, 21)
 decoded best from middle-to-late layers (Slobodkin et al., 2023)."""
 
 PREFIX_SLOTS = 3
-"""Expensive prompt prefixes kept in the KV cache for later requests."""
+"""Prompts kept in the KV cache for later requests (the most recently used)."""
+PIN_MIN_NEW = 16
+"""A read prompt is kept when it computed at least this many new tokens: the next question
+on the same passages (MultiRC asks several per paragraph) then reads only its own words."""
 
 
 @dataclass(frozen=True)
@@ -329,8 +332,8 @@ class Engine:
         from qa.llm.kvstate import write_sequence
 
         assert self.store is not None
-        found = self.store.find(tokens)
-        if found is None or len(found.tokens) <= source.shared:
+        found = self.store.find(tokens, longer_than=source.shared)
+        if found is None:
             return source
         slot = self._idle_prefix(exclude=source.pinned)
         if slot is None:
@@ -519,16 +522,16 @@ class Engine:
         return {decode([int(i)]).decode(errors="replace"): float(probs[i]) for i in best}
 
     def _keep(self, seq: _Seq) -> None:
-        """After a prompt is read: pin it if it was expensive, and save to disk the prefix it
-        shares with an earlier prompt (the fixed part: system prompt, examples, a small
-        corpus), or the whole prompt if it is this process's first expensive one."""
+        """After a prompt is read: pin it unless it was nearly all cached, and save to disk the
+        prefix it shares with an earlier prompt (the fixed part: system prompt, examples, a
+        small corpus), or the whole prompt if it is this process's first expensive one."""
         import llama_cpp
 
         tokens = seq.ticket.job.tokens
         missed = len(tokens) - seq.shared
         others = [common_prefix(p.tokens, tokens) for p in self._prefixes if p.tokens]
         shared = max([n for n in others if n < len(tokens)], default=0)
-        if missed > WORTH_SAVING and (slot := self._idle_prefix(exclude=seq.source)):
+        if missed >= PIN_MIN_NEW and (slot := self._idle_prefix(exclude=seq.source)):
             llama_cpp.llama_memory_seq_cp(self._mem, seq.seq_id, slot.seq_id, 0, len(tokens))
             slot.tokens, slot.used = tuple(tokens), time.monotonic()
         if self.store is None:

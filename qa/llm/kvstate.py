@@ -160,11 +160,16 @@ class StateStore:
             path.unlink()
         return None
 
-    def find(self, tokens: Sequence[int]) -> KVState | None:
-        """The longest saved state whose tokens start ``tokens`` exactly, checksum verified;
-        a broken file is deleted on the way."""
+    def find(self, tokens: Sequence[int], longer_than: int = 0) -> KVState | None:
+        """The longest saved state whose tokens start ``tokens`` exactly and number more than
+        ``longer_than`` (what the caller holds already), checksum verified; a broken file is
+        deleted on the way."""
         with self._lock:
-            fitting = [e for e in self._entries() if tuple(tokens[: len(e.tokens)]) == e.tokens]
+            fitting = [
+                e
+                for e in self._entries()
+                if len(e.tokens) > longer_than and tuple(tokens[: len(e.tokens)]) == e.tokens
+            ]
             for entry in sorted(fitting, key=lambda e: -len(e.tokens)):
                 state = self._load(entry.path)
                 if state is not None and state.tokens == entry.tokens:

@@ -41,7 +41,7 @@ class LlamaCppChat(BaseChatModel):
 
     One model instance serves all callers: its :class:`~qa.llm.engine.Engine` decodes up to
     ``parallel`` requests together in one context, and reuses KV caches: the prompt prefix a
-    request shares with an earlier expensive prompt is not computed again. With ``state_dir``
+    request shares with an earlier prompt is not computed again. With ``state_dir``
     such prefixes are also saved to disk (:class:`qa.llm.kvstate.StateStore`), so the next start,
     or another worker, loads them instead of computing them.
 
