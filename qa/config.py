@@ -165,12 +165,13 @@ class Settings(BaseSettings):
         "the Evaluate tab read-only.",
     )
     parallel: int = Field(
-        4,
+        1,
         ge=1,
         le=16,
         description="Questions the local LLM answers at once, decoded together in one batch "
-        "(continuous batching); more wait in line. docs/benchmarks.md has the measurements "
-        "behind the default.",
+        "(continuous batching); more wait in line. 1 by measurement on 2 cores: four at once "
+        "answered 20 browser users slower than one at a time (docs/benchmarks.md); try more "
+        "on a CPU with spare cores.",
     )
     prefill_chunk: int = Field(
         64,

@@ -20,20 +20,31 @@ from pydantic import PrivateAttr
 from qa.llm.engine import TAPPED_LAYERS, Engine, Job, LayerTap, Ticket
 from qa.llm.kvstate import StateStore, build_identity, file_sha256
 
-__all__ = ["TAPPED_LAYERS", "LlamaCppChat", "kv_cells", "to_messages"]
+__all__ = ["TAPPED_LAYERS", "LlamaCppChat", "chat_result", "kv_cells", "to_messages"]
 
 
 def kv_cells(n_ctx: int, parallel: int) -> int:
-    """KV cache cells for ``parallel`` sequences of up to ``n_ctx`` tokens: one whole window,
-    and half a window more per two sequences (answers share the prompt prefix, and a request
-    waits when the cells it may need are taken)."""
-    return n_ctx * max(1, (parallel + 1) // 2)
+    """KV cache cells for ``parallel`` sequences of up to ``n_ctx`` tokens: two whole windows
+    (one request and the prompts kept for later ones), and half a window more per two
+    sequences beyond four (answers share the prompt prefix, and a request waits when the
+    cells it may need are taken)."""
+    return n_ctx * max(2, (parallel + 1) // 2)
 
 
 def to_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
     """Langchain messages as OpenAI-style ``{"role", "content"}`` dicts."""
     roles = {"human": "user", "ai": "assistant", "system": "system"}
     return [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
+
+
+def chat_result(chunks: list[ChatGenerationChunk]) -> ChatResult:
+    """Streamed pieces as one reply: their text joined, the first piece's metadata (where
+    the signals of the answer's first token are)."""
+    text = "".join(str(c.message.content) for c in chunks)
+    meta = chunks[0].message.response_metadata if chunks else {}
+    return ChatResult(
+        generations=[ChatGeneration(message=AIMessage(content=text, response_metadata=meta))]
+    )
 
 
 class LlamaCppChat(BaseChatModel):
@@ -181,11 +192,7 @@ class LlamaCppChat(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        chunks = list(self._stream(messages, stop, run_manager, **kwargs))
-        text = "".join(str(c.message.content) for c in chunks)
-        meta = chunks[0].message.response_metadata if chunks else {}
-        message = AIMessage(content=text, response_metadata=meta)
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return chat_result(list(self._stream(messages, stop, run_manager, **kwargs)))
 
     def _stream(
         self,

@@ -3,9 +3,9 @@ with the chat, and only for the users allowed to start them.
 
 How the chat and an evaluation share the one model: the chat goes first. The run asks its gold
 items one by one, and before each item it waits while any chat answer is being written
-(:class:`ChatFirst`). A question asked during a run is decoded alongside the item being asked
-(the local model answers several requests together, :mod:`qa.llm.engine`), and the run pauses
-until the chat is answered. So that a chat that never
+(:class:`ChatFirst`). A question asked during a run waits at most for the item being asked (or
+is decoded alongside it when the local model answers several at once, :mod:`qa.llm.engine`),
+and the run pauses until the chat is answered. So that a chat that never
 ends cannot stall a run forever, the run waits at most ``patience`` seconds per item.
 
 The run lives in a thread of its own, not in the request that started it: closing the tab does
