@@ -72,7 +72,7 @@ def test_a_restarted_assistant_answers_without_recomputing_the_prefix(cold) -> N
     assert other.timings.prompt_eval_tokens < 32  # only the question's own tokens
     # The loaded state gives the answer a computed one gives. Its odds move by rounding only:
     # the question's tokens are read in a batch of their own, and llama.cpp's CPU kernels sum
-    # in another order for other batch sizes (bench/decision_ab.py measures what that changes).
+    # in another order for other batch sizes (docs/benchmarks.md counts what that changes).
     reference = first.ask(SECOND)
     assert other.text == reference.text
     assert other.signals.first_token_probs == pytest.approx(

@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 
 from qa.errors import BackendError
-from qa.llm.llamacpp import to_messages
+from qa.llm.llamacpp import chat_result, to_messages
 from qa.llm.served import server_errors
 
 _OPTIONS = ("grammar", "prefill", "hidden_state", "max_tokens")
@@ -49,11 +49,7 @@ class QAServerChat(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        chunks = list(self._stream(messages, stop, run_manager, **kwargs))
-        text = "".join(str(c.message.content) for c in chunks)
-        meta = chunks[0].message.response_metadata if chunks else {}
-        message = AIMessage(content=text, response_metadata=meta)
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return chat_result(list(self._stream(messages, stop, run_manager, **kwargs)))
 
     def _stream(
         self,
