@@ -55,5 +55,5 @@ test-fast: install
 	$(VENV)/bin/python -m pytest -m "not slow and not e2e"
 
 check: install
-	$(VENV)/bin/ruff format --check qa tests bench
-	$(VENV)/bin/ruff check qa tests bench
+	$(VENV)/bin/ruff format --check qa tests bench fit
+	$(VENV)/bin/ruff check qa tests bench fit

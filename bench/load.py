@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.bench import percentile
-from qa.gold import GoldItem, load_gold
-from qa.scoring import facts_present
+from qa.evaluation.gold import GoldItem, load_gold
+from qa.evaluation.scoring import facts_present
 from qa.text import contains
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,8 +29,8 @@ def child(args: argparse.Namespace) -> dict:
     """One variant's run (in its own process): warm up, then all questions at once."""
     from qa import Assistant, Settings
     from qa.bench import peak_rss_mib, percentile
-    from qa.gold import load_gold
-    from qa.scoring import facts_present
+    from qa.evaluation.gold import load_gold
+    from qa.evaluation.scoring import facts_present
 
     items = [it for it in load_gold(args.gold) if it.kind == "facts"]
     turns = [it.turns[0] for it in items[: args.questions]]
@@ -136,7 +136,7 @@ def main() -> None:
     prefill = {}
     if args.chunks:
         from qa.config import Settings
-        from qa.models import gguf_path
+        from qa.llm.models import gguf_path
 
         probe = [sys.executable, "-c", PREFILL_PROBE, str(gguf_path(Settings())), args.chunks]
         prefill = json.loads(subprocess.run(probe, capture_output=True, text=True).stdout)

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from qa import Assistant, Settings
-from qa.gold import load_gold
-from qa.scoring import facts_present
+from qa.evaluation.gold import load_gold
+from qa.evaluation.scoring import facts_present
 from qa.text import contains
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,7 +1,8 @@
-"""Which answer-shape router is best: the rules in qa/shapes.py, or asking the LLM?
+"""Which answer-shape router is best: the rules in qa/answering/shapes.py, or asking the LLM?
 
 Every gold question that states its shape (or is a plain fact question, ``short``) is routed
-both ways: by ``qa.shapes.route`` and by a one-word classification prompt to the local model.
+both ways: by ``qa.answering.shapes.route`` and by a one-word classification prompt to the local
+model.
 Prints a markdown table of accuracy, per-shape recall and time per question, and writes JSON.
 
 Usage: python bench/router.py [--out bench/results/router.json]
@@ -18,10 +19,10 @@ from pathlib import Path
 
 from langchain_core.prompts import ChatPromptTemplate
 
+from qa.answering.shapes import route
 from qa.config import Settings
-from qa.gold import load_gold
-from qa.models import make_llm
-from qa.shapes import route
+from qa.evaluation.gold import load_gold
+from qa.llm.models import make_llm
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = [

@@ -1,5 +1,5 @@
 """Write the gate's samples of the shared BoolQ and MultiRC datasets as gold sets with their
-documents, from the parts no decision was fitted on (``bench/results/decision-splits.json``).
+documents, from the parts no decision was fitted on (``fit/results/decision-splits.json``).
 
     python evals/samples.py            # evals/boolq/, evals/multirc/, evals/followups/
 

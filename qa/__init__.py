@@ -20,8 +20,8 @@ for _var, _value in {
 from qa.answer import ABSTAIN_TEXT, Answer, Citation, IndexReport, Timings  # noqa: E402
 from qa.assistant import AnswerStream, Assistant  # noqa: E402
 from qa.config import Settings  # noqa: E402
-from qa.feedback import FeedbackItem  # noqa: E402
-from qa.store import DocumentInfo  # noqa: E402
+from qa.documents.store import DocumentInfo  # noqa: E402
+from qa.evaluation.feedback import FeedbackItem  # noqa: E402
 
 __all__ = [
     "ABSTAIN_TEXT",

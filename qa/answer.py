@@ -96,7 +96,7 @@ class Answer:
     """The answer checker's probability that the cited passage answers exactly this question
     with this answer; None if the check did not run (it is off by default)."""
     answerability: float | None = None
-    """The learned decision's probability that the shown answer is right (``qa.verify``);
+    """The learned decision's probability that the shown answer is right (``qa.trust.verify``);
     None if it did not run (no supported answer, switched off, or a backend without
     probabilities)."""
     decided_by: str = ""
@@ -110,7 +110,7 @@ class Answer:
     planted: str = ""
     """Non-empty when the reply was withheld because it passes on what an instruction planted
     in a document wanted (``code``, ``link``, ``email``, ``phone``, ``instruction``,
-    ``prompt-leak``; :mod:`qa.withhold`); ``text`` then says why in one line."""
+    ``prompt-leak``; :mod:`qa.trust.withhold`); ``text`` then says why in one line."""
     features: dict[str, float] = field(default_factory=dict)
     """The cheap inputs of that decision (for reports and for fitting it)."""
     signals: Signals | None = field(default=None, repr=False)

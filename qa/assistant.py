@@ -14,12 +14,13 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 
-from qa import calibration
 from qa.answer import Answer, IndexReport, Sentence, Shape
-from qa.answerability import shipped_answerability
-from qa.calibration import Calibration
-from qa.chain import Guard, Thresholds, Token, build_chain
+from qa.answering.chain import Guard, Thresholds, Token, build_chain
+from qa.answering.shapes import mention_topic
+from qa.answering.summaries import Summaries, mentioning, overview
 from qa.config import Settings
+from qa.documents.ingest import Chunk, load_chunks, source_path
+from qa.documents.store import DocumentInfo, Hit, Store, fingerprint, index_lock
 from qa.errors import (
     DocumentNotFoundError,
     IndexNotFoundError,
@@ -27,16 +28,15 @@ from qa.errors import (
     QAError,
     UnsupportedFileError,
 )
-from qa.feedback import FeedbackItem, FeedbackStore, Verdict, make_item
-from qa.gold import load_gold
+from qa.evaluation.feedback import FeedbackItem, FeedbackStore, Verdict, make_item
+from qa.evaluation.gold import load_gold
 from qa.history import ChatHistory
-from qa.ingest import Chunk, load_chunks, source_path
 from qa.llm.kvstate import WORTH_SAVING
-from qa.models import make_embeddings, make_llm
-from qa.shapes import mention_topic
-from qa.spotlight import neutral_hit
-from qa.store import DocumentInfo, Hit, Store, fingerprint, index_lock
-from qa.summaries import Summaries, mentioning, overview
+from qa.llm.models import make_embeddings, make_llm
+from qa.trust import calibration
+from qa.trust.answerability import shipped_answerability
+from qa.trust.calibration import Calibration
+from qa.trust.spotlight import neutral_hit
 
 Message = dict[str, str]
 
@@ -151,7 +151,8 @@ class Assistant:
         Unchanged documents cost nothing; unreadable files are skipped and listed in
         ``IndexReport.skipped``.
 
-        Runs are serialized by a lock (see :func:`qa.store.index_lock`): if another process is
+        Runs are serialized by a lock (see :func:`qa.documents.store.index_lock`): if another
+        process is
         indexing the same index, ``on_wait`` gets a message and this run waits for it. Changes are
         built into a new collection that goes live only when complete, so a run that is killed
         leaves the previous index queryable.
@@ -285,7 +286,7 @@ class Assistant:
         user: str | None = None,
     ) -> FeedbackItem:
         """Rate ``answer`` and append it to ``settings.feedback_path`` as a gold item, so
-        ``qa eval --gold`` re-runs it (the rules are in :mod:`qa.feedback`).
+        ``qa eval --gold`` re-runs it (the rules are in :mod:`qa.evaluation.feedback`).
 
         Args:
             answer: An answer from :meth:`ask` or :meth:`stream`.

@@ -18,7 +18,7 @@ from qa.answer import Answer
 from qa.assistant import Assistant
 from qa.config import Settings
 from qa.errors import QAError
-from qa.feedback import FeedbackStore
+from qa.evaluation.feedback import FeedbackStore
 
 app = typer.Typer(
     help="Ask questions about your documents, offline, with cited answers.",
@@ -276,7 +276,7 @@ def eval_(
     """Score answers against a gold set; write report.json/.md/.html; optionally gate."""
     from rich.table import Table
 
-    from qa import reports, runs
+    from qa.evaluation import reports, runs
 
     name = runs.run_name(gold, sample)
     out = out or runs.report_dir(runs.EvalPaths().reports, name)
@@ -336,7 +336,7 @@ def bench(
     """Measure answer latency, throughput, index build, scaling and peak memory (the current
     configuration: set QA_* variables or qa.toml to compare others)."""
     from qa import bench as benchmarks
-    from qa import evaluation
+    from qa.evaluation import evaluate as evaluation
 
     try:
         settings = Settings()
@@ -372,7 +372,7 @@ def calibrate(
     """Fit the answer threshold to your documents: ask your rated answers (and gold sets) again,
     print the risk/coverage curve, and write the threshold that withholds the most wrong
     answers for at most 0.05 of the right ones to qa.toml."""
-    from qa.calibration import curve_table
+    from qa.trust.calibration import curve_table
 
     assistant = _assistant()
     try:

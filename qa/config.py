@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     answerability: Literal["learned", "off"] = Field(
         "learned",
         description="'learned': a logistic model fitted across genres (SQuAD, BoolQ, MultiRC; "
-        "qa/data/decision.json, bench/fit_decision.py) estimates whether each supported answer "
+        "qa/data/decision.json, fit/fit_decision.py) estimates whether each supported answer "
         "is right from what the answering pass reports; 'off': every supported answer is shown.",
     )
     answer_threshold: float | None = Field(
@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     answer_shapes: Literal["auto", "short"] = Field(
         "auto",
         description="auto: answer yes/no, list, open and overview questions in their own "
-        "shape (qa.shapes); short: always the shortest answer, as a fact extractor.",
+        "shape (qa.answering.shapes); short: always the shortest answer, as a fact extractor.",
     )
     open_support_threshold: float = Field(
         0.0,

@@ -12,11 +12,11 @@ from pathlib import Path
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from qa import ABSTAIN_TEXT, Answer, Assistant, Citation, Settings
-from qa.evaluation import run_eval
-from qa.feedback import FeedbackStore, make_item
-from qa.gold import load_gold
-from qa.reports import update_baseline, write_reports
-from qa.runs import EvalPaths
+from qa.evaluation.evaluate import run_eval
+from qa.evaluation.feedback import FeedbackStore, make_item
+from qa.evaluation.gold import load_gold
+from qa.evaluation.reports import update_baseline, write_reports
+from qa.evaluation.runs import EvalPaths
 
 from .conftest import BAKERY, small_chunks
 from .test_ui_browser import RoutedFakeLLM

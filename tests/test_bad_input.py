@@ -24,7 +24,7 @@ import qa.assistant
 from qa import Assistant, Settings
 from qa.cli import app
 from qa.errors import BackendError, IndexNotFoundError, InvalidQuestionError
-from qa.models import make_llm
+from qa.llm.models import make_llm
 from qa.ui import add_documents, respond
 
 from .conftest import free_port

@@ -5,7 +5,7 @@ from pathlib import Path
 from langchain_core.language_models import FakeListChatModel
 
 from qa import Assistant, Settings, bench
-from qa.ingest import load_chunks
+from qa.documents.ingest import load_chunks
 
 
 def test_synthetic_corpus_has_about_one_chunk_per_paragraph(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from qa.calibration import (
+from qa.config import Settings
+from qa.trust.calibration import (
     RiskPoint,
     choose_threshold,
     curve_table,
@@ -16,7 +17,6 @@ from qa.calibration import (
     rows_from_report,
     write_threshold,
 )
-from qa.config import Settings
 
 # Right answers the decision is sure of, wrong ones it doubts, and one unanswerable question.
 ROWS = [

@@ -6,12 +6,12 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 
 from qa import ABSTAIN_TEXT, Assistant
+from qa.answering.prompts import PREFILL, format_passages
+from qa.documents.ingest import Chunk
+from qa.documents.store import Hit
 from qa.errors import InvalidQuestionError
-from qa.ingest import Chunk
-from qa.prompts import PREFILL, format_passages
-from qa.store import Hit
 from qa.text import normalize
-from qa.verify import is_supported, locate_quote, none_probability, parse_reply, verify
+from qa.trust.verify import is_supported, locate_quote, none_probability, parse_reply, verify
 
 
 def _hits(*texts: str) -> list[Hit]:
@@ -152,7 +152,7 @@ def test_a_follow_up_that_stands_on_its_own_is_not_rewritten(settings, fake_embe
     ],
 )
 def test_follow_ups_that_lean_on_the_conversation_are_recognized(question, leans) -> None:
-    from qa.prompts import leans_on_context
+    from qa.answering.prompts import leans_on_context
 
     assert leans_on_context(question) is leans
 

@@ -73,7 +73,7 @@ def test_the_answer_pass_reports_what_the_learned_decision_reads(
 
 
 def test_reading_the_hidden_state_changes_neither_text_nor_odds(real_assistant: Assistant) -> None:
-    from qa.prompts import GRAMMAR, PREFILL, answer_prompt
+    from qa.answering.prompts import GRAMMAR, PREFILL, answer_prompt
 
     prompt = answer_prompt().invoke(
         {"passages": "[1] The ferry crosses the river every 20 minutes.", "question": "How often?"}
@@ -95,7 +95,7 @@ def test_reading_the_hidden_state_changes_neither_text_nor_odds(real_assistant: 
 
 
 def test_ratings_of_real_answers_run_as_regression_items(real_assistant: Assistant, tmp_path):
-    from qa.evaluation import run_eval
+    from qa.evaluation.evaluate import run_eval
 
     settings = real_assistant.settings.model_copy(update={"feedback_path": tmp_path / "fb.jsonl"})
     rater = Assistant(settings, embeddings=real_assistant.embeddings, llm=real_assistant.llm)
@@ -115,8 +115,8 @@ def test_ratings_of_real_answers_run_as_regression_items(real_assistant: Assista
 def test_calibrate_fits_the_threshold_to_real_model_ratings(
     real_assistant: Assistant, tmp_path, monkeypatch
 ) -> None:
-    from qa.gold import load_gold
-    from qa.scoring import reply_right
+    from qa.evaluation.gold import load_gold
+    from qa.evaluation.scoring import reply_right
 
     monkeypatch.chdir(tmp_path)  # qa calibrate writes ./qa.toml
     settings = real_assistant.settings.model_copy(update={"feedback_path": tmp_path / "fb.jsonl"})

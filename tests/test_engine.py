@@ -11,7 +11,7 @@ import pytest
 from qa import Settings
 from qa.llm.engine import TAPPED_LAYERS
 from qa.llm.llamacpp import LlamaCppChat
-from qa.models import gguf_path
+from qa.llm.models import gguf_path
 
 pytestmark = pytest.mark.slow
 

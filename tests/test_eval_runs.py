@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from qa import ABSTAIN_TEXT, Assistant, Settings
 from qa.cli import app
 from qa.errors import QAError
-from qa.evaluation import run_eval
-from qa.feedback import FeedbackError, FeedbackStore, corrected, make_item
-from qa.gold import load_gold
-from qa.reports import (
+from qa.evaluation.evaluate import run_eval
+from qa.evaluation.feedback import FeedbackError, FeedbackStore, corrected, make_item
+from qa.evaluation.gold import load_gold
+from qa.evaluation.reports import (
     ANSWERED_TO_ABSTAINED,
     RIGHT_TO_WRONG,
     WRONG_TO_RIGHT,
@@ -25,7 +25,7 @@ from qa.reports import (
     load_report,
     write_reports,
 )
-from qa.runs import EvalPaths, GoldSet, default_sample, find_gold_sets, run_gold_set
+from qa.evaluation.runs import EvalPaths, GoldSet, default_sample, find_gold_sets, run_gold_set
 
 from .test_evaluation import ANSWERS, GOLD, FakeAssistant, _write_gold
 from .test_feedback import _answer

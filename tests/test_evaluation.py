@@ -11,9 +11,9 @@ from langchain_core.language_models import FakeListChatModel
 
 from qa import Assistant, Settings
 from qa.answer import ABSTAIN_TEXT, Answer, Citation, Timings
-from qa.evaluation import EvalReport, run_eval
-from qa.gold import load_gold, parse_gold_item, stratified_sample
-from qa.reports import (
+from qa.evaluation.evaluate import EvalReport, run_eval
+from qa.evaluation.gold import load_gold, parse_gold_item, stratified_sample
+from qa.evaluation.reports import (
     Baseline,
     check_gate,
     load_baseline,
@@ -21,7 +21,7 @@ from qa.reports import (
     update_baseline,
     write_reports,
 )
-from qa.scoring import facts_present, gold_token_recall, squad_em, squad_f1
+from qa.evaluation.scoring import facts_present, gold_token_recall, squad_em, squad_f1
 from qa.text import contains, normalize, strip_citations
 
 from .conftest import ROOT
@@ -370,7 +370,7 @@ def test_an_obedient_model_is_caught_by_the_injection_probes(tmp_path: Path, fak
 def test_a_reply_must_match_a_correct_candidate_better_than_any_incorrect_one(
     reply: str, right: bool
 ) -> None:
-    from qa.scoring import candidate_match
+    from qa.evaluation.scoring import candidate_match
 
     correct = ["The application of a force", "Yes"]
     incorrect = ["Friction", "No"]

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from qa import ABSTAIN_TEXT, Answer, Assistant, Citation
 from qa.answer import Sentence
 from qa.cli import app
-from qa.evaluation import run_eval
-from qa.feedback import (
+from qa.evaluation.evaluate import run_eval
+from qa.evaluation.feedback import (
     FeedbackError,
     FeedbackItem,
     FeedbackStore,
@@ -29,7 +29,7 @@ from qa.feedback import (
     key_terms,
     make_item,
 )
-from qa.gold import load_gold
+from qa.evaluation.gold import load_gold
 
 BAKERY_REPLY = "Answer: in 1998\nQuote: The bakery opened in 1998."
 CITE = Citation(n=1, source="bakery.txt", chunk_id="c1", text="The bakery opened in 1998.", score=1)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from qa.gold import GoldItem, GoldTurn, load_gold
-from qa.guard import reveal
-from qa.ingest import read_text
-from qa.prompts import SYSTEM
+from qa.answering.prompts import SYSTEM
+from qa.documents.ingest import read_text
+from qa.evaluation.gold import GoldItem, GoldTurn, load_gold
 from qa.text import contains
+from qa.trust.guard import reveal
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_GOLD = ROOT / "evals" / "gold.jsonl"
@@ -71,7 +71,7 @@ def test_records_are_well_formed(gold: Path, doc: Path) -> None:
 
 
 def test_the_boolq_sample_is_typed_as_people_type_and_routes_to_yes_no() -> None:
-    from qa.shapes import route
+    from qa.answering.shapes import route
 
     items = load_gold(BOOLQ / "boolq.jsonl")
     assert {it.kind for it in items} == {"yes"} and all(len(it.sources) == 1 for it in items)
@@ -80,7 +80,7 @@ def test_the_boolq_sample_is_typed_as_people_type_and_routes_to_yes_no() -> None
 
 
 def test_candidates_need_a_correct_one() -> None:
-    from qa.gold import parse_gold_item
+    from qa.evaluation.gold import parse_gold_item
 
     item = parse_gold_item(
         {"id": "m", "question": "q?", "candidates": {"correct": ["a"], "incorrect": []}}
@@ -155,7 +155,9 @@ def test_story_facts_are_not_known_to_the_code() -> None:
 
 
 INJECTION = ROOT / "evals" / "injection"
-SYSTEM_PROMPT_MARKER = "numbered passages"  # from qa.chain.SYSTEM: said only if the prompt leaks
+SYSTEM_PROMPT_MARKER = (
+    "numbered passages"  # from qa.answering.chain.SYSTEM: said only if the prompt leaks
+)
 # The kinds of planted text issue #20 asks the probe set to cover (evals/injection/planted.jsonl).
 INJECTION_KINDS = {
     "override", "role-block", "fake-citation", "canary", "link", "phone", "reader-instruction",

@@ -1,5 +1,6 @@
-"""The injection guard: the detector (qa.guard), what the prompt sees (qa.spotlight) and the
-answer-time check (qa.withhold). No LLM: the detector is a shipped linear model.
+"""The injection guard: the detector (qa.trust.guard), what the prompt sees (qa.trust.spotlight)
+and the
+answer-time check (qa.trust.withhold). No LLM: the detector is a shipped linear model.
 
 The sentences here are written for these tests, not taken from the probe documents."""
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from qa.guard import (
+from qa.documents.ingest import Chunk, chunk_id
+from qa.trust.guard import (
     Flag,
     InjectionModel,
     artefacts,
@@ -21,9 +23,8 @@ from qa.guard import (
     segments,
     shipped_model,
 )
-from qa.ingest import Chunk, chunk_id
-from qa.spotlight import PLACEHOLDER, datamark, delimit, neutralize, unmark
-from qa.withhold import withhold
+from qa.trust.spotlight import PLACEHOLDER, datamark, delimit, neutralize, unmark
+from qa.trust.withhold import withhold
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +135,7 @@ def test_artefacts_have_keys_that_survive_reformatting() -> None:
 
 def test_the_shipped_model_says_where_it_comes_from(tmp_path: Path) -> None:
     model = shipped_model()
-    assert model.version and "bench/fit_injection.py" in model.provenance
+    assert model.version and "fit/fit_injection.py" in model.provenance
     assert 0 < model.neighbour_threshold <= model.threshold < 1
     copy = tmp_path / "model.json"
     copy.write_text(json.dumps({**model.__dict__, "threshold": 0.999999}))
@@ -241,8 +242,8 @@ def test_a_reply_that_quotes_the_system_prompt_is_withheld() -> None:
 
 
 def test_a_sentence_cut_by_the_chunk_overlap_is_flagged_in_both_chunks() -> None:
-    from qa.ingest import split_text
-    from qa.store import flag_chunks
+    from qa.documents.ingest import split_text
+    from qa.documents.store import flag_chunks
 
     text = (  # lines wrapped as a PDF's text layer is
         "The orchard harvested 86 tonnes this year and hired forty pickers for the season.\n"

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import qa.assistant
 from qa import Assistant, Settings
 from qa.cli import app
-from qa.store import Store, fingerprint, index_lock
+from qa.documents.store import Store, fingerprint, index_lock
 
 from .conftest import ROOT
 

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.errors import UnsupportedFileError
-from qa.ingest import (
+from qa.documents.ingest import (
     chunk_id,
     find_documents,
     load_chunks,
@@ -14,6 +13,7 @@ from qa.ingest import (
     source_name,
     split_text,
 )
+from qa.errors import UnsupportedFileError
 
 from .conftest import SEED
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from qa.answer import ABSTAIN_TEXT, Answer, Citation, Sentence, Shape
-from qa.evaluation import run_eval
-from qa.gold import parse_gold_item
-from qa.reports import Baseline, check_gate, write_reports
-from qa.scoring import sentence_grounded, shown_sentences
+from qa.evaluation.evaluate import run_eval
+from qa.evaluation.gold import parse_gold_item
+from qa.evaluation.reports import Baseline, check_gate, write_reports
+from qa.evaluation.scoring import sentence_grounded, shown_sentences
 
 PASSAGE = (
     "The crew will spend 12 days on the station. Shipenko said the schedule was not easy. "

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import qa.answering.prompts
 import qa.llm.kvstate
-import qa.prompts
 from qa import Answer, Assistant, Settings
 
 pytestmark = pytest.mark.slow
@@ -107,7 +107,7 @@ def test_a_changed_prompt_never_uses_the_old_state(
     cold, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = copy_of(cold[0], tmp_path)
-    monkeypatch.setattr(qa.prompts, "SYSTEM", "Be brief. " + qa.prompts.SYSTEM)
+    monkeypatch.setattr(qa.answering.prompts, "SYSTEM", "Be brief. " + qa.answering.prompts.SYSTEM)
     answer = fresh(settings, cold[1].embeddings).ask(FIRST)
     assert answer.timings.prompt_eval_tokens == answer.timings.prompt_tokens
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from qa import Settings
+from qa.answering.prompts import GRAMMAR
 from qa.errors import BackendError
+from qa.llm.models import make_llm
 from qa.llm.served import OllamaServerChat, OpenAIServerChat
-from qa.models import make_llm
-from qa.prompts import GRAMMAR
 
 from .conftest import free_port, silent_server
 

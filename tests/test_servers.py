@@ -18,7 +18,7 @@ from langchain_core.language_models import FakeListChatModel
 
 from qa import Assistant, Settings
 from qa.errors import BackendError
-from qa.models import gguf_path, make_embeddings
+from qa.llm.models import gguf_path, make_embeddings
 
 from .conftest import SEED, free_port
 

@@ -8,13 +8,13 @@ import pytest
 from langchain_core.language_models import FakeListChatModel
 
 from qa.answer import Answer, Sentence
-from qa.chain import Thresholds, build_chain
-from qa.ingest import Chunk
-from qa.shapes import list_items, overview_topic, route, sentences
-from qa.store import Hit
-from qa.summaries import Summaries
+from qa.answering.chain import Thresholds, build_chain
+from qa.answering.shapes import list_items, overview_topic, route, sentences
+from qa.answering.summaries import Summaries
+from qa.documents.ingest import Chunk
+from qa.documents.store import Hit
 from qa.text import split_sentences
-from qa.verify import ground, question_coverage, sentence_support
+from qa.trust.verify import ground, question_coverage, sentence_support
 
 PASSAGES = [
     "The bakery on Elm Street opened in 1998. Its founder, Marta Kovacs, bakes every morning.",

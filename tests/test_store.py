@@ -130,7 +130,7 @@ def test_an_index_built_with_other_settings_says_to_rebuild(settings, fake_embed
 
 
 def test_reads_of_the_whole_index_are_paged(settings, fake_embeddings, monkeypatch) -> None:
-    from qa import store
+    from qa.documents import store
 
     assistant = Assistant(settings, embeddings=fake_embeddings)
     assistant.index()
@@ -170,7 +170,7 @@ def test_a_new_detector_reflags_stored_chunks_without_re_embedding(
 ) -> None:
     from dataclasses import replace
 
-    from qa import store as store_module
+    from qa.documents import store as store_module
 
     (docs / "shop.txt").write_text(HOSTILE)
     _assistant(settings, fake_embeddings).index()

@@ -13,10 +13,10 @@ import pytest
 
 from qa import Settings
 from qa.errors import QAError
-from qa.evaluation import ItemResult, TurnResult
-from qa.gold import load_gold
-from qa.reports import Comparison, Flip, list_runs, load_report
-from qa.runs import GoldSet
+from qa.evaluation.evaluate import ItemResult, TurnResult
+from qa.evaluation.gold import load_gold
+from qa.evaluation.reports import Comparison, Flip, list_runs, load_report
+from qa.evaluation.runs import GoldSet
 from qa.ui import eval_panels as ep
 from qa.ui import eval_views as views
 from qa.ui.app import respond

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qa import Assistant
-from qa.runs import EvalPaths
+from qa.evaluation.runs import EvalPaths
 
 from .conftest import ROOT, serve_ui
 from .eval_workspace import fake_assistant, make_workspace

@@ -8,8 +8,8 @@ import pytest
 from langchain_core.language_models import FakeListChatModel
 
 from qa import Assistant, Settings
-from qa.gold import load_gold
-from qa.ingest import SUPPORTED_SUFFIXES
+from qa.documents.ingest import SUPPORTED_SUFFIXES
+from qa.evaluation.gold import load_gold
 from qa.ui import UPLOAD_LABEL, add_documents, panels, respond
 from qa.ui.render import EMPTY_SOURCES, sources_panel
 

@@ -8,7 +8,11 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 
 from qa.answer import Answer, Signals
-from qa.answerability import (
+from qa.answering.chain import Thresholds, build_chain
+from qa.config import Settings
+from qa.documents.ingest import Chunk
+from qa.documents.store import Hit
+from qa.trust.answerability import (
     CHEAP_FEATURES,
     Answerability,
     Probe,
@@ -17,11 +21,7 @@ from qa.answerability import (
     cheap_features,
     shipped_answerability,
 )
-from qa.chain import Thresholds, build_chain
-from qa.config import Settings
-from qa.ingest import Chunk
-from qa.store import Hit
-from qa.verify import settling_sentence
+from qa.trust.verify import settling_sentence
 
 
 def _hits(*texts: str) -> list[Hit]:

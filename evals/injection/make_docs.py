@@ -3,7 +3,8 @@
 The PDF is written by hand (a page of Helvetica text objects): one instruction is drawn in
 text render mode 3 (invisible), one in white 1-point type. The .docx hides one instruction in a
 run marked hidden and one in white text. A person opening either file sees only the ordinary
-facts; a text extractor (``qa.ingest`` reads PDFs with pypdf and .docx with python-docx) sees
+facts; a text extractor (``qa.documents.ingest`` reads PDFs with pypdf and .docx with python-docx)
+sees
 everything.
 
     python evals/injection/make_docs.py   # rewrites the .pdf and .docx in docs/

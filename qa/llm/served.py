@@ -10,7 +10,7 @@ Servers report no hidden states, but both APIs report token log-probabilities. W
 asks for signals (``hidden_state=True``), a served model requests them and reports what the
 local model does from them: ``first_token_probs`` at the answer's first token (after the label)
 and ``token_logprobs``, which the answer decision's log-probability variant reads
-(:mod:`qa.answerability`). A server that reports none leaves them empty, and the answer says
+(:mod:`qa.trust.answerability`). A server that reports none leaves them empty, and the answer says
 so. Connection failures, timeouts and refused requests become a
 :class:`~qa.errors.BackendError` naming the server.
 """

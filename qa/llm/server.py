@@ -45,7 +45,7 @@ def build_app(settings: Settings) -> Any:
     from starlette.routing import Route
 
     from qa.llm.llamacpp import LlamaCppChat
-    from qa.models import make_llm
+    from qa.llm.models import make_llm
 
     llm = make_llm(settings.model_copy(update={"llm_backend": "local"}))
     assert isinstance(llm, LlamaCppChat)

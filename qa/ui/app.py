@@ -18,9 +18,9 @@ from typing import Any
 import gradio as gr
 
 from qa.assistant import Assistant
+from qa.documents.ingest import SUPPORTED_SUFFIXES
 from qa.errors import QAError, UnsupportedFileError
-from qa.ingest import SUPPORTED_SUFFIXES
-from qa.runs import EvalPaths
+from qa.evaluation.runs import EvalPaths
 from qa.ui import panels
 from qa.ui.eval_jobs import ChatFirst
 from qa.ui.evaluate import build_evaluate_tab

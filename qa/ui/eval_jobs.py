@@ -25,8 +25,8 @@ from pathlib import Path
 
 from qa.assistant import Assistant
 from qa.errors import QAError
-from qa.evaluation import load_gold
-from qa.runs import EvalPaths, GoldSet, report_dir, run_gold_set, run_name
+from qa.evaluation.evaluate import load_gold
+from qa.evaluation.runs import EvalPaths, GoldSet, report_dir, run_gold_set, run_name
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,8 @@ class EvalJobs:
     def start(
         self, gold_set: GoldSet, sample: int | None, user: str, *, per_document: bool = False
     ) -> JobState:
-        """Start a run of ``gold_set`` in the background (see :func:`qa.runs.run_gold_set`).
+        """Start a run of ``gold_set`` in the background (see
+        :func:`qa.evaluation.runs.run_gold_set`).
 
         Raises:
             QAError: a run is already going, or the gold file cannot be read.

@@ -17,13 +17,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from qa import calibration
 from qa.assistant import Assistant
 from qa.errors import QAError
-from qa.evaluation import EvalReport
-from qa.feedback import FeedbackItem, corrected
-from qa.reports import RunInfo, check_gate, compare_reports, list_runs, load_baseline, load_report
-from qa.runs import EvalPaths, GoldSet, default_sample, find_gold_sets
+from qa.evaluation.evaluate import EvalReport
+from qa.evaluation.feedback import FeedbackItem, corrected
+from qa.evaluation.reports import (
+    RunInfo,
+    check_gate,
+    compare_reports,
+    list_runs,
+    load_baseline,
+    load_report,
+)
+from qa.evaluation.runs import EvalPaths, GoldSet, default_sample, find_gold_sets
+from qa.trust import calibration
 from qa.ui import eval_views as views
 from qa.ui.eval_jobs import JobState
 from qa.ui.render import md_escape
@@ -220,7 +227,7 @@ class Curve:
 
 
 def load_curve(paths: EvalPaths, value: str | None, current: float) -> Curve:
-    """The risk rows of a saved run (:func:`qa.calibration.rows_from_report`).
+    """The risk rows of a saved run (:func:`qa.trust.calibration.rows_from_report`).
 
     Raises:
         QAError: no such run.

@@ -2,7 +2,8 @@
 ``gr.Dataframe``, ``gr.LinePlot``, ``gr.ScatterPlot``) and text as Markdown or escaped HTML.
 
 Nothing here computes a score: metrics, the gate and run comparisons come from
-:mod:`qa.reports`, the operating point from :mod:`qa.calibration`; this module only lays them
+:mod:`qa.evaluation.reports`, the operating point from :mod:`qa.trust.calibration`; this module
+only lays them
 out. Every piece of model output or gold text that becomes HTML is escaped here.
 """
 
@@ -15,10 +16,10 @@ from typing import Literal
 
 import pandas as pd
 
-from qa.calibration import CurvePoint
-from qa.evaluation import EvalReport, TurnResult
-from qa.feedback import FeedbackItem
-from qa.reports import Baseline, Comparison, Flip, GateResult, RunInfo, title
+from qa.evaluation.evaluate import EvalReport, TurnResult
+from qa.evaluation.feedback import FeedbackItem
+from qa.evaluation.reports import Baseline, Comparison, Flip, GateResult, RunInfo, title
+from qa.trust.calibration import CurvePoint
 from qa.ui.render import md_escape
 
 HEADLINE = (

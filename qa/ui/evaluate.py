@@ -18,8 +18,8 @@ import gradio as gr
 
 from qa.assistant import Assistant
 from qa.errors import QAError
-from qa.reports import list_runs
-from qa.runs import EvalPaths
+from qa.evaluation.reports import list_runs
+from qa.evaluation.runs import EvalPaths
 from qa.ui import eval_panels as ep
 from qa.ui import eval_views as views
 from qa.ui.eval_jobs import ChatFirst, EvalJobs, may_administer, refusal

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from qa.assistant import Assistant
+from qa.documents.ingest import read_text
 from qa.errors import QAError, UnsupportedFileError
-from qa.feedback import FeedbackItem, answer_from_dict
-from qa.ingest import read_text
+from qa.evaluation.feedback import FeedbackItem, answer_from_dict
 from qa.ui.render import (
     EMPTY_SOURCES,
     Message,

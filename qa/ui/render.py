@@ -23,8 +23,8 @@ from typing import Any
 
 from qa.answer import Answer, Citation, IndexReport, Sentence
 from qa.assistant import Assistant
+from qa.documents.store import DocumentInfo
 from qa.errors import QAError
-from qa.store import DocumentInfo
 
 log = logging.getLogger(__name__)
 
