@@ -173,7 +173,7 @@ def test_qa_eval_runs_through_the_same_code(settings, fake_embeddings, tmp_path,
     assistant = Assistant(
         settings, embeddings=fake_embeddings, llm=FakeListChatModel(responses=[BAKERY_REPLY])
     )
-    monkeypatch.setattr("qa.cli._assistant", lambda *a, **k: assistant)
+    monkeypatch.setattr("qa.cli.evals.assistant_for", lambda *a, **k: assistant)
     gold = _write_gold(tmp_path / "g.jsonl", [OPEN_ITEM])
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["eval", "--gold", str(gold), "--out", str(out)])

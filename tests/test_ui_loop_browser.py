@@ -92,7 +92,7 @@ def test_thumbs_down_with_a_correction_becomes_a_regression_item(
     assert down["feedback"]["answer"].startswith("Elm Street") and down["feedback"]["user"] is None
 
     # `qa eval --gold` runs the file (over this fake-model assistant instead of the real models).
-    monkeypatch.setattr("qa.cli._assistant", lambda *a, **k: assistant)
+    monkeypatch.setattr("qa.cli.evals.assistant_for", lambda *a, **k: assistant)
 
     def qa_eval(out: Path) -> dict[str, bool]:
         args = ["eval", "--gold", str(path), "--out", str(out)]

@@ -1,0 +1,181 @@
+"""Commands that measure: ``qa eval | calibrate | bench``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from qa.cli.common import (
+    app,
+    assistant_for,
+    console,
+    err_console,
+    fail,
+    index_with_progress,
+    progress_bar,
+)
+from qa.config import Settings
+from qa.errors import QAError
+
+
+@app.command("eval")
+def eval_(
+    gold: Annotated[Path, typer.Option(help="Gold set (JSONL).")] = Path("evals/gold.jsonl"),
+    docs: Annotated[
+        Path | None,
+        typer.Option(help="Evaluate on this folder of documents, indexed into a temporary index."),
+    ] = None,
+    sample: Annotated[
+        int | None, typer.Option(help="Seeded sample: n - n//3 answerable + n//3 unanswerable.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder (default: evals/reports/<timestamp>/).")
+    ] = None,
+    gate: Annotated[
+        bool, typer.Option("--gate", help="Exit 1 if a metric regressed past its tolerance.")
+    ] = False,
+    update_baseline: Annotated[
+        bool, typer.Option("--update-baseline", help="Accept this run as the new baseline.")
+    ] = False,
+    baseline: Annotated[Path, typer.Option(help="Baseline file.")] = Path("evals/baseline.json"),
+    per_document: Annotated[
+        bool,
+        typer.Option(
+            "--per-document",
+            help="Ask each item of an index of only its `sources` in --docs (as if each "
+            "document were the user's whole corpus), not of all of --docs together.",
+        ),
+    ] = False,
+) -> None:
+    """Score answers against a gold set; write report.json/.md/.html; optionally gate."""
+    from rich.table import Table
+
+    from qa.evaluation import reports, runs
+
+    name = runs.run_name(gold, sample)
+    out = out or runs.report_dir(runs.EvalPaths().reports, name)
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task(f"Evaluating {name}", total=None)
+            saved = runs.run_gold_set(
+                assistant_for(),
+                runs.GoldSet(gold, docs),
+                sample=sample,
+                per_document=per_document,
+                out=out,
+                index=lambda assistant: index_with_progress(assistant, bar=bar),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except (QAError, ValueError, OSError) as err:
+        raise fail(QAError(str(err))) from err
+    report = saved.report
+    table = Table(title=f"{name}: {len(report.items)} items")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in reports.summary_table(report):
+        table.add_row(key, value)
+    console.print(table)
+    console.print(f"Reports in {out}/")
+    if update_baseline:
+        reports.update_baseline(baseline, name, report)
+        console.print(f"Baseline {name!r} updated in {baseline}")
+    if gate:
+        accepted = reports.load_baseline(baseline, name)
+        if accepted is None:
+            err_console.print(
+                f"[red]No baseline {name!r} in {baseline}; run with --update-baseline"
+            )
+            raise typer.Exit(code=1)
+        result = reports.check_gate(report, accepted)
+        for item_id in result.newly_failing:
+            console.print(f"[yellow]newly failing:[/yellow] {escape(item_id)}")
+        for line in result.regressions:
+            err_console.print(f"[red]regression:[/red] {escape(line)}")
+        if not result.ok:
+            raise typer.Exit(code=1)
+        console.print("[green]Gate passed[/green]")
+
+
+@app.command()
+def bench(
+    gold: Annotated[
+        Path, typer.Option(help="Questions to time (gold JSONL; first turns are used).")
+    ] = Path("evals/gold.jsonl"),
+    questions: Annotated[int, typer.Option(help="How many of its questions to ask.")] = 30,
+    sizes: Annotated[
+        str, typer.Option(help="Synthetic corpus sizes in chunks, comma-separated; '' skips.")
+    ] = "1000,10000",
+    out: Annotated[Path | None, typer.Option(help="Write the JSON result here.")] = None,
+) -> None:
+    """Measure answer latency, throughput, index build, scaling and peak memory (the current
+    configuration: set QA_* variables or qa.toml to compare others)."""
+    from qa import bench as benchmarks
+    from qa.evaluation import evaluate as evaluation
+
+    try:
+        settings = Settings()
+        items = evaluation.load_gold(gold)
+        asked = [it.turns[0].question for it in items][:questions]
+        result = benchmarks.run(
+            settings,
+            asked,
+            settings.seeds_dir,
+            [int(s) for s in sizes.split(",") if s.strip()],
+            progress=lambda msg: err_console.print(f"[dim]{escape(msg)}…[/dim]"),
+        )
+    except (QAError, ValueError, OSError) as err:
+        raise fail(QAError(str(err))) from err
+    console.print(benchmarks.markdown(result))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        console.print(f"Wrote {out}")
+
+
+@app.command()
+def calibrate(
+    gold: Annotated[
+        list[Path] | None,
+        typer.Option("--gold", help="Gold sets to add to the ratings (repeatable)."),
+    ] = None,
+    ratings: Annotated[bool, typer.Option(help="Use the rated answers (QA_FEEDBACK_PATH).")] = True,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the curve and the choice; change nothing.")
+    ] = False,
+) -> None:
+    """Fit the answer threshold to your documents: ask your rated answers (and gold sets) again,
+    print the risk/coverage curve, and write the threshold that withholds the most wrong
+    answers for at most 0.05 of the right ones to qa.toml."""
+    from qa.trust.calibration import curve_table
+
+    assistant = assistant_for()
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task("Asking the rated questions again", total=None)
+            result = assistant.calibrate(
+                gold or [],
+                ratings=ratings,
+                write=not dry_run,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except (QAError, ValueError, OSError) as err:
+        raise fail(QAError(str(err))) from err
+    marks = {result.current: "current"}
+    if result.chosen is not None:
+        marks[result.chosen] = "chosen" if result.chosen != result.current else "current, chosen"
+    console.print(curve_table(result.curve, marks))
+    if result.missing:
+        console.print(
+            f"{result.questions} questions asked; a calibration needs {result.missing} more "
+            "decided answers (right and wrong ones): rate more answers. Nothing changed."
+        )
+    elif result.written:
+        console.print(
+            f"answer_threshold {result.current:g} -> {result.chosen:g}, written to {result.written}"
+        )
+    else:
+        console.print(f"answer_threshold would be {result.chosen:g} (now {result.current:g})")
