@@ -52,7 +52,7 @@ def measure(assistant: Assistant, qs: list, depth: int = 10) -> dict[str, float]
     ranks, times = [], []
     for question, answers, facts in qs:
         t0 = time.perf_counter()
-        hits = assistant._search(question, depth)
+        hits = assistant.retriever.search(question, depth)
         times.append((time.perf_counter() - t0) * 1000)
         found = [i for i, h in enumerate(hits, 1) if supports(h.chunk.text, answers, facts)]
         ranks.append(found[0] if found else None)

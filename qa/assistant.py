@@ -16,8 +16,7 @@ from langchain_core.runnables import Runnable
 
 from qa.answer import Answer, IndexReport, Sentence, Shape
 from qa.answering.chain import Guard, Thresholds, Token, build_chain
-from qa.answering.shapes import mention_topic
-from qa.answering.summaries import Summaries, mentioning, overview
+from qa.answering.retrieval import Retriever
 from qa.config import Settings
 from qa.documents.ingest import Chunk, load_chunks, source_path
 from qa.documents.store import DocumentInfo, Hit, Store, fingerprint, index_lock
@@ -36,13 +35,10 @@ from qa.llm.models import make_embeddings, make_llm
 from qa.trust import calibration
 from qa.trust.answerability import shipped_answerability
 from qa.trust.calibration import Calibration
-from qa.trust.spotlight import neutral_hit
 
 Message = dict[str, str]
 
 SUMMARY_QUESTION = "What is this document about?"
-MENTION_POOL = 20
-"""Passages searched for "which documents mention X?"."""
 WARM_UP_QUESTIONS = ("Who is named first?", "When did it happen?")
 """Throwaway questions of :meth:`Assistant.warm_up`; they start with different words."""
 
@@ -119,7 +115,9 @@ class Assistant:
         shapes = s.answer_shapes == "auto"
         layers = set(s.guard.split(","))
         guard = Guard(*(name in layers for name in ("neutralize", "withhold", "datamark")))
-        return build_chain(self.llm, self.retrieve, thresholds, self.from_index, shapes, guard)
+        return build_chain(
+            self.llm, self.retrieve, thresholds, self.retriever.from_index, shapes, guard
+        )
 
     def use_answer_threshold(self, value: float) -> None:
         """Answer from the next question on with ``answer_threshold = value`` (the chain is
@@ -309,72 +307,20 @@ class Assistant:
         self.feedback_store.append(item)
         return item
 
-    def retrieve(self, question: str, shape: Shape = "short") -> list[Hit]:
-        """The chunks the LLM will see for ``question`` (routed to ``shape``).
-
-        Usually the ``top_k`` most similar, best first. When the whole index fits in
-        ``full_context_chars``, every chunk in document order: the prompt prefix is then the
-        same for every question, so the LLM's KV cache makes answers fast, and no answer is
-        lost to a retrieval miss. Scores still rank them for evaluation.
-        """
-        chunks = self._whole_corpus()
-        if chunks:
-            scores = {h.chunk.id: h.score for h in self._search(question, len(chunks))}
-            return [Hit(c, scores.get(c.id, 0.0)) for c in chunks]
-        return self._search(question, self.settings.top_k)
-
-    def _whole_corpus(self) -> list[Chunk] | None:
-        """Every chunk in document order if all of them fit ``full_context_chars``, else None
-        (the chunk count rules out a large corpus without reading it)."""
-        limit = self.settings.full_context_chars
-        count = self.store.count()
-        if count and count * self.settings.chunk_size <= limit * 2:
-            chunks = self.store.all_chunks()
-            if sum(len(c.text) for c in chunks) <= limit:
-                return chunks
-        return None
-
     @cached_property
-    def summaries(self) -> Summaries:
-        """Per-document summaries for overview questions (``summaries.json`` next to the
-        index, or in ``cache_dir`` when a Chroma server holds the index)."""
-        s = self.settings
-        folder = s.cache_dir if s.chroma_host else s.index_dir
-        return Summaries(folder / f"summaries-{s.collection}.json", self._summarize)
+    def retriever(self) -> Retriever:
+        """Finds the passages for a question (see :mod:`qa.answering.retrieval`)."""
+        return Retriever(self.settings, self.store, self._summarize)
+
+    def retrieve(self, question: str, shape: Shape = "short") -> list[Hit]:
+        """The chunks the LLM will see for ``question``: the ``top_k`` best, or the whole
+        corpus in document order when it fits ``full_context_chars``."""
+        return self.retriever.retrieve(question, shape)
 
     def _summarize(self, hits: list[Hit]) -> list[Sentence]:
         inputs = {"question": SUMMARY_QUESTION, "history": [], "shape": "overview", "hits": hits}
         *_, answer = self.chain.stream(inputs | {"t0": time.perf_counter()})
         return answer.sentences
-
-    def from_index(self, question: str, shape: Shape) -> list[Sentence] | None:
-        """Answer sentences the index itself gives, without the LLM: document summaries for an
-        overview, the documents that mention a term for "which documents mention X?"; None
-        when the question is not one of those (the chain then asks the LLM)."""
-        if shape == "overview":
-            return self.overview(question)
-        if shape == "list" and (term := mention_topic(question)):
-            return self.mentioning(term)
-        return None
-
-    def mentioning(self, term: str) -> list[Sentence]:
-        """One sentence per document whose passages hold every word of ``term``, citing the
-        passage (from the best ``MENTION_POOL`` search hits)."""
-        return mentioning(term, [neutral_hit(h) for h in self._search(term, MENTION_POOL)])
-
-    def overview(self, question: str) -> list[Sentence] | None:
-        """Sentences from the summaries of the documents an overview question is about: all
-        of them, or those it names ("Summarize the article about steam engines"). None when
-        every document fits the LLM's context, or the question names no document but a topic
-        ("Summarize how the war ended"): the passages answer those."""
-        if self._whole_corpus() is not None:
-            return None
-        return overview(question, self.store.all_chunks(), self._search, self.summaries)
-
-    def _search(self, question: str, k: int) -> list[Hit]:
-        if self.settings.retrieval == "hybrid":
-            return self.store.hybrid_search(question, k)
-        return self.store.search(question, k)
 
     def ask(self, question: str, history: list[Message] | None = None) -> Answer:
         """Answer ``question`` (a follow-up if ``history`` is given) from the indexed documents.

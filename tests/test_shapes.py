@@ -249,7 +249,7 @@ def test_overviews_of_a_large_corpus_come_from_summaries_written_once(
     assert answer.shape == "overview" and not answer.abstained
     assert answer.sentences[0].text == "The bakery opened in 1998."
     assert answer.sentences[0].citations[0].source == "bakery.txt"
-    stored = assistant.summaries.path.read_text()
+    stored = assistant.retriever.summaries.path.read_text()
     assert "bakery.txt" in stored and "ferry.md" in stored
     again = assistant.ask("Summarize the document about the bakery.")  # no LLM call left for it
     assert again.text.startswith("The bakery opened in 1998.")
