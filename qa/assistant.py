@@ -15,7 +15,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 
 from qa.answer import Answer, IndexReport, Sentence, Shape
-from qa.answering.chain import Guard, Thresholds, Token, build_chain
+from qa.answering.chain import Guard, Token, build_chain
+from qa.answering.decisions import Thresholds
 from qa.answering.retrieval import Retriever
 from qa.config import Settings
 from qa.documents.ingest import Chunk, load_chunks, source_path

@@ -7,7 +7,8 @@ from __future__ import annotations
 from langchain_core.language_models import FakeListChatModel
 
 from qa.answer import Answer
-from qa.answering.chain import Guard, Thresholds, Token, build_chain
+from qa.answering.chain import Guard, Token, build_chain
+from qa.answering.decisions import Thresholds
 from qa.documents.ingest import Chunk
 from qa.documents.store import Hit
 from qa.trust.guard import Flag

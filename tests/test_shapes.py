@@ -8,7 +8,8 @@ import pytest
 from langchain_core.language_models import FakeListChatModel
 
 from qa.answer import Answer, Sentence
-from qa.answering.chain import Thresholds, build_chain
+from qa.answering.chain import build_chain
+from qa.answering.decisions import Thresholds
 from qa.answering.shapes import list_items, overview_topic, route, sentences
 from qa.answering.summaries import Summaries
 from qa.documents.ingest import Chunk

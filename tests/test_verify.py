@@ -8,7 +8,8 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 
 from qa.answer import Answer, Signals
-from qa.answering.chain import Thresholds, build_chain
+from qa.answering.chain import build_chain
+from qa.answering.decisions import Thresholds
 from qa.config import Settings
 from qa.documents.ingest import Chunk
 from qa.documents.store import Hit

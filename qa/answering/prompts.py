@@ -180,3 +180,16 @@ def build_condense(llm: BaseChatModel) -> Runnable:
         return out if asks and 3 <= len(out) <= 3 * len(question) + 200 else question
 
     return RunnableLambda(condense)
+
+
+def answer_line(generated: str) -> str:
+    """The part of the answer line generated so far (the quote line is only evidence).
+
+    Models that ignore the prefill write "Answer:" themselves; hold back until that is clear.
+    """
+    line = generated.split("\n", 1)[0].lstrip()
+    if PREFILL.lower().startswith(line.lower()):
+        return ""
+    if line.lower().startswith(PREFILL.lower()):
+        line = line[len(PREFILL) :]
+    return line.strip()
