@@ -41,9 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from qa.answer import Signals  # noqa: E402
-from qa.documents.ingest import Chunk  # noqa: E402
-from qa.documents.store import Hit  # noqa: E402
 from qa.evaluation.scoring import candidate_match  # noqa: E402
+from qa.passages import Chunk, Hit  # noqa: E402
 from qa.text import contains, strip_citations  # noqa: E402
 from qa.trust.answerability import CHEAP_FEATURES, cheap_features  # noqa: E402
 from qa.trust.calibration import RiskPoint, choose_threshold, outcomes_at, risk_coverage  # noqa: E402

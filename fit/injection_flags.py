@@ -35,9 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from qa.config import Settings  # noqa: E402
-from qa.documents.ingest import Chunk, read_sections, split_sections, split_text  # noqa: E402
+from qa.documents.ingest import read_sections, split_sections, split_text  # noqa: E402
 from qa.documents.store import flag_chunks  # noqa: E402
 from qa.evaluation.gold import load_gold  # noqa: E402
+from qa.passages import Chunk  # noqa: E402
 from qa.text import contains  # noqa: E402
 from qa.trust.guard import InjectionModel, reveal  # noqa: E402
 from qa.trust.withhold import withhold  # noqa: E402

@@ -19,8 +19,8 @@ from qa.answering.chain import Guard, Token, build_chain
 from qa.answering.decisions import Thresholds
 from qa.answering.retrieval import Retriever
 from qa.config import Settings
-from qa.documents.ingest import Chunk, load_chunks, source_path
-from qa.documents.store import DocumentInfo, Hit, Store, fingerprint, index_lock
+from qa.documents.ingest import load_chunks, source_path
+from qa.documents.store import DocumentInfo, Store, fingerprint, index_lock
 from qa.errors import (
     DocumentNotFoundError,
     IndexNotFoundError,
@@ -33,6 +33,7 @@ from qa.evaluation.gold import load_gold
 from qa.history import ChatHistory
 from qa.llm.kvstate import WORTH_SAVING
 from qa.llm.models import make_embeddings, make_llm
+from qa.passages import Chunk, Hit
 from qa.trust import calibration
 from qa.trust.answerability import shipped_answerability
 from qa.trust.calibration import Calibration

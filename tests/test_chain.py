@@ -7,9 +7,8 @@ from langchain_core.outputs import ChatGenerationChunk
 
 from qa import ABSTAIN_TEXT, Assistant
 from qa.answering.prompts import PREFILL, format_passages
-from qa.documents.ingest import Chunk
-from qa.documents.store import Hit
 from qa.errors import InvalidQuestionError
+from qa.passages import Chunk, Hit
 from qa.text import normalize
 from qa.trust.verify import is_supported, locate_quote, none_probability, parse_reply, verify
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from qa.documents.ingest import Chunk, chunk_id
+from qa.documents.ingest import chunk_id
+from qa.passages import Chunk, Flag
 from qa.trust.guard import (
-    Flag,
     InjectionModel,
     artefacts,
     asks_for_secrets,

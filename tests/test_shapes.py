@@ -12,8 +12,7 @@ from qa.answering.chain import build_chain
 from qa.answering.decisions import Thresholds
 from qa.answering.shapes import list_items, overview_topic, route, sentences
 from qa.answering.summaries import Summaries
-from qa.documents.ingest import Chunk
-from qa.documents.store import Hit
+from qa.passages import Chunk, Hit
 from qa.text import split_sentences
 from qa.trust.verify import ground, question_coverage, sentence_support
 

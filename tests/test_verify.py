@@ -11,8 +11,7 @@ from qa.answer import Answer, Signals
 from qa.answering.chain import build_chain
 from qa.answering.decisions import Thresholds
 from qa.config import Settings
-from qa.documents.ingest import Chunk
-from qa.documents.store import Hit
+from qa.passages import Chunk, Hit
 from qa.trust.answerability import (
     CHEAP_FEATURES,
     Answerability,

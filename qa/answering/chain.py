@@ -45,7 +45,7 @@ from qa.answering.prompts import (
     format_passages,
 )
 from qa.answering.shapes import INSTRUCTIONS, overview_topic, route
-from qa.documents.store import Hit
+from qa.passages import Hit
 from qa.trust.spotlight import neutral_hit, unmark
 from qa.trust.verify import (
     build_checker,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from qa.answer import Citation, Sentence, Shape, Signals
 from qa.answering.prompts import PREFILL, answer_line
 from qa.answering.shapes import list_items, overview_topic, sentences
-from qa.documents.store import Hit
+from qa.passages import Hit
 from qa.text import normalize, split_sentences
 from qa.trust.answerability import YESNO_COVERAGE, Answerability, cheap_features, yes_probability
 from qa.trust.verify import (

@@ -11,7 +11,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from qa.answer import Shape
-from qa.documents.store import Hit
+from qa.passages import Hit
 from qa.text import escape_braces
 from qa.trust import spotlight
 

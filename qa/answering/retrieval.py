@@ -16,8 +16,8 @@ from qa.answer import Sentence, Shape
 from qa.answering.shapes import mention_topic
 from qa.answering.summaries import Summaries, mentioning, overview
 from qa.config import Settings
-from qa.documents.ingest import Chunk
-from qa.documents.store import Hit, Store
+from qa.documents.store import Store
+from qa.passages import Chunk, Hit
 from qa.trust.spotlight import neutral_hit
 
 MENTION_POOL = 20

@@ -22,8 +22,7 @@ from pathlib import Path
 
 from qa.answer import Sentence
 from qa.answering.shapes import overview_topic
-from qa.documents.ingest import Chunk
-from qa.documents.store import Hit
+from qa.passages import Chunk, Hit
 from qa.trust.verify import content_words, settling_sentence, stem, to_citation, tokens
 
 log = logging.getLogger(__name__)

@@ -9,64 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import os
 import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from qa.errors import UnsupportedFileError
-from qa.trust.guard import Flag
+from qa.passages import Chunk
 
 # Paragraphs, then lines, then sentence ends, then words: a chunk breaks mid-sentence only when
 # one sentence is longer than chunk_size.
 _SEPARATORS = ["\n\n", "\n", r"(?<=[.!?…][\"”’)\]]) ", r"(?<=[.!?…]) ", "; ", ", ", " ", ""]
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A piece of a document, the unit that is embedded, retrieved and cited."""
-
-    id: str
-    text: str
-    source: str
-    n: int
-    start: int
-    end: int
-    title: str
-    page: int = 0  # 1-based PDF page; 0 for formats without pages
-    # Spans written for an AI assistant (qa.trust.guard), found when the chunk is stored; derived
-    # from the text, so they take no part in equality.
-    flags: tuple[Flag, ...] = field(default=(), compare=False)
-
-    @property
-    def metadata(self) -> dict[str, str | int]:
-        meta: dict[str, str | int] = {
-            "source": self.source,
-            "chunk": self.n,
-            "start": self.start,
-            "end": self.end,
-            "title": self.title,
-        }
-        if self.page:
-            meta["page"] = self.page
-        if self.flags:
-            meta["flags"] = json.dumps([[f.start, f.end, f.score, f.reason] for f in self.flags])
-        return meta
-
-
-def flags_from_metadata(meta: dict) -> tuple[Flag, ...]:
-    """The flags a chunk's metadata stores (see :attr:`Chunk.metadata`)."""
-    return tuple(
-        Flag(int(a), int(b), float(s), str(r))
-        for a, b, s, r in json.loads(meta.get("flags") or "[]")
-    )
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from langchain_chroma import Chroma
 from langchain_core.embeddings import Embeddings
 
 from qa.config import Settings
-from qa.documents.ingest import Chunk, flags_from_metadata
 from qa.documents.lexical import LexicalIndex, fuse
 from qa.errors import BackendError, IndexNotFoundError
-from qa.trust.guard import Flag, InjectionModel, detect, shipped_model
+from qa.passages import Chunk, Flag, Hit, flags_from_metadata
+from qa.trust.guard import InjectionModel, detect, shipped_model
 
 _BATCH = 64  # chunks embedded per call
 _COPY_BATCH = 1000  # stored chunks copied per call into a new build
@@ -52,15 +52,6 @@ class DocumentInfo:
     def type(self) -> str:
         """The file type from its suffix, e.g. ``pdf``."""
         return Path(self.source).suffix.lower().lstrip(".")
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A retrieved chunk and its relevance, higher is better: cosine similarity for dense
-    search, the reciprocal-rank-fusion score for hybrid search."""
-
-    chunk: Chunk
-    score: float
 
 
 def fingerprint(settings: Settings) -> str:

@@ -14,12 +14,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, Self
 
-from qa.assistant import Assistant
 from qa.errors import QAError
-from qa.evaluation.evaluate import EvalReport, load_gold, run_eval
+from qa.evaluation.evaluate import Asker, EvalReport, load_gold, run_eval
 from qa.evaluation.evaluate import per_document as per_document_asker
 from qa.evaluation.reports import write_reports
+
+
+class Workspace(Asker, Protocol):
+    """What a run needs of an assistant (:class:`qa.Assistant` is one): to answer, to index its
+    documents, and a copy over other documents that shares its models."""
+
+    def index(self) -> object: ...
+
+    def for_documents(self, docs_dir: Path, index_dir: Path) -> Self: ...
 
 
 @dataclass(frozen=True)
@@ -92,13 +101,13 @@ class SavedRun:
 
 
 def run_gold_set(
-    assistant: Assistant,
+    assistant: Workspace,
     gold_set: GoldSet,
     *,
     sample: int | None = None,
     per_document: bool = False,
     out: Path,
-    index: Callable[[Assistant], object] | None = None,
+    index: Callable[[Workspace], object] | None = None,
     progress: Callable[[int, int], None] | None = None,
     proceed: Callable[[], bool] | None = None,
 ) -> SavedRun:
@@ -132,7 +141,7 @@ def run_gold_set(
         else:
             if gold_set.docs is not None:
                 assistant = assistant.for_documents(gold_set.docs, Path(tmp) / "index")
-            (index or Assistant.index)(assistant)
+            assistant.index() if index is None else index(assistant)
         report = run_eval(
             assistant, items, name=name, progress=progress, ask_with=ask_with, proceed=proceed
         )

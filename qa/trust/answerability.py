@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.answer import Shape, Signals
-from qa.documents.store import Hit
+from qa.passages import Hit
 from qa.text import contains, normalize, split_sentences
 from qa.trust.verify import (
     ASKING,

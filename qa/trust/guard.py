@@ -29,24 +29,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-Reason = str  # "instruction" | "control-token" | "markup" | "comment" | "encoded" | "credentials"
-
-
-@dataclass(frozen=True)
-class Flag:
-    """A span of a chunk's text that reads as instructions to an AI assistant.
-
-    ``start``/``end`` are offsets into the chunk's text; ``score`` is the model's probability
-    (1.0 for a rule); ``reason`` says what was found, in words safe to show a user:
-    ``instruction``, ``control-token`` (a chat-template turn marker), ``markup`` (active HTML
-    shown as text), ``comment`` (an instruction hidden in a comment) or ``encoded`` (one hidden
-    by spacing its letters or by base64).
-    """
-
-    start: int
-    end: int
-    score: float
-    reason: Reason
+from qa.passages import Flag, Reason
 
 
 @dataclass(frozen=True)

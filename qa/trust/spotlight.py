@@ -14,8 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from qa.documents.store import Hit
-from qa.trust.guard import Flag
+from qa.passages import Flag, Hit
 
 PLACEHOLDER = "[…]"
 """What stands in the prompt where a flagged span was: short, and nothing to obey or quote."""

@@ -19,7 +19,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.prompts import ChatPromptTemplate
 
 from qa.answer import Citation
-from qa.documents.store import Hit
+from qa.passages import Hit
 from qa.text import contains, escape_braces, normalize, split_sentences, strip_citations
 
 # Compared after normalize(), so stored the same way ("n/a" becomes "n a").

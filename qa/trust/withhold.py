@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from qa.documents.ingest import Chunk
+from qa.passages import Chunk
 from qa.text import STOPWORDS, normalize
 from qa.trust.guard import Artefact, artefacts, reveal
 from qa.trust.spotlight import neutralize
