@@ -19,8 +19,10 @@ from qa.answering.chain import Guard, Token, build_chain
 from qa.answering.decisions import Thresholds
 from qa.answering.retrieval import Retriever
 from qa.config import Settings
+from qa.documents.client import fingerprint, index_lock
+from qa.documents.embeddings import make_embeddings
 from qa.documents.ingest import load_chunks, source_path
-from qa.documents.store import DocumentInfo, Store, fingerprint, index_lock
+from qa.documents.store import DocumentInfo, Store
 from qa.errors import (
     DocumentNotFoundError,
     IndexNotFoundError,
@@ -32,7 +34,7 @@ from qa.evaluation.feedback import FeedbackItem, FeedbackStore, Verdict, make_it
 from qa.evaluation.gold import load_gold
 from qa.history import ChatHistory
 from qa.llm.kvstate import WORTH_SAVING
-from qa.llm.models import make_embeddings, make_llm
+from qa.llm.models import make_llm
 from qa.passages import Chunk, Hit
 from qa.trust import calibration
 from qa.trust.answerability import shipped_answerability
@@ -151,7 +153,7 @@ class Assistant:
         Unchanged documents cost nothing; unreadable files are skipped and listed in
         ``IndexReport.skipped``.
 
-        Runs are serialized by a lock (see :func:`qa.documents.store.index_lock`): if another
+        Runs are serialized by a lock (see :func:`qa.documents.client.index_lock`): if another
         process is
         indexing the same index, ``on_wait`` gets a message and this run waits for it. Changes are
         built into a new collection that goes live only when complete, so a run that is killed

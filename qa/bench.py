@@ -74,7 +74,7 @@ _SYLLABLES = "ka lo mi ne ru sa ti vo ba de fi gu ho ja ke lu ma no pi qu re so 
 def vocabulary(settings: Settings, size: int = 20_000, seed: int = 0) -> list[str]:
     """Whole words from the embedding model's own tokenizer vocabulary, so synthetic text costs
     what real prose costs to embed (one token per word); pseudo-words if there is none."""
-    from qa.llm.models import embedding_model_path
+    from qa.documents.embeddings import embedding_model_path
 
     vocab_file = Path(embedding_model_path(settings.embedding_model)) / "vocab.txt"
     if vocab_file.is_file():

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 import qa.assistant
 from qa import Assistant, Settings
 from qa.cli import app
-from qa.documents.store import Store, fingerprint, index_lock
+from qa.documents.client import fingerprint, index_lock
+from qa.documents.store import Store
 
 from .conftest import ROOT
 

@@ -17,8 +17,9 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import FakeListChatModel
 
 from qa import Assistant, Settings
+from qa.documents.embeddings import make_embeddings
 from qa.errors import BackendError
-from qa.llm.models import gguf_path, make_embeddings
+from qa.llm.models import gguf_path
 
 from .conftest import SEED, free_port
 

