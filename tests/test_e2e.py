@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from qa import Assistant
-from qa.llm.llamacpp import TAPPED_LAYERS
+from qa.llm.tap import TAPPED_LAYERS
 from qa.text import contains
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from qa import Settings
-from qa.llm.engine import TAPPED_LAYERS
 from qa.llm.llamacpp import LlamaCppChat
 from qa.llm.models import gguf_path
+from qa.llm.tap import TAPPED_LAYERS
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ import pytest
 from qa import Assistant, Settings
 from qa.errors import BackendError
 from qa.history import ChatHistory
-from qa.llm.llamacpp import TAPPED_LAYERS
 from qa.llm.server import ModelServer, healthy
+from qa.llm.tap import TAPPED_LAYERS
 
 from .conftest import SEED, free_port
 

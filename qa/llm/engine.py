@@ -9,10 +9,11 @@ answers.
 What it guards:
 
 * **Every signal the answer decision reads, per request**: first-token probabilities, each
-  generated token's log-probability, hidden states (``final`` and :data:`TAPPED_LAYERS`) at the
-  position predicting the first answer token and at the last one, the prefill and the grammar.
-  Hidden states come from the graph callback, one row per sequence, so no request needs the
-  context's embedding mode (which would make every prompt token an output).
+  generated token's log-probability, hidden states (``final`` and the tapped layers of
+  :mod:`qa.llm.tap`) at the position predicting the first answer token and at the last one, the
+  prefill and the grammar. Hidden states come from the graph callback, one row per sequence,
+  so no request needs the context's embedding mode (which would make every prompt token an
+  output).
 * **Fairness**: each step gives every answering sequence one token, and reads at most
   ``prefill_chunk`` prompt tokens in all, shared equally among the prompts being read. A long
   question therefore delays the others by one chunk per token and cannot block them; with
@@ -27,78 +28,26 @@ What it guards:
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import queue
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from qa.errors import BackendError
+from qa.llm.jobs import Job, Ticket
 from qa.llm.kvstate import WORTH_SAVING, KVState, StateStore, common_prefix, read_sequence
+from qa.llm.tap import LayerTap
 
 log = logging.getLogger(__name__)
-
-TAPPED_LAYERS = (14, 21)
-"""Transformer layers whose output is read besides the final hidden state: answerability is
-decoded best from middle-to-late layers (Slobodkin et al., 2023)."""
 
 PREFIX_SLOTS = 3
 """Prompts kept in the KV cache for later requests (the most recently used)."""
 PIN_MIN_NEW = 16
 """A read prompt is kept when it computed at least this many new tokens: the next question
 on the same passages (MultiRC asks several per paragraph) then reads only its own words."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """One generation: prompt token ids and how to continue them."""
-
-    tokens: list[int]
-    max_tokens: int
-    grammar: str | None = None
-    hidden: bool = False
-    stop: tuple[str, ...] = ()
-    temperature: float = 0.0
-
-
-_DONE = object()
-
-
-class Ticket:
-    """A submitted :class:`Job`: iterate for its ``(text, metadata)`` pieces (the metadata as
-    :class:`qa.llm.llamacpp.LlamaCppChat` documents it); ``cancel`` ends it early."""
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-        self.cancelled = threading.Event()
-        self._events: queue.SimpleQueue = queue.SimpleQueue()
-        self.submitted = time.perf_counter()
-
-    def __iter__(self) -> Iterator[tuple[str, dict]]:
-        while (event := self.get()) is not None:
-            yield event
-
-    def get(self, timeout: float | None = None) -> tuple[str, dict] | None:
-        """The next piece, None once the job is over; raises the job's error, or
-        ``queue.Empty`` if nothing came within ``timeout`` seconds."""
-        event = self._events.get(timeout=timeout)
-        if isinstance(event, BaseException):
-            raise event
-        if event is _DONE:
-            self._events.put(_DONE)  # later calls see the end too
-            return None
-        return event
-
-    def cancel(self) -> None:
-        """Stop generating for this job (its sequence is freed at the next step)."""
-        self.cancelled.set()
-
-    def put(self, event: Any) -> None:
-        self._events.put(event)
 
 
 @dataclass
@@ -145,40 +94,6 @@ class _Source:
     seq_id: int
     shared: int
     pinned: _Prefix | None  # None: a running request (its cells are not pinned)
-
-
-class LayerTap:
-    """Copies chosen layers' output and the final normed hidden state (``result_norm``) of
-    each decode via llama.cpp's graph evaluation callback (``cb_eval``); idle (one name check
-    per node) unless ``on``. Layer outputs have a row per batch token, ``final`` a row per
-    output token."""
-
-    def __init__(self, layers: tuple[int, ...]) -> None:
-        import llama_cpp
-        from llama_cpp._ggml import libggml
-
-        self.names = {f"l_out-{i}".encode(): f"l{i}" for i in layers}
-        self.names[b"result_norm"] = "final"
-        self.on = False
-        self.latest: dict[str, Any] = {}
-        self.n_embd = 0
-        self._name = libggml.ggml_get_name
-        self._name.restype, self._name.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
-        self._numel = libggml.ggml_nelements
-        self._numel.restype, self._numel.argtypes = ctypes.c_int64, [ctypes.c_void_p]
-        self._data = libggml.ggml_get_data_f32
-        self._data.restype = ctypes.POINTER(ctypes.c_float)
-        self._data.argtypes = [ctypes.c_void_p]
-        self.callback = llama_cpp.ggml_backend_sched_eval_callback(self._observe)
-
-    def _observe(self, tensor: int, ask: bool, _user_data: int) -> bool:
-        if ask:  # "do you want this node's result?"
-            return self.on and self._name(tensor) in self.names
-        import numpy as np
-
-        data = np.ctypeslib.as_array(self._data(tensor), shape=(self._numel(tensor),))
-        self.latest[self.names[self._name(tensor)]] = data.reshape(-1, self.n_embd).copy()
-        return True  # False would stop the computation
 
 
 class Engine:
@@ -270,7 +185,7 @@ class Engine:
                 # would fail again and again.
                 for ticket in self._waiting:
                     ticket.put(failure)
-                    ticket.put(_DONE)
+                    ticket.finish()
                 self._waiting = []
 
     def _admit(self) -> None:
@@ -297,13 +212,13 @@ class Engine:
                 sampler = self._sampler(ticket.job)
             except BackendError as err:
                 ticket.put(err)
-                ticket.put(_DONE)
+                ticket.finish()
                 continue
             self._start(ticket, sampler, source, cells)
 
     def _drop_cancelled(self, ticket: Ticket) -> bool:
         if ticket.cancelled.is_set():
-            ticket.put(_DONE)
+            ticket.finish()
         return ticket.cancelled.is_set()
 
     def _best_source(self, tokens: list[int]) -> _Source:
@@ -576,7 +491,7 @@ class Engine:
             seq.ticket.put(error)
         elif not silent:
             seq.ticket.put(("", self._last_meta(seq)))
-        seq.ticket.put(_DONE)
+        seq.ticket.finish()
 
     def _last_meta(self, seq: _Seq) -> dict:
         job = seq.ticket.job

@@ -17,8 +17,10 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr
 
-from qa.llm.engine import TAPPED_LAYERS, Engine, Job, LayerTap, Ticket
+from qa.llm.engine import Engine
+from qa.llm.jobs import Job, Ticket
 from qa.llm.kvstate import StateStore, build_identity, file_sha256
+from qa.llm.tap import TAPPED_LAYERS, LayerTap
 
 __all__ = ["TAPPED_LAYERS", "LlamaCppChat", "chat_result", "kv_cells", "to_messages"]
 
