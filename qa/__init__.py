@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
 # No network at run time: models come from installed packages, telemetry stays off.
 for _var, _value in {
@@ -17,12 +19,20 @@ for _var, _value in {
 }.items():
     os.environ.setdefault(_var, _value)
 
-from qa.answer import ABSTAIN_TEXT, Answer, Citation, IndexReport, Timings  # noqa: E402
-from qa.assistant import AnswerStream, Assistant  # noqa: E402
-from qa.config import Settings  # noqa: E402
-from qa.documents.store import DocumentInfo  # noqa: E402
-from qa.evaluation.feedback import FeedbackItem  # noqa: E402
-
+# The public names load their modules on first use (PEP 562): `qa --help` and `qa docs list`
+# must not pay for langchain, Chroma or torch.
+_EXPORTS = {
+    "ABSTAIN_TEXT": "qa.answer",
+    "Answer": "qa.answer",
+    "AnswerStream": "qa.assistant",
+    "Assistant": "qa.assistant",
+    "Citation": "qa.answer",
+    "DocumentInfo": "qa.documents.store",
+    "FeedbackItem": "qa.evaluation.feedback",
+    "IndexReport": "qa.answer",
+    "Settings": "qa.config",
+    "Timings": "qa.answer",
+}
 __all__ = [
     "ABSTAIN_TEXT",
     "Answer",
@@ -35,3 +45,16 @@ __all__ = [
     "Settings",
     "Timings",
 ]
+
+if TYPE_CHECKING:
+    from qa.answer import ABSTAIN_TEXT, Answer, Citation, IndexReport, Timings
+    from qa.assistant import AnswerStream, Assistant
+    from qa.config import Settings
+    from qa.documents.store import DocumentInfo
+    from qa.evaluation.feedback import FeedbackItem
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'qa' has no attribute {name!r}")

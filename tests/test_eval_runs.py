@@ -182,6 +182,50 @@ def test_qa_eval_runs_through_the_same_code(settings, fake_embeddings, tmp_path,
     assert load_report(out).items[0].passed
 
 
+def test_qa_eval_runs_a_gate_manifest_in_one_process(
+    settings, fake_embeddings, tmp_path, monkeypatch
+) -> None:
+    made: list[Assistant] = []
+
+    def assistant_for(*a, **k) -> Assistant:
+        made.append(
+            Assistant(
+                settings,
+                embeddings=fake_embeddings,
+                llm=FakeListChatModel(responses=[BAKERY_REPLY]),
+            )
+        )
+        return made[-1]
+
+    monkeypatch.setattr("qa.cli.evals.assistant_for", assistant_for)
+    monkeypatch.chdir(tmp_path)
+    _write_gold(tmp_path / "a.jsonl", [OPEN_ITEM])
+    _write_gold(tmp_path / "b.jsonl", [OPEN_ITEM | {"id": "again"}])
+    (tmp_path / "gate.toml").write_text(
+        '[[sets]]\ngold = "a.jsonl"\n\n[[sets]]\ngold = "b.jsonl"\n\n'
+        '[[sets]]\ngold = "c.jsonl"\nrequires = "not-here"\n'
+    )
+    base = tmp_path / "baseline.json"
+    args = ["eval", "--manifest", "gate.toml", "--baseline", str(base)]
+    result = CliRunner().invoke(app, [*args, "--gate"])
+    assert result.exit_code == 1  # no baselines yet
+    assert "No baseline 'a'" in result.output and "Gate failed: a, b" in result.output
+    result = CliRunner().invoke(app, [*args, "--update-baseline"])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(base.read_text())) == {"a", "b"}
+    assert "the c set is skipped" in result.output
+    result = CliRunner().invoke(app, [*args, "--gate"])
+    assert result.exit_code == 0, result.output
+    assert "Sets: 2 of 2 passed, 1 skipped" in result.output
+    assert len(made) == 3  # one assistant per command: the models load once for every set
+
+
+def test_a_malformed_gate_manifest_is_one_line_error(tmp_path) -> None:
+    (tmp_path / "gate.toml").write_text("[[sets]]\ndocs = 'x'\n")
+    result = CliRunner().invoke(app, ["eval", "--manifest", str(tmp_path / "gate.toml")])
+    assert result.exit_code == 1 and "each [[sets]] needs a gold path" in result.output
+
+
 # --- threshold, ratings and admins -----------------------------------------------------------
 
 

@@ -11,12 +11,13 @@ from langchain_core.language_models import FakeListChatModel
 
 from qa import Assistant, Settings
 from qa.answer import ABSTAIN_TEXT, Answer, Citation, Timings
-from qa.evaluation.evaluate import EvalReport, run_eval
+from qa.evaluation.evaluate import EvalReport, ItemResult, TurnResult, run_eval
 from qa.evaluation.gold import load_gold, parse_gold_item, stratified_sample
 from qa.evaluation.reports import (
     Baseline,
     check_gate,
     load_baseline,
+    one_item,
     summary_table,
     update_baseline,
     write_reports,
@@ -246,11 +247,12 @@ def test_gate_flags_metric_regressions_and_new_failures(report) -> None:
         metrics={**rep.metrics, "fact_recall": 0.9, "abstain_acc": 0.54, "ttft_p50_ms": 1.0},
         passing=["age", "miss", "gone"],
     )
-    gate = check_gate(rep, base)
+    gate = check_gate(rep, base, {"fact_recall": 0.05})
     assert not gate.ok
     assert [r.split(":")[0] for r in gate.regressions] == ["fact_recall"]
     assert gate.newly_failing == ["miss"]
     assert check_gate(rep, base, {"fact_recall": 0.2}).ok
+    assert check_gate(rep, base).ok  # 0.1 is less than one item of a set this small
     assert not check_gate(rep, Baseline({"errors": 0.0}, [])).ok
     assert check_gate(rep, None).ok
 
@@ -375,3 +377,21 @@ def test_a_reply_must_match_a_correct_candidate_better_than_any_incorrect_one(
     correct = ["The application of a force", "Yes"]
     incorrect = ["Friction", "No"]
     assert candidate_match(reply, correct, incorrect) is right
+
+
+def _scored(values: list[float]) -> EvalReport:
+    items = [
+        ItemResult(f"q{i}", "fact", v == 1.0, [TurnResult("q", "a", scores={"fact_recall": v})])
+        for i, v in enumerate(values)
+    ]
+    return EvalReport({"fact_recall": sum(values) / len(values)}, items, {})
+
+
+def test_a_small_set_may_move_by_one_item_and_a_large_one_by_the_default() -> None:
+    base = Baseline({"fact_recall": 1.0}, [])
+    assert one_item(_scored([1.0] * 15), "fact_recall") == pytest.approx(1 / 15)
+    assert check_gate(_scored([1.0] * 14 + [0.0]), base).ok  # one of 15 flipped
+    assert not check_gate(_scored([1.0] * 13 + [0.0] * 2), base).ok  # two
+    assert one_item(_scored([1.0] * 100), "fact_recall") == pytest.approx(0.01)
+    assert check_gate(_scored([1.0] * 95 + [0.0] * 5), base).ok  # the 0.05 default
+    assert not check_gate(_scored([1.0] * 94 + [0.0] * 6), base).ok

@@ -197,5 +197,6 @@ def test_gate_on_unsupported_claims_and_length(report) -> None:
     assert not rose.ok and rose.regressions[0].startswith("unsupported_claims")
     assert check_gate(report, Baseline({"unsupported_claims": 2.0}, [])).ok  # fewer is better
     assert check_gate(report, Baseline({"answer_words": 100.0, "answer_sentences": 9.0}, [])).ok
-    assert not check_gate(report, Baseline({"sentence_grounding": 0.9}, [])).ok
+    grounding = Baseline({"sentence_grounding": 0.9}, [])
+    assert not check_gate(report, grounding, {"sentence_grounding": 0.05}).ok
     assert check_gate(report, None).ok  # a gold set without a baseline entry is not gated

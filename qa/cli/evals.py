@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -20,6 +20,10 @@ from qa.cli.common import (
 )
 from qa.config import Settings
 from qa.errors import QAError
+
+if TYPE_CHECKING:
+    from qa.assistant import Assistant
+    from qa.evaluation import runs
 
 
 @app.command("eval")
@@ -50,30 +54,80 @@ def eval_(
             "document were the user's whole corpus), not of all of --docs together.",
         ),
     ] = False,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run every set a gate manifest lists (evals/gate.toml) in this one process, "
+            "the models loaded once, instead of --gold/--docs/--sample/--per-document.",
+        ),
+    ] = None,
 ) -> None:
     """Score answers against a gold set; write report.json/.md/.html; optionally gate."""
+    from qa.evaluation import runs
+
+    try:
+        sets = (
+            runs.load_gate(manifest)
+            if manifest
+            else [runs.GateSet(gold, docs, sample, per_document)]
+        )
+        out = None if manifest else out  # each set of a manifest has its own report folder
+        assistant = assistant_for()
+    except QAError as err:
+        raise fail(err) from err
+    failed: list[str] = []
+    skipped = 0
+    for gate_set in sets:
+        if gate_set.requires and not gate_set.requires.exists():
+            err_console.print(
+                f"[yellow]WARNING: no {gate_set.requires}: the {gate_set.name} set is skipped"
+            )
+            skipped += 1
+            continue
+        if not _run_set(assistant, gate_set, out, gate, update_baseline, baseline):
+            failed.append(gate_set.name)
+    if manifest:
+        asked = len(sets) - skipped
+        console.print(f"Sets: {asked - len(failed)} of {asked} passed, {skipped} skipped")
+    if failed:
+        err_console.print(f"[red]Gate failed:[/red] {', '.join(failed)}")
+        raise typer.Exit(code=1)
+
+
+def _run_set(
+    assistant: Assistant,
+    gate_set: runs.GateSet,
+    out: Path | None,
+    gate: bool,
+    update_baseline: bool,
+    baseline: Path,
+) -> bool:
+    """Ask one set, print its table, and gate it; False when it fails the gate."""
+    import time
+
     from rich.table import Table
 
     from qa.evaluation import reports, runs
 
-    name = runs.run_name(gold, sample)
+    name = gate_set.name
     out = out or runs.report_dir(runs.EvalPaths().reports, name)
+    t0 = time.perf_counter()
     try:
         with progress_bar() as bar:
             task = bar.add_task(f"Evaluating {name}", total=None)
             saved = runs.run_gold_set(
-                assistant_for(),
-                runs.GoldSet(gold, docs),
-                sample=sample,
-                per_document=per_document,
+                assistant,
+                runs.GoldSet(gate_set.gold, gate_set.docs),
+                sample=gate_set.sample,
+                per_document=gate_set.per_document,
                 out=out,
-                index=lambda assistant: index_with_progress(assistant, bar=bar),
+                index=lambda a: index_with_progress(a, bar=bar),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     except (QAError, ValueError, OSError) as err:
         raise fail(QAError(str(err))) from err
     report = saved.report
-    table = Table(title=f"{name}: {len(report.items)} items")
+    table = Table(title=f"{name}: {len(report.items)} items in {time.perf_counter() - t0:.0f} s")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in reports.summary_table(report):
@@ -83,21 +137,20 @@ def eval_(
     if update_baseline:
         reports.update_baseline(baseline, name, report)
         console.print(f"Baseline {name!r} updated in {baseline}")
-    if gate:
-        accepted = reports.load_baseline(baseline, name)
-        if accepted is None:
-            err_console.print(
-                f"[red]No baseline {name!r} in {baseline}; run with --update-baseline"
-            )
-            raise typer.Exit(code=1)
-        result = reports.check_gate(report, accepted)
-        for item_id in result.newly_failing:
-            console.print(f"[yellow]newly failing:[/yellow] {escape(item_id)}")
-        for line in result.regressions:
-            err_console.print(f"[red]regression:[/red] {escape(line)}")
-        if not result.ok:
-            raise typer.Exit(code=1)
-        console.print("[green]Gate passed[/green]")
+    if not gate:
+        return True
+    accepted = reports.load_baseline(baseline, name)
+    if accepted is None:
+        err_console.print(f"[red]No baseline {name!r} in {baseline}; run with --update-baseline")
+        return False
+    result = reports.check_gate(report, accepted)
+    for item_id in result.newly_failing:
+        console.print(f"[yellow]newly failing:[/yellow] {escape(item_id)}")
+    for line in result.regressions:
+        err_console.print(f"[red]regression:[/red] {escape(line)}")
+    if result.ok:
+        console.print(f"[green]Gate passed[/green] ({name})")
+    return result.ok
 
 
 @app.command()

@@ -3,6 +3,7 @@ sentence-transformers folder."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
@@ -26,11 +27,28 @@ def embedding_model_path(name: str) -> str:
 
 
 def make_embeddings(settings: Settings) -> Embeddings:
-    """Sentence-transformers embeddings, normalized so cosine similarity is a dot product."""
-    from langchain_huggingface import HuggingFaceEmbeddings
+    """Sentence-transformers embeddings, normalized so cosine similarity is a dot product; the
+    model (and torch) loads on the first text to embed, so listing or removing documents never
+    pays for it."""
+    return _OnFirstUse(settings)
 
-    return HuggingFaceEmbeddings(
-        model_name=embedding_model_path(settings.embedding_model),
-        model_kwargs={"device": "cpu"},
-        encode_kwargs={"normalize_embeddings": True, "batch_size": 32},
-    )
+
+class _OnFirstUse(Embeddings):
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    @cached_property
+    def _model(self) -> Embeddings:
+        from langchain_huggingface import HuggingFaceEmbeddings
+
+        return HuggingFaceEmbeddings(
+            model_name=embedding_model_path(self._settings.embedding_model),
+            model_kwargs={"device": "cpu"},
+            encode_kwargs={"normalize_embeddings": True, "batch_size": 32},
+        )
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._model.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._model.embed_query(text)

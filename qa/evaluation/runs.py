@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,46 @@ class GoldSet:
     def label(self) -> str:
         """The file as a user would name it, e.g. ``squad2/Normans.jsonl``."""
         return f"{self.path.parent.name}/{self.path.name}" if self.docs else self.path.name
+
+
+@dataclass(frozen=True)
+class GateSet:
+    """One set of the regression gate's manifest (``evals/gate.toml``) and how it is asked."""
+
+    gold: Path
+    docs: Path | None = None
+    sample: int | None = None
+    per_document: bool = False
+    requires: Path | None = None  # skipped, with a warning, where this path is missing
+
+    @property
+    def name(self) -> str:
+        """Its baseline key."""
+        return run_name(self.gold, self.sample)
+
+
+def load_gate(path: Path) -> list[GateSet]:
+    """The sets a gate manifest lists, paths relative to the working directory.
+
+    Raises:
+        QAError: the file is missing or a set is malformed.
+    """
+    try:
+        entries = tomllib.loads(path.read_text(encoding="utf-8")).get("sets", [])
+        return [
+            GateSet(
+                Path(e["gold"]),
+                Path(e["docs"]) if e.get("docs") else None,
+                e.get("sample"),
+                bool(e.get("per_document", False)),
+                Path(e["requires"]) if e.get("requires") else None,
+            )
+            for e in entries
+        ]
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as err:
+        raise QAError(
+            f"Cannot read the gate manifest {path} ({err}); each [[sets]] needs a gold path"
+        ) from err
 
 
 def run_name(gold: Path, sample: int | None) -> str:
