@@ -1,9 +1,11 @@
-"""The installed llama.cpp must run on any x86-64 CPU with AVX2, not only on the build machine.
+"""The installed llama.cpp must be one of the two flag sets ``scripts/install-llama`` builds:
+the portable AVX2 baseline, or AVX-512 where this CPU and kernel enable it; never AMX, never
+the build machine's ``-march=native``.
 
 A wheel compiled with llama.cpp's default ``GGML_NATIVE=ON`` carries the build machine's
 instructions (AVX-512, AMX, ...) and dies with "Illegal instruction" elsewhere, or on a VM that
-advertises them without enabling them. ``scripts/install-llama`` builds a fixed baseline;
-these tests fail if the installed library was built otherwise, whatever CPU runs them.
+advertises them without enabling them. These tests fail if the installed library was built
+otherwise, whatever CPU runs them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ pytestmark = pytest.mark.skipif(
 
 # What scripts/install-llama compiles for (x86-64-v3), as llama.cpp's system info names it.
 BASELINE = {"SSE3", "SSSE3", "AVX", "AVX2", "F16C", "FMA", "BMI2"}
+# What its AVX-512 set adds (VBMI and BF16 only where the CPU lists them).
+AVX512 = {"AVX512", "AVX512_VNNI", "AVX512_VBMI", "AVX512_BF16"}
 # Feature names in llama.cpp's system info -> /proc/cpuinfo flags the CPU (and kernel) must show.
 CPU_FLAGS = {
     "SSE3": "pni",
@@ -59,12 +63,22 @@ def ggml_cpu_library() -> Path:
     return found[0]
 
 
-def test_compiled_for_the_portable_baseline() -> None:
-    extra = compiled_features() - BASELINE
+def variant() -> str:
+    """The flag set install-llama recorded ("portable" when it recorded none)."""
+    from qa.llm.cpu import build_record
+
+    return (build_record() or {}).get("variant", "portable")
+
+
+def test_compiled_for_the_recorded_flag_set() -> None:
+    allowed = BASELINE | (AVX512 if variant() == "avx512" else set())
+    extra = compiled_features() - allowed
     assert not extra, (
-        f"llama.cpp was compiled with {sorted(extra)} beyond the portable baseline: probably "
+        f"llama.cpp was compiled with {sorted(extra)} beyond its {variant()} flag set: probably "
         "a native build (pip reused a cached wheel?). Reinstall with scripts/install-llama"
     )
+    if variant() == "avx512":
+        assert "AVX512" in compiled_features()
 
 
 def test_this_cpu_runs_every_compiled_feature() -> None:
@@ -74,7 +88,7 @@ def test_this_cpu_runs_every_compiled_feature() -> None:
 
 
 @pytest.mark.skipif(shutil.which("objdump") is None, reason="objdump (binutils) not installed")
-def test_library_holds_no_avx512_or_amx_code() -> None:
+def test_library_holds_no_amx_code_and_no_avx512_code_in_a_portable_build() -> None:
     # System info reports compile flags; code built with per-function target attributes would
     # not show there, so the machine code itself is read too.
     lib = ggml_cpu_library()
@@ -84,7 +98,7 @@ def test_library_holds_no_avx512_or_amx_code() -> None:
         text=True,
         check=True,
     ).stdout
-    zmm = len(re.findall(r"%zmm\d", asm))
+    zmm = len(re.findall(r"%zmm\d", asm)) if variant() == "portable" else 0
     tiles = len(re.findall(r"\b(tilezero|tileloadd|tdpbssd|tdpbf16ps|ldtilecfg)\b", asm))
     assert zmm == 0 and tiles == 0, (
         f"{lib.name} uses AVX-512 ({zmm} zmm operands) or AMX ({tiles} tile instructions): "

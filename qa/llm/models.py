@@ -107,6 +107,9 @@ def make_llm(settings: Settings) -> BaseChatModel:
 
         factory = served.openai_chat if settings.llm_backend == "openai" else served.ollama_chat
         return factory(settings)
+    from qa.llm.cpu import check_build
+
+    check_build()  # before llama.cpp loads: a build for another CPU would die mid-answer
     from qa.llm.llamacpp import LlamaCppChat
 
     spec = LOCAL_MODELS.get(settings.llm_model)
