@@ -260,3 +260,34 @@ def test_build_app_exposes_the_chat_endpoint(settings, fake_embeddings):
     demo = build_app(_assistant(settings, fake_embeddings, []), examples=["Q1?"])
     names = [dep.api_name for dep in demo.fns.values()]
     assert "chat" in names
+
+
+def test_startup_indexes_and_warms_up_behind_the_page(settings, fake_embeddings) -> None:
+    from qa.ui.app import startup_note, wait_for
+    from qa.ui.startup import Startup
+
+    assistant = Assistant(
+        settings, embeddings=fake_embeddings, llm=FakeListChatModel(responses=["Answer: none"])
+    )
+    startup = Startup(assistant)
+    startup.status = "Loading the language model…"
+    waiting = wait_for(startup, "When?", [])
+    _, shown, turns, _ = next(waiting)  # not started: the question waits, with the status
+    assert "Your question is next\\. Loading the language model…" in shown[-1]["content"]
+    assert turns == []
+    startup.start()
+    assert startup.wait(60) and startup.ready and not startup.error
+    assert list(waiting) == [] and startup_note(startup) == ""
+    assert assistant.store.count() > 0  # indexed in the background
+
+
+def test_a_failed_startup_is_shown(settings, fake_embeddings, tmp_path) -> None:
+    from qa.ui.app import startup_note
+    from qa.ui.startup import Startup
+
+    absent = settings.model_copy(update={"seeds_dir": tmp_path / "absent"})
+    assistant = Assistant(absent, embeddings=fake_embeddings, llm=FakeListChatModel(responses=[]))
+    startup = Startup(assistant).start()
+    assert startup.wait(60)
+    assert "No documents folder" in startup.error
+    assert startup_note(startup).startswith("**Not ready:** No documents folder")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 
 from qa import Assistant
+from qa.ui.startup import Startup
 
 from .conftest import BAKERY, TIMEOUT_MS, serve_ui, small_chunks
 
@@ -194,3 +196,41 @@ def test_real_models_answer_in_the_browser(page, real_assistant: Assistant) -> N
 def test_install_browser_script_is_executable() -> None:
     script = Path(__file__).resolve().parents[1] / "scripts" / "install-browser"
     assert os.access(script, os.X_OK) and shutil.which("bash")
+
+
+class GatedStartup(Startup):
+    """A warm-up that holds at "loading the model" until the test lets it go on."""
+
+    def __init__(self, assistant: Assistant) -> None:
+        super().__init__(assistant)
+        self.gate = threading.Event()
+
+    def _run(self) -> None:
+        self.status = "Loading the language model…"
+        self.gate.wait(60)
+        super()._run()
+
+
+def test_the_page_comes_first_and_a_question_waits_for_the_warm_up(
+    page, tmp_path: Path, fake_llm: RoutedFakeLLM
+) -> None:
+    from playwright.sync_api import expect
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bakery.txt").write_text(BAKERY)
+    assistant = Assistant(
+        small_chunks(docs, tmp_path / "index"),
+        embeddings=DeterministicFakeEmbedding(size=32),
+        llm=fake_llm,
+    )
+    startup = GatedStartup(assistant).start()
+    for url in serve_ui(assistant, startup=startup):
+        _open(page, url)  # nothing indexed and no model yet: the page is up regardless
+        expect(page.locator("#qa-startup")).to_contain_text("Loading the language model")
+        page.fill(INPUT, "When did the bakery open?")
+        page.press(INPUT, "Enter")
+        expect(page.locator(BOT).first).to_contain_text("Your question is next")
+        startup.gate.set()
+        expect(page.locator(BOT).first).to_contain_text("in 1998", timeout=TIMEOUT_MS)
+        expect(page.locator("#qa-startup")).to_have_text("", timeout=TIMEOUT_MS)

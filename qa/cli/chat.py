@@ -89,7 +89,8 @@ def chat(
     adds a login (ann:pw1,bob:pw2 for several users)."""
     try:
         assistant = assistant_for(docs, index)
-        index_with_progress(assistant)
+        if terminal:
+            index_with_progress(assistant)
     except QAError as err:
         raise fail(err) from err
     if terminal:
@@ -97,6 +98,7 @@ def chat(
         return
     from qa.ui import launch  # gradio is slow to import; load it only for the UI
 
+    # The page comes first: indexing and the models' warm-up follow behind it, with a status.
     launch(assistant, host=host, port=port)
 
 
@@ -135,7 +137,8 @@ def serve(
     from qa.ui import launch
 
     try:
-        launch(Assistant(client, embeddings=indexer.embeddings), host=host, port=port)
+        served = Assistant(client, embeddings=indexer.embeddings)
+        launch(served, host=host, port=port, index=False)  # indexed above, before the server
     finally:
         server.stop()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
 from typing import Any
@@ -38,6 +37,7 @@ from qa.ui.render import (
     render_sources,
     sources_panel,
 )
+from qa.ui.startup import Startup
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,26 @@ def respond(
     yield "", chat_messages(turns), turns, sources_panel(turns)
 
 
+def wait_for(
+    startup: Startup | None, question: str, turns: list[Turn]
+) -> Iterator[tuple[str, list[Message], list[Turn], str]]:
+    """While the assistant gets ready, show ``question`` with what it is waiting for; the
+    answer follows once the warm-up is over (:func:`respond`)."""
+    if startup is None or startup.ready:
+        return
+    shown: list[Turn] = [*turns, {"question": str(question or "").strip(), "message": ""}]
+    while not startup.wait(1.0):
+        shown[-1]["message"] = md_escape(f"Your question is next. {startup.status}")
+        yield "", chat_messages(shown), turns, sources_panel(turns)
+
+
+def startup_note(startup: Startup) -> str:
+    """The line above the chat: what is still loading, or why getting ready failed."""
+    if startup.error:
+        return f"**Not ready:** {md_escape(startup.error)}"
+    return md_escape(startup.status)
+
+
 def new_chat() -> tuple[str, list[Message], list[Turn], str]:
     """Forget the conversation of this browser session."""
     return "", [], [], EMPTY_SOURCES
@@ -124,10 +144,12 @@ def build_app(
     *,
     evals: EvalPaths | None = None,
     chat_first: ChatFirst | None = None,
+    startup: Startup | None = None,
 ) -> gr.Blocks:
     """The Gradio app over ``assistant`` (not launched; see :func:`launch`): the chat, and the
     Evaluate tab over the gold sets and reports in ``evals`` (default ``evals/``); chat answers
-    go before evaluation items (``chat_first``, see :mod:`qa.ui.eval_jobs`)."""
+    go before evaluation items (``chat_first``, see :mod:`qa.ui.eval_jobs`). With ``startup``
+    the page shows what is still loading, and questions wait for it."""
     examples = list(examples or DEFAULT_EXAMPLES)
     first = chat_first or ChatFirst()
     seeds = assistant.settings.seeds_dir.name
@@ -135,6 +157,7 @@ def build_app(
     models: dict[str, Any] = {"concurrency_limit": 1, "concurrency_id": "models", **private}
 
     def chat_fn(question: str, turns: list[Turn]):
+        yield from wait_for(startup, question, turns)
         with first.chat():
             yield from respond(assistant, question, turns)
 
@@ -215,6 +238,9 @@ def build_app(
                     "## Ask your documents\nAnswers come only from the indexed documents, "
                     "with their sources, or an honest *the documents don't say*. "
                     "Rate answers with 👍 / 👎: each rating becomes a regression test."
+                )
+                ready_note = gr.Markdown(
+                    startup_note(startup) if startup else "", elem_id="qa-startup"
                 )
                 with gr.Row():
                     with gr.Column(scale=3):
@@ -347,6 +373,14 @@ def build_app(
         confirm_no.click(lambda: gr.update(visible=False), None, [confirm], **private)
         confirm_yes.click(remove_fn, [pick, delete_file], [report, confirm, *doc_panel], **models)
         demo.load(load_fn, None, [*doc_panel, chats], **private)
+        if startup is not None:
+            timer = gr.Timer(1.0, active=not startup.ready)
+            timer.tick(
+                lambda: (startup_note(startup), gr.Timer(active=not startup.ready)),
+                None,
+                [ready_note, timer],
+                **private,
+            )
     demo.queue(default_concurrency_limit=1)
     return demo
 
@@ -380,11 +414,13 @@ def launch(
     host: str = "127.0.0.1",
     port: int = 7860,
     auth: Login | list[Login] | None = None,
+    *,
+    index: bool = True,
 ) -> None:
-    """Serve the UI until interrupted (local only unless ``host`` says otherwise)."""
-    demo = build_app(assistant)
-    # The UI is up at once; the first question waits for the warm-up instead of paying for it.
-    threading.Thread(target=assistant.warm_up, daemon=True).start()
+    """Serve the UI until interrupted (local only unless ``host`` says otherwise). The page is
+    up at once; the documents folder is indexed (unless ``index`` is off) and the models warmed
+    up behind it, and the first question waits for that instead of failing."""
+    demo = build_app(assistant, startup=Startup(assistant, index=index).start())
     demo.launch(
         server_name=host,
         server_port=port,
