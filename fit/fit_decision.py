@@ -12,10 +12,11 @@ its principal components, then folded back into one weight per input):
   beside always-yes and the raw odds.
 * **the answer decision**: P(the shown answer is right) from cheap signals
   (``qa.trust.answerability.cheap_features``: first-token odds, log-probabilities, how the
-  answer and its passage relate to the question) and, on the local backend, the hidden state. Its pool
-  spans three sources: SQuAD (Wikipedia, half the questions unanswerable), BoolQ (real search
-  queries) and MultiRC (news, fiction, science, law). Validated leaving one source out: fitted
-  on two, measured on the third. A second variant reads only what served backends report.
+  answer and its passage relate to the question) and, on the local backend, the hidden state.
+  Its pool spans three sources: SQuAD (Wikipedia, half the questions unanswerable), BoolQ
+  (real search queries) and MultiRC (news, fiction, science, law). Validated leaving one
+  source out: fitted on two, measured on the third. A second variant reads only what served
+  backends report.
 
 Cheap features are kept when they carry across sources: dropping one in turn, it stays only if
 the mean held-out-source AUC is lower without it. Gold answers give the labels and never a
