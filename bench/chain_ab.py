@@ -58,16 +58,23 @@ def run_eval(
 
 
 def shape_latency(report: dict) -> dict[str, dict[str, float]]:
-    """Answer time p50/p95 (seconds) and count per answer shape, over a report's turns."""
+    """Answer time p50/p95 (seconds), prompt tokens computed (p50) and count per answer shape,
+    over a report's turns."""
     times: dict[str, list[float]] = {}
+    tokens: dict[str, list[float]] = {}
     for item in report["items"]:
         for turn in item["turns"]:
             if turn.get("timings") and not turn.get("error"):
-                times.setdefault(turn.get("shape") or "short", []).append(
-                    turn["timings"]["total_ms"] / 1000
-                )
+                shape = turn.get("shape") or "short"
+                times.setdefault(shape, []).append(turn["timings"]["total_ms"] / 1000)
+                tokens.setdefault(shape, []).append(turn["timings"].get("prompt_eval_tokens", 0))
     return {
-        shape: {"n": len(t), "p50_s": percentile(t, 50), "p95_s": percentile(t, 95)}
+        shape: {
+            "n": len(t),
+            "p50_s": percentile(t, 50),
+            "p95_s": percentile(t, 95),
+            "prompt_tokens_p50": percentile(tokens[shape], 50),
+        }
         for shape, t in sorted(times.items())
     }
 
@@ -150,8 +157,11 @@ def main() -> None:
         b, a = versions["before"], versions["after"]
         ratio = [f"×{a[k] / b[k]:.2f}" if k.endswith("_ms") and b.get(k) else "" for k in COLUMNS]
         print(f"| {name} | after/before | " + " | ".join(ratio) + " |")
-    print("\n| set | shape | questions | before p50 / p95 | after p50 / p95 | after/before p50 |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "\n| set | shape | questions | before p50 / p95 | after p50 / p95 | after/before p50 "
+        "| prompt tokens computed p50, before -> after |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name, versions in results.items():
         before, after = versions["before"]["shapes"], versions["after"]["shapes"]
         for shape, a in after.items():
@@ -159,7 +169,9 @@ def main() -> None:
             was = f"{b['p50_s']:.1f} / {b['p95_s']:.1f} s" if b else "–"
             ratio = f"×{a['p50_s'] / b['p50_s']:.2f}" if b and b["p50_s"] else ""
             now = f"{a['p50_s']:.1f} / {a['p95_s']:.1f} s"
-            print(f"| {name} | {shape} | {a['n']} | {was} | {now} | {ratio} |")
+            toks = f"{b.get('prompt_tokens_p50', 0):.0f} -> " if b else ""
+            toks += f"{a.get('prompt_tokens_p50', 0):.0f}"
+            print(f"| {name} | {shape} | {a['n']} | {was} | {now} | {ratio} | {toks} |")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         description="'hybrid' fuses dense and BM25 rankings (reciprocal rank fusion); "
         "'dense' uses embeddings only.",
     )
+    passages: Literal["focused", "whole"] = Field(
+        "focused",
+        description="What the LLM reads of each retrieved passage: 'focused' = the sentence "
+        "that bears most on the question and its neighbour (fewer prompt tokens, a faster "
+        "answer on the retrieval path); 'whole' = the whole chunk. A corpus read whole is never "
+        "trimmed.",
+    )
     full_context_chars: int = Field(
         6000,
         ge=0,

@@ -78,3 +78,6 @@ class Hit:
 
     chunk: Chunk
     score: float
+    # Retrieval mode: the prompt may show only the sentences that bear on the question
+    # (qa.answering.focus); the whole chunk stays the evidence and the citation.
+    focused: bool = False

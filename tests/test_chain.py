@@ -252,3 +252,33 @@ def test_without_a_quote_the_passage_holding_the_answer_as_written_is_cited() ->
     )
     result = verify("How long will the crew stay aboard?", "Answer: 12 days", hits)
     assert result is not None and result.citations[0].chunk_id == "id1"
+
+
+def test_focused_passages_show_the_sentences_that_bear_on_the_question() -> None:
+    from qa.answering.focus import focus
+
+    text = (
+        "The harbour was dredged in 1911. The ferry crosses every 20 minutes. "
+        "Tickets cost two euros. The council met on Friday."
+    )
+    a = Chunk("a", text, "port.txt", 0, 0, len(text), "Port")
+    b = Chunk("b", "Tickets cost two euros. The council met on Friday.", "port.txt", 1, 0, 0, "")
+    hits = [Hit(a, 0.9, focused=True), Hit(b, 0.5, focused=True), Hit(a, 0.1)]
+    shown = focus(hits, "How much does a ferry ticket cost?")
+    assert shown[0] == "Tickets cost two euros. The council met on Friday."
+    assert shown[1] == "Tickets cost two euros."  # nothing new: its best sentence only
+    assert shown[2] == text  # not focused: whole
+    prompt = format_passages(hits, question="How much does a ferry ticket cost?")
+    assert "dredged" not in prompt.split("[3]")[0] and prompt.startswith("[1] Tickets cost")
+
+
+def test_only_retrieved_passages_are_focused(settings, fake_embeddings) -> None:
+    whole = Assistant(settings, embeddings=fake_embeddings, llm=FakeListChatModel(responses=[]))
+    whole.index()
+    assert not any(h.focused for h in whole.retrieve("bakery"))  # the corpus fits: read whole
+    many = settings.model_copy(update={"full_context_chars": 0})
+    retrieved = Assistant(many, embeddings=fake_embeddings, llm=FakeListChatModel(responses=[]))
+    assert all(h.focused for h in retrieved.retrieve("bakery"))
+    off = many.model_copy(update={"passages": "whole"})
+    plain = Assistant(off, embeddings=fake_embeddings, llm=FakeListChatModel(responses=[]))
+    assert not any(h.focused for h in plain.retrieve("bakery"))

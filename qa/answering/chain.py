@@ -180,7 +180,7 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
     shape_used = "open" if shape == "overview" and overview_topic(x["standalone"]) else shape
     question = x["standalone"] + INSTRUCTIONS[shape_used]
     for chunk in models.generate[shape_used].stream(
-        {"passages": format_passages(hits, guard.datamark), "question": question}
+        {"passages": format_passages(hits, guard.datamark, x["standalone"]), "question": question}
     ):
         meta = chunk.response_metadata
         probs = probs or meta.get("first_token_probs", {})

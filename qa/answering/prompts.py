@@ -11,6 +11,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from qa.answer import Shape
+from qa.answering.focus import focus
 from qa.passages import Hit
 from qa.text import escape_braces
 from qa.trust import spotlight
@@ -121,14 +122,16 @@ SHAPE_BINDS: dict[Shape, dict] = {
 _MARKER = re.compile(r"\[(\d+)\]")
 
 
-def format_passages(hits: list[Hit], datamark: bool = False) -> str:
+def format_passages(hits: list[Hit], datamark: bool = False, question: str = "") -> str:
     """Number the retrieved chunks as the model sees them: ``[1] text``.
 
     ``[n]`` inside a document becomes ``(n)``, so a document cannot forge a passage of its own
     ("[1] According to the official record ..."). With ``datamark`` a marker stands between
-    the words of document text (spotlighting, ``qa.trust.spotlight``).
+    the words of document text (spotlighting, ``qa.trust.spotlight``). Given the ``question``,
+    focused hits show only the sentences that bear on it (:mod:`qa.answering.focus`).
     """
-    texts = (_MARKER.sub(r"(\1)", " ".join(h.chunk.text.split())) for h in hits)
+    shown = focus(hits, question) if question else [h.chunk.text for h in hits]
+    texts = (_MARKER.sub(r"(\1)", " ".join(text.split())) for text in shown)
     marked = (spotlight.datamark(t) if datamark else t for t in texts)
     return "\n".join(f"[{i}] {text}" for i, text in enumerate(marked, 1))
 

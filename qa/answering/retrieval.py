@@ -10,6 +10,7 @@ search hits themselves, without the LLM.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cached_property
 
 from qa.answer import Sentence, Shape
@@ -41,13 +42,18 @@ class Retriever:
         Usually the ``top_k`` most similar, best first. When the whole index fits in
         ``full_context_chars``, every chunk in document order: the prompt prefix is then the
         same for every question, so the LLM's KV cache makes answers fast, and no answer is
-        lost to a retrieval miss. Scores still rank them for evaluation.
+        lost to a retrieval miss. Scores still rank them for evaluation. Retrieved passages
+        are marked ``focused`` (``Settings.passages``): the prompt shows their sentences that
+        bear on the question.
         """
         chunks = self.whole_corpus()
         if chunks:
             scores = {h.chunk.id: h.score for h in self.search(question, len(chunks))}
             return [Hit(c, scores.get(c.id, 0.0)) for c in chunks]
-        return self.search(question, self.settings.top_k)
+        hits = self.search(question, self.settings.top_k)
+        if self.settings.passages == "focused":
+            return [replace(h, focused=True) for h in hits]
+        return hits
 
     def whole_corpus(self) -> list[Chunk] | None:
         """Every chunk in document order if all of them fit ``full_context_chars``, else None
