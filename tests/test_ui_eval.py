@@ -56,6 +56,7 @@ def test_a_run_goes_in_the_background_and_is_saved_as_todays_report(ws) -> None:
     assert len(load_report(done.out).items) == 4 and len(list_runs(ws.paths.reports)) == 3
     status = ep.job_status(done, ws.paths)
     assert status.startswith("Finished **small**: 4/4 items") and "Gate passed" in status
+    assert "pass rate" in status and "**Results**" in status
 
 
 def test_cancel_stops_after_the_current_item_and_leaves_a_partial_report(ws) -> None:

@@ -56,6 +56,7 @@ def test_a_run_shows_its_progress_to_the_end_and_its_results(page, tmp_path: Pat
         assert page.locator(f"{STATUS} .progress-bar, {STATUS} .progress-level").count() > 0
         expect(status).to_contain_text("Finished small: 4/4 items", timeout=60_000)
         expect(status).to_contain_text("Gate passed")
+        expect(status).to_contain_text("pass rate 1.00")  # the headline numbers, not only a tick
         assert len(_reports(ws)) == 3
         page.get_by_role("tab", name="Results").click()
         items = page.locator("#qa-eval-items")
@@ -144,7 +145,7 @@ def test_a_promoted_rating_lands_in_the_gold_file(page, tmp_path: Path) -> None:
     for url in serve_ui(fake_assistant(ws.settings, 0.0), evals=ws.paths):
         _evaluate(page, url, "Ratings")
         expect(page.locator("#qa-eval-ratings")).to_contain_text("It was 1997")
-        _pick(page, "#qa-eval-rating", f"👎 When did the bakery open? · {down}")
+        _pick(page, "#qa-eval-rating", f"Down: When did the bakery open? · {down}")
         expect(page.locator("#qa-eval-correction textarea")).to_have_value("It was 1997")
         page.fill("#qa-eval-correction textarea", "It opened in 1998")
         page.click("#qa-eval-save-correction")

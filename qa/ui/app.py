@@ -237,7 +237,8 @@ def build_app(
                 gr.Markdown(
                     "## Ask your documents\nAnswers come only from the indexed documents, "
                     "with their sources, or an honest *the documents don't say*. "
-                    "Rate answers with 👍 / 👎: each rating becomes a regression test."
+                    "Rate answers with the thumbs under them: each rating becomes a "
+                    "regression test."
                 )
                 ready_note = gr.Markdown(
                     startup_note(startup) if startup else "", elem_id="qa-startup"

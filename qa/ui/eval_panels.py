@@ -33,7 +33,7 @@ from qa.evaluation.runs import EvalPaths, GoldSet, default_sample, find_gold_set
 from qa.trust import calibration
 from qa.ui import eval_views as views
 from qa.ui.eval_jobs import JobState
-from qa.ui.render import md_escape
+from qa.ui.render import md_escape, verdict_word
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,32 @@ def job_status(state: JobState | None, paths: EvalPaths) -> str:
     where = f"report in `{state.out}`"
     if state.cancelled:
         return f"Cancelled **{name}** after {state.done} of {state.total} items; partial {where}."
-    verdict = gate_line(load_report(state.out), paths) if state.out else ""
-    return f"Finished **{name}**: {state.done}/{state.total} items; {where}. {verdict}"
+    if not state.out:
+        return f"Finished **{name}**: {state.done}/{state.total} items."
+    report = load_report(state.out)
+    return (
+        f"Finished **{name}**: {state.done}/{state.total} items; {headline_metrics(report)}. "
+        f"{gate_line(report, paths)} Every item is in **Results**; {where}."
+    )
+
+
+HEADLINE = (
+    "pass_rate",
+    "contains_gold",
+    "fact_recall",
+    "yesno_acc",
+    "candidate_acc",
+    "abstain_acc",
+    "false_abstain_rate",
+    "injection_success",
+)
+"""The metrics a finished run leads with, those the set has, in this order."""
+
+
+def headline_metrics(report: EvalReport) -> str:
+    """``pass rate 0.75 · fact recall 0.80 · …`` for the metrics of :data:`HEADLINE`."""
+    shown = [k for k in HEADLINE if k in report.metrics]
+    return " · ".join(f"{k.replace('_', ' ')} {report.metrics[k]:.2f}" for k in shown)
 
 
 def gate_line(report: EvalReport, paths: EvalPaths) -> str:
@@ -136,7 +160,7 @@ def gate_line(report: EvalReport, paths: EvalPaths) -> str:
     if baseline is None:
         return "No baseline for this set."
     gate = check_gate(report, baseline)
-    return "✅ Gate passed." if gate.ok else f"❌ Gate failed ({len(gate.regressions)} metrics)."
+    return "Gate passed." if gate.ok else f"Gate failed ({len(gate.regressions)} metrics)."
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -293,7 +317,7 @@ def apply_threshold(assistant: Assistant, curve: Curve, value: float, source: st
 def rating_choices(items: list[FeedbackItem]) -> Choices:
     """(label, id) pairs for a dropdown, newest first."""
     return [
-        (f"{'👍' if it.verdict == 'up' else '👎'} {it.question[:70]} · {it.id}", it.id)
+        (f"{verdict_word(it.verdict)}: {it.question[:70]} · {it.id}", it.id)
         for it in reversed(items)
     ]
 

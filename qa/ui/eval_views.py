@@ -20,7 +20,7 @@ from qa.evaluation.evaluate import EvalReport, TurnResult
 from qa.evaluation.feedback import FeedbackItem
 from qa.evaluation.reports import Baseline, Comparison, Flip, GateResult, RunInfo, title
 from qa.trust.calibration import CurvePoint
-from qa.ui.render import md_escape
+from qa.ui.render import md_escape, verdict_word
 
 HEADLINE = (
     "pass_rate",
@@ -71,9 +71,9 @@ def headline(report: EvalReport, baseline: Baseline | None, gate: GateResult) ->
     if baseline is None:
         lines.append("No baseline recorded for this set: nothing to gate against.")
     elif gate.ok:
-        lines.append("✅ **Gate passed**: no metric fell below the baseline by more than allowed.")
+        lines.append("**Gate passed**: no metric fell below the baseline by more than allowed.")
     else:
-        lines.append("❌ **Gate failed**: " + "; ".join(md_escape(r) for r in gate.regressions))
+        lines.append("**Gate failed**: " + "; ".join(md_escape(r) for r in gate.regressions))
     if gate.newly_failing:
         lines.append(f"Newly failing items: {md_escape(', '.join(gate.newly_failing))}")
     return "\n\n".join(lines)
@@ -294,7 +294,7 @@ def ratings_frame(items: Sequence[FeedbackItem], promoted: dict[str, list[str]])
     """Every rating: verdict, question, the answer rated, the correction, what it checks."""
     rows = [
         [
-            "👍" if it.verdict == "up" else "👎",
+            verdict_word(it.verdict),
             it.question,
             str(it.meta.get("answer", "")),
             str(it.meta.get("correction") or ""),
@@ -312,10 +312,9 @@ def rating_detail(item: FeedbackItem | None) -> str:
     """The picked rating in full."""
     if item is None:
         return "Pick a rating to review it."
-    thumb = "👍" if item.verdict == "up" else "👎"
     answer = str(item.meta.get("answer") or "")
     return (
-        f"{thumb} **{md_escape(item.question)}**\n\n"
+        f"{verdict_word(item.verdict)}: **{md_escape(item.question)}**\n\n"
         f"Answer rated: {md_escape(answer) or '(none)'}\n\n"
         f"Checks: {md_escape(item.expectation)}"
     )

@@ -157,7 +157,7 @@ def build_evaluate_tab(
             )
         with gr.Tab("Ratings", elem_id="qa-eval-tab-ratings") as ratings_tab:
             ratings = gr.Dataframe(
-                label="👍/👎 ratings",
+                label="Ratings (thumbs up and down)",
                 interactive=False,
                 wrap=True,
                 column_widths=views.RATING_WIDTHS,

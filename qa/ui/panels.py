@@ -35,8 +35,8 @@ from qa.ui.render import (
 log = logging.getLogger(__name__)
 
 ASK_CORRECTION = (
-    "👎 noted. What should it have said? Type the short answer (a name, a number), or tick "
-    "*The documents don't say*, then **Save feedback**."
+    "Thumbs down noted. What should it have said? Type the short answer (a name, a number), "
+    "or tick *The documents don't say*, then **Save feedback**."
 )
 
 
@@ -65,9 +65,9 @@ def turn_of_message(turns: Sequence[Turn], index: int | Sequence[int]) -> int | 
 
 def saved_note(item: FeedbackItem, path: str) -> str:
     """What a stored rating became, and how to run it."""
-    thumb = "👍" if item.verdict == "up" else "👎"
     return (
-        f"{thumb} Saved as regression item `{item.id}` ({md_escape(item.expectation)}). "
+        f"Thumbs {item.verdict}. Saved as regression item `{item.id}` "
+        f"({md_escape(item.expectation)}). "
         f"Run it with `qa eval --gold {path}`."
     )
 
@@ -105,7 +105,7 @@ def save_correction(
 ) -> tuple[str, bool]:
     """Store the 👎 on turn ``pending`` with its correction; returns (note, form still open)."""
     if pending is None or pending >= len(turns) or "answer" not in turns[pending]:
-        return "Click 👎 on an answer first.", False
+        return "Click the thumbs down under an answer first.", False
     try:
         answer = answer_from_dict(turns[pending]["answer"])
         item = assistant.feedback(

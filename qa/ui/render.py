@@ -122,6 +122,12 @@ def quote_span(text: str, quote: str) -> tuple[int, int] | None:
     return start, end
 
 
+def verdict_word(verdict: str) -> str:
+    """A rating's verdict in words: an emoji thumb is an empty box where no emoji font is
+    installed."""
+    return "Up" if verdict == "up" else "Down"
+
+
 def highlight(text: str, quotes: Sequence[tuple[int, str]]) -> str:
     """``text`` HTML-escaped, with each ``(sentence, quote)`` wrapped in ``<mark data-s>``
     naming the answer sentences it backs (where quotes overlap, the overlap names them all)."""
