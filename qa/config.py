@@ -45,12 +45,12 @@ class Settings(BaseSettings):
         description="'hybrid' fuses dense and BM25 rankings (reciprocal rank fusion); "
         "'dense' uses embeddings only.",
     )
-    passages: Literal["focused", "whole"] = Field(
-        "focused",
-        description="What the LLM reads of each retrieved passage: 'focused' = the sentence "
-        "that bears most on the question and its neighbour (fewer prompt tokens, a faster "
-        "answer on the retrieval path); 'whole' = the whole chunk. A corpus read whole is never "
-        "trimmed.",
+    passages: Literal["whole", "focused"] = Field(
+        "whole",
+        description="What the LLM reads of each retrieved passage: 'whole' = the whole chunk; "
+        "'focused' = the sentence that bears most on the question and its neighbour (13 % "
+        "fewer prompt tokens on SQuAD, answers mixed: docs/benchmarks.md). A corpus read whole "
+        "is never trimmed.",
     )
     full_context_chars: int = Field(
         6000,

@@ -276,7 +276,7 @@ def test_only_retrieved_passages_are_focused(settings, fake_embeddings) -> None:
     whole = Assistant(settings, embeddings=fake_embeddings, llm=FakeListChatModel(responses=[]))
     whole.index()
     assert not any(h.focused for h in whole.retrieve("bakery"))  # the corpus fits: read whole
-    many = settings.model_copy(update={"full_context_chars": 0})
+    many = settings.model_copy(update={"full_context_chars": 0, "passages": "focused"})
     retrieved = Assistant(many, embeddings=fake_embeddings, llm=FakeListChatModel(responses=[]))
     assert all(h.focused for h in retrieved.retrieve("bakery"))
     off = many.model_copy(update={"passages": "whole"})
