@@ -18,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DATASETS = HERE.parent.parent / "shared" / "datasets"
-SPLITS = HERE.parent / "bench" / "results" / "decision-splits.json"
+SPLITS = HERE.parent / "fit" / "results" / "decision-splits.json"
 BOOLQ_QUESTIONS = 30
 MULTIRC_PASSAGES = {
     "multirc-3": "news",

@@ -16,7 +16,7 @@ A planted span (``evals/injection/planted.jsonl``) is caught when flags cover at
 its characters as the indexer reads it; one the reader drops (an HTML comment of an .html file)
 never reaches the index and is counted apart.
 
-    python fit/injection_flags.py               # ~1 min; writes bench/results/
+    python fit/injection_flags.py               # ~1 min; writes fit/results/
 
     python fit/injection_flags.py --show benign     # print the flagged sentences of a corpus
 """

@@ -8,7 +8,7 @@ it at index time, sentence by sentence, and stores the spans with each chunk; th
 answer check then treat those spans differently (``qa.trust.spotlight``, ``qa.trust.withhold``).
 
 The detector is a logistic model over word and character n-grams (``qa/data/injection.json``,
-fitted by ``fit/fit_injection.py`` on sentences written for qa in ``bench/data/``). Each
+fitted by ``fit/fit_injection.py`` on sentences written for qa in ``fit/data/``). Each
 sentence is scored as written and as revealed: letters spaced apart joined again, base64 runs
 decoded, HTML and Markdown comments opened. Chat-template control tokens (``<|im_start|>``,
 ``[INST]``) are flagged by rule: no reader-facing text contains them, and a local model may
