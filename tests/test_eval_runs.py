@@ -220,6 +220,24 @@ def test_qa_eval_runs_a_gate_manifest_in_one_process(
     assert len(made) == 3  # one assistant per command: the models load once for every set
 
 
+def test_a_set_that_cannot_run_fails_the_gate_and_the_others_still_run(
+    settings, fake_embeddings, tmp_path, monkeypatch
+) -> None:
+    assistant = Assistant(
+        settings, embeddings=fake_embeddings, llm=FakeListChatModel(responses=[BAKERY_REPLY])
+    )
+    monkeypatch.setattr("qa.cli.evals.assistant_for", lambda *a, **k: assistant)
+    monkeypatch.chdir(tmp_path)
+    _write_gold(tmp_path / "a.jsonl", [OPEN_ITEM])
+    (tmp_path / "gate.toml").write_text(
+        '[[sets]]\ngold = "missing.jsonl"\n\n[[sets]]\ngold = "a.jsonl"\n'
+    )
+    result = CliRunner().invoke(app, ["eval", "--manifest", "gate.toml"])
+    assert result.exit_code == 1
+    assert "missing.jsonl" in result.output and "a: 1 items" in result.output
+    assert "Gate failed: missing" in result.output
+
+
 def test_a_malformed_gate_manifest_is_one_line_error(tmp_path) -> None:
     (tmp_path / "gate.toml").write_text("[[sets]]\ndocs = 'x'\n")
     result = CliRunner().invoke(app, ["eval", "--manifest", str(tmp_path / "gate.toml")])

@@ -125,7 +125,8 @@ def _run_set(
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     except (QAError, ValueError, OSError) as err:
-        raise fail(QAError(str(err))) from err
+        err_console.print(f"[red]Error:[/red] {escape(str(err))}", soft_wrap=True)
+        return False  # the other sets of a manifest still run; the command exits 1 at the end
     report = saved.report
     table = Table(title=f"{name}: {len(report.items)} items in {time.perf_counter() - t0:.0f} s")
     table.add_column("metric")
