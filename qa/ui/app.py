@@ -421,7 +421,9 @@ def launch(
     """Serve the UI until interrupted (local only unless ``host`` says otherwise). The page is
     up at once; the documents folder is indexed (unless ``index`` is off) and the models warmed
     up behind it, and the first question waits for that instead of failing."""
-    demo = build_app(assistant, startup=Startup(assistant, index=index).start())
+    startup = Startup(assistant, index=index)
+    demo = build_app(assistant, startup=startup)
+    startup.start()  # after the page is built: its imports would slow building it (one GIL)
     demo.launch(
         server_name=host,
         server_port=port,
