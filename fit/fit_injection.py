@@ -40,7 +40,7 @@ from sklearn.model_selection import GroupKFold
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.injection_data import DATA, _read, training_set  # noqa: E402
+from fit.injection_data import DATA, _read, training_set  # noqa: E402
 
 from qa.trust.guard import InjectionModel, detect, features  # noqa: E402
 
