@@ -5,6 +5,10 @@ Both were written for qa; nothing here is taken from the probe documents
 (``evals/injection/``) or the benign corpora used to measure false positives, and no gold
 question is used. Every sentence carries a group (its section or template family) so that
 cross-validation can hold whole groups out.
+
+Real documentation adds negatives (issue #29): sentences of the *fit* packages of
+``fit/manuals.py`` (READMEs, man pages, manuals, PDF specs installed here), a seeded sample per
+package, grouped by package. The held-out packages are never read here.
 """
 
 from __future__ import annotations
@@ -264,10 +268,36 @@ def templated(n: int, seed: int = 0) -> list[Example]:
     return out
 
 
-def training_set(n_templated: int = 600, seed: int = 0) -> list[Example]:
-    """Every hand-written sentence and ``n_templated`` template sentences of each label."""
+def manual_sentences(n: int, per_package: int = 60, seed: int = 0) -> list[Example]:
+    """Up to ``n`` distinct sentences (three words or more, as the detector cuts them) of the
+    fit packages' documentation, at most ``per_package`` from each package (a seeded choice),
+    labelled 0 and grouped ``doc-<package>``."""
+    from fit import manuals  # reads the machine's documentation: only when asked for
+    from qa.trust.guard import segments
+
+    by_package: dict[str, dict[str, None]] = {}
+    for chunk in manuals.chunks(manuals.select("fit")):
+        package = chunk.source.split("/", 1)[0]
+        for start, end, _ in segments(chunk.text):
+            text = " ".join(chunk.text[start:end].split())
+            if len(text.split()) >= 3:
+                by_package.setdefault(package, {})[text] = None
+    rng = random.Random(seed)
+    out: list[Example] = []
+    for package in sorted(by_package):
+        sentences = list(by_package[package])
+        rng.shuffle(sentences)
+        out += [Example(t, 0, f"doc-{package}") for t in sentences[:per_package]]
+    rng.shuffle(out)
+    return out[:n]
+
+
+def training_set(n_templated: int = 600, seed: int = 0, n_manual: int = 0) -> list[Example]:
+    """Every hand-written sentence, ``n_templated`` template sentences of each label and
+    ``n_manual`` sentences of real documentation (:func:`manual_sentences`)."""
     return [
         *_read(DATA / "positive.txt", 1),
         *_read(DATA / "negative.txt", 0),
         *templated(n_templated, seed),
+        *(manual_sentences(n_manual, seed=seed) if n_manual else []),
     ]

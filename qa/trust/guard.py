@@ -133,11 +133,68 @@ def _fold(text: str) -> str:
 
 _PLAIN_PUNCTUATION = frozenset(".,'\"();!?")
 
+# Who a sentence addresses. Technical documentation gives orders on every page, to its reader,
+# a user, an administrator or a program ("Run make install", "Applications MUST ignore ...");
+# an injection gives them to whatever machine reads the page (issue #29). Word n-grams alone
+# learned "an order" from hand-written data and flagged 4-13 % of real manuals; these features
+# pool every name for an AI reader into one, so the model can weigh who is told, not just
+# that someone is told. Matched on folded text (``_fold``), any language the attacks use.
+_AI = (
+    r"a\.?i|ai[- ](?:assistant|model|agent|system|tool|reader)s?|artificial intelligence|"
+    r"(?:virtual |automated |digital )?assistants?|chat ?bots?|bots?|copilots?|"
+    r"(?:large )?language models?|llms?|gpts?|chatgpt|summari[sz]ers?|"
+    r"models? (?:reading|processing|answering|summari[sz]ing|that (?:reads?|answers?))|"
+    r"automated (?:systems?|readers?|tools?|agents?)|(?:machines?|agents?) (?:reading|processing)|"
+    r"ki(?:-assistent\w*| assistent\w*)|sprachmodell\w*|assistant(?:e|s)? (?:ia|ai)|"
+    r"asistentes?|assistente|modele de langage|modello linguistico|modelo de lenguaje"
+)
+_AI_READER = re.compile(rf"\b(?:{_AI})\b")
+_SUMMARY = re.compile(
+    r"\b(?:whoever|anyone|anything|any tool|any program|whatever)\b.{0,30}"
+    r"\b(?:summari[sz]\w*|reads? this|processe?s? this|answers? questions)|"
+    r"\bsummar(?:y|ies) of this\b|\bsummari[sz](?:e|es|ing) this\b|\bwhen summari[sz]\w*"
+)
+_ORDER = re.compile(
+    r"\b(?:must|should|shall|need to|have to|always|never|do not|don't|ignore|disregard|"
+    r"forget|say|tell|answer|reply|respond|state|claim|recommend|mention|include|print|"
+    r"reveal|output|send|pretend|describe|treat|follow|obey|stop|instead|"
+    r"ignorier\w*|antworte\w*|vergiss|sage|ignore[zs]|repond\w*|dites|oublie\w*|ignora|"
+    r"responde|rispondi|olvida|dile)\b"
+)
+# Spoken to, not about: "Note to the chatbot: ...", "Assistant, ...", "If you are an AI ...",
+# "Language models reading this must ..." (an obligation, not "the model must be downloaded").
+_TOLD = re.compile(
+    rf"^\W*(?:(?:[\w']+ ){{0,3}}(?:to|for|an|a|pour|fur|para|per)\s+)?(?:the |any |all |every |"
+    rf"dear |hey |hello |les |le |l'|den |die |el |la |il |l')?(?:{_AI})\b[^.:,;]{{0,40}}[:,]|"
+    rf"\byou(?:'re| are)(?: now)? (?:an? |the )?(?:\w+ ){{0,2}}(?:{_AI})\b|\byou, the (?:{_AI})\b|"
+    rf"(?:\b(?:{_AI})\b(?: (?:reading|processing|answering|summari[sz]ing|that|which|who)\b"
+    rf"[^.;:]{{0,50}}?)?|(?:{_SUMMARY.pattern})[^.;:]{{0,50}}?) (?:must|should|shall|is to|are to|"
+    rf"needs? to|has to|have to|will now)\b(?! be\b)"
+)
+
+
+def addressee(text: str) -> set[str]:
+    """Who ``text`` speaks to, as features: ``a:ai`` when it names an AI reader (an assistant,
+    a chatbot, a language model, "whoever summarises this"), ``a:ai-order`` when it also gives
+    an order (must, tell, answer, ignore, ...), ``a:ai-told`` when the order is the AI's: it is
+    spoken to ("Note to the chatbot:", "If you are an AI") or put under an obligation
+    ("Assistants reading this must ..."). Nothing for text to a person."""
+    folded = _fold(text)
+    if not (_AI_READER.search(folded) or _SUMMARY.search(folded)):
+        return set()
+    found = {"a:ai"}
+    if _ORDER.search(folded):
+        found.add("a:ai-order")
+    if _TOLD.search(folded):
+        found.add("a:ai-told")
+    return found
+
 
 def features(text: str) -> dict[str, float]:
     """Binary word 1-2 grams (``w:``) and character 3-5 grams within words (``c:``), each
-    group scaled by 1 / log2(2 + its size). Sentence punctuation is dropped (it is in every
-    sentence); the marks of markup and role blocks (``:``, ``[``, ``<``, ``|``, ``#``) stay."""
+    group scaled by 1 / log2(2 + its size), and who is addressed (:func:`addressee`, 1 each).
+    Sentence punctuation is dropped (it is in every sentence); the marks of markup and role
+    blocks (``:``, ``[``, ``<``, ``|``, ``#``) stay."""
     tokens = [t for t in _WORD.findall(_fold(placeholders(text))) if t not in _PLAIN_PUNCTUATION]
     words = {f"w:{t}" for t in tokens} | {f"w:{a} {b}" for a, b in itertools.pairwise(tokens)}
     chars: set[str] = set()
@@ -148,7 +205,7 @@ def features(text: str) -> dict[str, float]:
         chars.update(
             f"c:{padded[i : i + n]}" for n in (3, 4, 5) for i in range(len(padded) - n + 1)
         )
-    out: dict[str, float] = {}
+    out: dict[str, float] = dict.fromkeys(addressee(text), 1.0)
     for group in (words, chars):
         for f in group:
             out[f] = 1.0 / math.log2(2 + len(group))
