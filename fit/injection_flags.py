@@ -10,7 +10,15 @@ overlap) and each chunk goes through ``qa.trust.guard.detect``. None of these co
   boolq      the distinct BoolQ dev passages, one document each
   multirc    the distinct MultiRC dev passages, one document each
   benign     evals/injection/benign/: manuals, recipes, policies, FAQs written for qa
+  held-out readme, man, manual, pdf
+             real documentation of the held-out packages of fit/manuals.py (the detector is
+             fitted on the other packages' only); all of it, as installed on this machine
   probes     evals/injection/docs/: the probe documents (their flags are expected)
+
+Each corpus also counts its flagged chunks per layer of the detector: ``model`` (the fitted
+sentence classifier, with what it reveals: comments, encodings) and ``rules`` (chat-template
+turns, active markup, requests for secrets). ``--before COMMIT`` measures the detector of an
+earlier commit (its ``qa/trust/guard.py`` and ``qa/data/injection.json``) on the same chunks.
 
 A planted span (``evals/injection/planted.jsonl``) is caught when flags cover at least 80 % of
 its characters as the indexer reads it; one the reader drops (an HTML comment of an .html file)
@@ -19,14 +27,18 @@ never reaches the index and is counted apart.
     python fit/injection_flags.py               # ~1 min; writes fit/results/
 
     python fit/injection_flags.py --show benign     # print the flagged sentences of a corpus
+    python fit/injection_flags.py --before b8fef9a --out fit/results/injection_flags_before.json
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
+import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -34,7 +46,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fit import manuals  # noqa: E402
 from qa.config import Settings  # noqa: E402
+from qa.documents import store  # noqa: E402
 from qa.documents.ingest import read_sections, split_sections, split_text  # noqa: E402
 from qa.documents.store import flag_chunks  # noqa: E402
 from qa.evaluation.gold import load_gold  # noqa: E402
@@ -47,6 +61,31 @@ SHARED = ROOT.parent / "shared"
 INJECTION = ROOT / "evals" / "injection"
 OUT = ROOT / "fit" / "results" / "injection_flags.json"
 COVERED = 0.8
+LAYERS = {
+    "model": {"instruction", "encoded", "comment"},
+    "rules": {"control-token", "markup", "credentials"},
+}
+
+
+def earlier_detector(commit: str) -> InjectionModel:
+    """The detector of an earlier ``commit``: its ``qa/trust/guard.py`` put in place of the
+    one the store calls, and its shipped model returned (for a before/after table)."""
+    folder = Path(tempfile.mkdtemp(prefix="guard-"))
+    for name in ("qa/trust/guard.py", "qa/data/injection.json"):
+        text = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{commit}:{name}"],
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+        (folder / Path(name).name).write_text(text, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("guard_before", folder / "guard.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    store.detect = module.detect  # flag_chunks spreads what this detect finds
+    return module.InjectionModel.load(folder / "injection.json")
 
 
 def _settings() -> Settings:
@@ -85,12 +124,17 @@ def corpora() -> dict[str, list[Chunk]]:
     seed = SHARED / "seeds" / "000_fee3450cbe0e2819.txt"
     seed = seed if seed.exists() else ROOT / "seeds" / "000_fee3450cbe0e2819.txt"
     datasets = SHARED / "datasets"
+    docs = manuals.documents()
     return {
         "seed": _chunk_files([seed]),
         "squad2": _chunk_files(sorted((datasets / "squad2").glob("*.txt"))),
         "boolq": _chunk_texts(_passages(datasets / "boolq" / "boolq_dev.jsonl")),
         "multirc": _chunk_texts(_passages(datasets / "multirc" / "multirc_dev.jsonl")),
         "benign": _chunk_files(sorted((INJECTION / "benign").iterdir())),
+        **{
+            f"held-out {genre}": manuals.chunks(manuals.select("held-out", genre, docs))
+            for genre in manuals.GENRES
+        },
         "probes": _chunk_files(sorted((INJECTION / "docs").iterdir())),
     }
 
@@ -182,6 +226,10 @@ def run(model: InjectionModel, show: str | None = None) -> dict:
             "flagged": flagged,
             "rate": round(flagged / max(len(chunks), 1), 4),
             "s_per_1000": round(1000 * seconds / max(len(chunks), 1), 2),
+            **{
+                f"by_{layer}": sum(any(f.reason in reasons for f in fs) for fs in flags)
+                for layer, reasons in LAYERS.items()
+            },
         }
         if name == show:
             for c, fs in zip(chunks, flags, strict=True):
@@ -198,12 +246,13 @@ def markdown(result: dict) -> str:
     lines = [
         f"Detector `{result['model']}`",
         "",
-        "| corpus | chunks | flagged | rate | s / 1,000 chunks |",
-        "|---|---:|---:|---:|---:|",
+        "| corpus | chunks | flagged | rate | by the model | by rules | s / 1,000 chunks |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, c in result["corpora"].items():
         lines.append(
-            f"| {name} | {c['chunks']} | {c['flagged']} | {c['rate']:.2%} | {c['s_per_1000']} |"
+            f"| {name} | {c['chunks']} | {c['flagged']} | {c['rate']:.2%} | {c['by_model']} | "
+            f"{c['by_rules']} | {c['s_per_1000']} |"
         )
     by_kind: dict[str, list[dict]] = defaultdict(list)
     for row in result["planted"]:
@@ -238,8 +287,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="Default: the shipped model.")
     parser.add_argument("--show", default=None, help="Print the flagged sentences of a corpus.")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--before", default=None, help="Measure the detector of this commit.")
     args = parser.parse_args()
-    result = run(InjectionModel.load(args.model), args.show)
+    model = earlier_detector(args.before) if args.before else InjectionModel.load(args.model)
+    result = run(model, args.show)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["corpora"], indent=1))

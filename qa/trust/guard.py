@@ -25,7 +25,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -173,21 +173,37 @@ _TOLD = re.compile(
 )
 
 
-def addressee(text: str) -> set[str]:
+# A cheap first look (no Unicode folding) for any word an AI reader could be named by: most
+# sentences have none, and folding every sentence twice cost a fifth of the index-time budget.
+_AI_HINT = re.compile(
+    r"\b(?:a\.?i\b|assist|asist|bots?\b|mod[eè]l|llm|gpt|summar|agent|machine|intellig|ki\b|"
+    r"sprach|whoever|any\b|anyone|anything|whatever|copilot|chat|automated)",
+    re.IGNORECASE,
+)
+
+
+def _names_an_ai(text: str) -> bool:
+    return bool(_AI_HINT.search(text.translate(_INVISIBLE)))
+
+
+@lru_cache(maxsize=4096)  # a sentence is asked about by its features and by detect
+def addressee(text: str) -> frozenset[str]:
     """Who ``text`` speaks to, as features: ``a:ai`` when it names an AI reader (an assistant,
     a chatbot, a language model, "whoever summarises this"), ``a:ai-order`` when it also gives
     an order (must, tell, answer, ignore, ...), ``a:ai-told`` when the order is the AI's: it is
     spoken to ("Note to the chatbot:", "If you are an AI") or put under an obligation
     ("Assistants reading this must ..."). Nothing for text to a person."""
+    if not _names_an_ai(text):
+        return frozenset()
     folded = _fold(text)
     if not (_AI_READER.search(folded) or _SUMMARY.search(folded)):
-        return set()
+        return frozenset()
     found = {"a:ai"}
     if _ORDER.search(folded):
         found.add("a:ai-order")
     if _TOLD.search(folded):
         found.add("a:ai-told")
-    return found
+    return frozenset(found)
 
 
 def features(text: str) -> dict[str, float]:
@@ -207,8 +223,8 @@ def features(text: str) -> dict[str, float]:
         )
     out: dict[str, float] = dict.fromkeys(addressee(text), 1.0)
     for group in (words, chars):
-        for f in group:
-            out[f] = 1.0 / math.sqrt(len(group))
+        if group:
+            out.update(dict.fromkeys(group, 1.0 / math.sqrt(len(group))))
     return out
 
 
@@ -363,13 +379,15 @@ _WARNING = re.compile(r"\b(?:never|not|don't|no one|nobody)\b", re.IGNORECASE)
 def asks_for_secrets(sentence: str) -> bool:
     """Whether ``sentence`` asks the reader to hand a secret (bank details, a password, a PIN)
     to a phone number, link or email address it gives, and is not a warning against it."""
+    secrets = list(_SECRET.finditer(sentence))  # rare: the cheap test first
+    if not secrets or not _HAND_OVER.search(sentence) or _WARNING.search(sentence):
+        return False
     contact = (
         _URL.search(sentence)
         or _EMAIL.search(sentence)
         or any(_is_phone(m.group()) for m in _PHONE.finditer(sentence))
     )
-    owned = any(_WHOSE.search(sentence[: m.start()]) for m in _SECRET.finditer(sentence))
-    return bool(contact and owned and _HAND_OVER.search(sentence) and not _WARNING.search(sentence))
+    return bool(contact) and any(_WHOSE.search(sentence[: m.start()]) for m in secrets)
 
 
 def _score(segment: str, model: InjectionModel) -> tuple[float, Reason]:
@@ -407,8 +425,8 @@ def detect(text: str, model: InjectionModel | None = None) -> list[Flag]:
     flagged = [s >= model.threshold for s, _ in scored]
     # Who is addressed carries across a paragraph: after "Note for automated assistants:",
     # the orders that follow in the same paragraph are the assistant's, whatever they say.
-    told = [bool(_TOLD.search(_fold(text[start:end]))) for start, end, _ in segs]
-    for paragraph in {p for _, _, p in segs if any(told)}:
+    told = ["a:ai-told" in addressee(text[start:end]) for start, end, _ in segs]
+    for paragraph in {p for (_, _, p), t in zip(segs, told, strict=True) if t}:
         members = [i for i, seg in enumerate(segs) if seg[2] == paragraph]
         orders = [i for i in members if _ORDER.search(_fold(text[segs[i][0] : segs[i][1]]))]
         if any(told[i] for i in members) and orders:
