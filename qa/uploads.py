@@ -63,7 +63,8 @@ def add_uploads(
     copied: list[Path] = []
     present: list[Path] = []  # identical files already in the folder
     for item in files:
-        src = Path(getattr(item, "name", item))
+        # A path, or a file object of Gradio's whose .name is its path.
+        src = Path(item) if isinstance(item, str | Path) else Path(item.name)
         name = src.name  # the base name only: an upload cannot land outside the folder
         if name.startswith("."):
             result.refused.append(

@@ -67,8 +67,9 @@ def is_loopback(host: str | None) -> bool:
 
 class BodyLimit:
     """Refuse API request bodies over ``limit`` bytes with 413, by their Content-Length or,
-    without one, as soon as more arrives (ASGI middleware; only for ``/v1/`` paths, the UI has
-    its own upload rules)."""
+    without one, as soon as more arrived (ASGI middleware; only for ``/v1/`` paths, the UI has
+    its own upload rules). A body without a length is read whole before the app sees it: FastAPI
+    would turn an error raised while it reads into a vague 400."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -87,32 +88,30 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             await too_big(scope, receive, send)
             return
-        seen = 0
-
-        async def counted() -> Any:
-            nonlocal seen
+        if length is not None:
+            await self.app(scope, receive, send)
+            return
+        # No length given (chunked): read it all, counting, before the app sees any of it.
+        body, more = b"", True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooBig
-            return message
-
-        started = False
-
-        async def sending(message: Any) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted, sending)
-        except _TooBig:
-            if not started:
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
                 await too_big(scope, receive, send)
+                return
+        replayed = False
 
+        async def replay() -> Any:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
-class _TooBig(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `qa api keys add`.")
