@@ -497,3 +497,23 @@ def test_the_ui_is_mounted_beside_the_api_on_one_server(assistant) -> None:
         assert both.get("/v1/models").json()["data"][0]["id"] == "qa"
         r = both.post("/v1/chat/completions", json=ASK)
         assert r.json()["choices"][0]["message"]["content"] == "in 1998 [1]"
+
+
+def test_without_keys_qa_api_listens_on_127_0_0_1_and_says_so(assistant, keys, monkeypatch) -> None:
+    import uvicorn
+
+    from qa.api.serve import serve
+
+    bound: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **_: bound.append(host))
+    said: list[str] = []
+    serve(assistant, host="0.0.0.0", port=8000, ui=False, index=False, say=said.append)
+    assert bound == ["127.0.0.1"]
+    assert any("127.0.0.1 only" in line and "0.0.0.0" in line for line in said)
+    assert any("localhost:8000/v1" in line and "/docs" in line for line in said)
+    file, _, _ = keys
+    with_keys = assistant.settings.model_copy(update={"api_keys_file": file.path})
+    served = Assistant(with_keys, embeddings=assistant.embeddings, llm=assistant.llm)
+    said.clear()
+    serve(served, host="0.0.0.0", port=8000, ui=False, index=False, say=said.append)
+    assert bound[-1] == "0.0.0.0" and any("API keys: 2" in line for line in said)
