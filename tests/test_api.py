@@ -517,3 +517,47 @@ def test_without_keys_qa_api_listens_on_127_0_0_1_and_says_so(assistant, keys, m
     said.clear()
     serve(served, host="0.0.0.0", port=8000, ui=False, index=False, say=said.append)
     assert bound[-1] == "0.0.0.0" and any("API keys: 2" in line for line in said)
+
+
+@pytest.mark.e2e  # a real server and Gradio's client: ~20 s
+# Gradio's queue calls pandas APIs that pandas 3 deprecates; not ours to fix.
+@pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")
+def test_browser_and_api_users_share_one_line_on_one_server(assistant) -> None:
+    import uvicorn
+    from gradio_client import Client
+
+    from qa.api.serve import build_server
+
+    app = build_server(assistant, ui=True, index=False)
+    line = app.state.line
+    server = uvicorn.Server(uvicorn.Config(app, port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{server.config.port}"
+        holder = line.enter()  # an API caller holds the model
+        assert holder.wait(1)
+        answers: list[str] = []
+
+        def browser_user() -> None:
+            ui = Client(f"{url}/", verbose=False)
+            _, chat, _ = ui.predict("When did the bakery open?", api_name="/chat")
+            answers.append(str(chat[-1]["content"]))
+
+        user = threading.Thread(target=browser_user)
+        user.start()
+        deadline = time.monotonic() + 20
+        while not line.waiting and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert line.waiting == 1 and answers == []  # the browser's question waits its turn
+        with holder:
+            pass
+        user.join(30)
+        assert answers and "1998" in answers[0]
+        api = httpx.post(f"{url}/v1/chat/completions", json=ASK, timeout=30)
+        assert api.json()["choices"][0]["message"]["content"] == "in 1998 [1]"
+    finally:
+        server.should_exit = True
+        thread.join(10)

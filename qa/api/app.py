@@ -181,6 +181,7 @@ def build_api(
     errors.install(app)
     app.add_middleware(BodyLimit, limit=int(s.api_max_body_mb * 1e6))
     app.state.keys = keys
+    app.state.line = line  # shared with a UI mounted beside (qa.api.serve)
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, Any]:
