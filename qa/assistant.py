@@ -63,6 +63,12 @@ class AnswerStream:
             else:
                 yield event.text
 
+    def close(self) -> None:
+        """Stop generating: the model frees the answer's place at its next step."""
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()
+
 
 class Assistant:
     """Answers questions about the documents in ``settings.seeds_dir``, citing its sources.
