@@ -63,7 +63,7 @@ class ScriptedModel(FakeListChatModel):
             self.written[question] = answer
             reply = question
         elif "\nKeep: " in text:
-            sentence = re.findall(r"Sentence: (.*)", text)[-1]
+            sentence = re.findall(r"Statement: (.*)", text)[-1]
             reply = f"Is it true that {sentence.rstrip('.')}?"
         else:
             asked = text.rsplit("Question: ", 1)[-1].strip()

@@ -53,16 +53,16 @@ Sentence: {sentence}
 Answer: {answer}
 Question:"""
 
-YESNO_PROMPT = """Turn the sentence into one yes/no question whose answer is yes. Keep the given \
-words in it.
+YESNO_PROMPT = """Rewrite the statement as a yes/no question that keeps its meaning and keeps \
+the given words.
 
-Sentence: The bakery on Elm Street, founded by Marta Kovacs, opened its doors in 1998.
+Statement: The bakery on Elm Street, founded by Marta Kovacs, opened its doors in 1998.
 Keep: Marta Kovacs
-Question: Was the Elm Street bakery founded by Marta Kovacs?
+Yes/no question: Was the Elm Street bakery founded by Marta Kovacs?
 
-Sentence: {sentence}
+Statement: {sentence}
 Keep: {keep}
-Question:"""
+Yes/no question:"""
 
 _AUXILIARY = frozenset(
     "is was were are did does do has had have can could will would should".split()
@@ -117,12 +117,13 @@ class _Corpus:
 
     def partners(self, span: Span, avoid: str) -> list[str]:
         """Other names (most similar first) or numbers (nearest first) of the corpus, of the
-        span's kind, sharing no word with it and absent from ``avoid``."""
-        own = set(normalize(span.text).split())
+        span's kind, sharing no word stem with it and absent from ``avoid``; names of as many
+        words as the span's come first ("Holland" for "Saarland", not "Protestant Europe")."""
+        own = {stem(w) for w in normalize(span.text).split()}
         pool = [
             text
             for key, text in self.inventory[span.kind].items()
-            if not own & set(key.split()) and not contains(avoid, text)
+            if not own & {stem(w) for w in key.split()} and not contains(avoid, text)
         ]
         if span.kind != "name":
             value = _value(span.text)
@@ -130,8 +131,8 @@ class _Corpus:
         missing = [t for t in [span.text, *pool] if t not in self._vectors]
         if missing:
             self._vectors |= dict(zip(missing, self._embed(missing), strict=True))
-        a = self._vectors[span.text]
-        return sorted(pool, key=lambda t: -_cosine(a, self._vectors[t]))
+        a, size = self._vectors[span.text], len(span.text.split())
+        return sorted(pool, key=lambda t: (len(t.split()) != size, -_cosine(a, self._vectors[t])))
 
     def speaks_of(self, name: str, question: str) -> bool:
         """Whether some chunk holds ``name`` with ``CONTEXT_SHARE`` of the question's other
@@ -182,7 +183,7 @@ def candidates(chunks: list[Chunk], rng: random.Random) -> Iterator[_Candidate]:
 def question_line(text: str) -> str:
     """The first line the model wrote, trimmed."""
     line = str(text).strip().split("\n", 1)[0].strip()
-    return line.removeprefix("Question:").strip()
+    return re.sub(r"^[\w/ ]{0,20}question:\s*", "", line, flags=re.IGNORECASE).strip()
 
 
 def copies(question: str, sentence: str, run: int = COPIED_RUN) -> bool:
@@ -212,7 +213,7 @@ def swap(question: str, sentence: str, corpus: _Corpus, rng: random.Random, answ
     keys = [s for s in spans(question) if contains(sentence, s.text) and s.text != answer]
     rng.shuffle(keys)
     for key in keys:
-        for new in corpus.partners(key, sentence)[:5]:
+        for new in corpus.partners(key, f"{sentence} {question}")[:5]:
             swapped = question[: key.start] + new + question[key.end :]
             if not corpus.speaks_of(new, swapped):
                 return swapped, key.text, new
@@ -339,7 +340,8 @@ class _Generator:
             return
         if self.needs("no") and (self.made["no"] <= self.made["yes"] or not self.needs("yes")):
             key = next((s for s in spans(question) if s.text == cand.span.text), None)
-            for new in self.corpus.partners(key, cand.sentence)[:5] if key else []:
+            avoid = f"{cand.sentence} {question}"
+            for new in self.corpus.partners(key, avoid)[:5] if key else []:
                 swapped = question[: key.start] + new + question[key.end :]
                 if not self.corpus.speaks_of(new, swapped):
                     meta = {"swapped": [cand.span.text, new], "original": question}
