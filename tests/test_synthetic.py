@@ -269,3 +269,37 @@ def test_the_generated_metadata_is_part_of_the_gold_format(tmp_path: Path) -> No
     record = {"id": "g1", "question": "Q?", "answers": ["a"], "generated": {"kind": "answerable"}}
     path.write_text(json.dumps(record) + "\n")
     assert load_gold(path)[0].turns[0].answers == ["a"]
+
+
+STORY = (
+    "The Vellmar Observatory\n\n"
+    "The Vellmar Observatory was built in 1887 on a hill above the town of Ostrava. Its first "
+    "director, Henrike Solberg, catalogued 312 variable stars during her twenty years there.\n\n"
+    "In 1931 a fire destroyed the east dome, and the telescope was moved to the university in "
+    "Brno. The observatory reopened as a museum in 1978 under the curator Pavel Lindqvist.\n"
+)
+"""A small document written for this test (no real observatory)."""
+
+
+@pytest.mark.slow
+def test_the_real_model_generates_items_and_calibrates_on_a_small_document(
+    real_assistant: Assistant, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "observatory.txt").write_text(STORY)
+    assistant = real_assistant.for_documents(docs, tmp_path / "index")
+    assistant.index()
+    gold = tmp_path / "observatory.jsonl"
+    made = assistant.generate_gold(count=6, seed=0, out=gold)
+    items = load_gold(gold)
+    assert items and len(items) == len(made.items) <= 6
+    for raw in made.items:
+        meta = raw["generated"]
+        if meta["kind"] == "answerable":
+            assert contains(meta["round_trip"], meta["span"])
+        if meta["kind"] in ("unanswerable", "no"):
+            assert not contains(STORY, raw["question"])
+    result = assistant.calibrate_synthetic(gold, write=False, ratings=False)
+    assert result.questions == len(items) and not result.generated
+    assert 0.0 <= result.fitted.threshold <= 1.0 and result.written is None
