@@ -83,12 +83,15 @@ ATTEMPTS = 3
 @dataclass
 class GeneratedGold:
     """What :func:`generate_gold` wrote: the gold records, how many candidates it tried, why
-    the others were dropped, and whether it was cancelled before the count was reached."""
+    the others were dropped, whether it was cancelled before the count was reached, and the
+    chain's answers of the round trips by item id (a calibration in the same run reuses them
+    rather than asking again)."""
 
     items: list[dict[str, Any]]
     attempts: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     cancelled: bool = False
+    answers: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def kinds(self) -> Counter[str]:
         """Items by kind (``answerable``, ``unanswerable``, ``yes``, ``no``)."""
@@ -322,6 +325,7 @@ class _Generator:
             if contains(reply, cand.span.text):
                 expect = {"answers": [cand.span.text]}
                 self.keep("answerable", question, cand, expect, round_trip=reply)
+                self.out.answers[self.out.items[-1]["id"]] = answer
             else:
                 self.out.rejected["round trip missed the span"] += 1
 

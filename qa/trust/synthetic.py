@@ -34,6 +34,7 @@ class SyntheticCalibration:
     questions: int
     written: Path | None = None
     settings: Path | None = None
+    made: Any = None  # the GeneratedGold when it was generated now
 
 
 def rows_from_answers(
@@ -75,13 +76,19 @@ def ask_items(
     done: int = 0,
     total: int | None = None,
     proceed: Any = None,
+    known: dict[str, Any] | None = None,
 ) -> list[Any]:
     """Ask each single-question item once (conversations are left out: ``None``); an item
-    whose ask fails is ``None`` too. ``proceed()`` may block (the chat goes first) and
-    returns False to stop: the items not asked are ``None``."""
+    whose ask fails is ``None`` too, one in ``known`` (by id) is not asked again.
+    ``proceed()`` may block (the chat goes first) and returns False to stop: the items not
+    asked are ``None``."""
     answers: list[Any] = []
     total = total or len(items)
+    known = known or {}
     for i, item in enumerate(items, 1):
+        if item.id in known:
+            answers.append(known[item.id])
+            continue
         if proceed is not None and not proceed():
             answers += [None] * (len(items) - len(answers))
             break
@@ -132,16 +139,21 @@ def calibrate_synthetic(
         raise QAError("The learned decision is off (QA_ANSWERABILITY=off): nothing to fit")
     path = gold or gold_path(assistant.settings)
     generated = not path.exists()
+    known: dict[str, Any] = {}
+    made = None
     if generated:
         made = assistant.generate_gold(count=count, seed=seed, progress=progress)
         write_gold(made.items, path)
+        known = made.answers  # the round trips' answers: the same chain, asked just now
     raw = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
     items = [parse_gold_item(r, f"{path}:{r.get('id')}") for r in raw]
     groups = {r["id"]: r.get("generated", {}).get("chunk_id", r["id"]) for r in raw}
     feedback = assistant.settings.feedback_path
     rated = load_gold(feedback) if ratings and feedback.exists() else []
     total = len(items) + len(rated)
-    answers = ask_items(assistant, items, progress=progress, total=total, proceed=proceed)
+    answers = ask_items(
+        assistant, items, progress=progress, total=total, proceed=proceed, known=known
+    )
     rated_answers = ask_items(
         assistant, rated, progress=progress, done=len(items), total=total, proceed=proceed
     )
@@ -163,4 +175,4 @@ def calibrate_synthetic(
         calibration.write_threshold(fitted.threshold, source=source)
         assistant.use_answer_threshold(fitted.threshold, written)
     asked = sum(a is not None for a in answers + rated_answers)
-    return SyntheticCalibration(fitted, path, generated, current, asked, written, toml)
+    return SyntheticCalibration(fitted, path, generated, current, asked, written, toml, made)
