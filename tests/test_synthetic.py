@@ -303,3 +303,25 @@ def test_the_real_model_generates_items_and_calibrates_on_a_small_document(
     result = assistant.calibrate_synthetic(gold, write=False, ratings=False)
     assert result.questions == len(items) and not result.generated
     assert 0.0 <= result.fitted.threshold <= 1.0 and result.written is None
+
+
+def test_the_evaluate_tab_generates_a_set_in_the_background(
+    assistant: Assistant, tmp_path: Path
+) -> None:
+    import time
+
+    from qa.ui.eval_jobs import ChatFirst, EvalJobs
+    from qa.ui.eval_panels import gold_sets, job_status
+
+    paths = EvalPaths(root=tmp_path / "evals")
+    jobs = EvalJobs(assistant, paths, ChatFirst())
+    jobs.generate("ann", count=6)
+    deadline = time.monotonic() + 60
+    while jobs.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    state = jobs.state
+    assert state is not None and state.finished and state.error is None
+    assert state.out == tmp_path / "evals" / "generated" / "docs.jsonl"
+    assert len(load_gold(state.out)) == state.done > 0
+    assert "Generated" in job_status(state, paths) and "docs.jsonl" in job_status(state, paths)
+    assert state.out in [s.path for s in gold_sets(assistant, paths)]
