@@ -122,11 +122,11 @@ class _Corpus:
         """Other names (most similar first) or numbers (nearest first) of the corpus, of the
         span's kind, sharing no word stem with it and absent from ``avoid``; names of as many
         words as the span's come first ("Holland" for "Saarland", not "Protestant Europe")."""
-        own = {stem(w) for w in normalize(span.text).split()}
+        own = normalize(span.text).split()
         pool = [
             text
             for key, text in self.inventory[span.kind].items()
-            if not own & {stem(w) for w in key.split()} and not contains(avoid, text)
+            if not _related(own, key.split()) and not contains(avoid, text)
         ]
         if span.kind != "name":
             value = _value(span.text)
@@ -145,6 +145,16 @@ class _Corpus:
             if contains(chunk.text, name) and len(other & words) >= CONTEXT_SHARE * len(other):
                 return True
         return False
+
+
+def _related(a: list[str], b: list[str]) -> bool:
+    """Whether two names share a word by stem or by a common start of 5+ letters
+    ("Parliament" and "Parliamentary" are one name for a swap)."""
+    return any(
+        stem(x) == stem(y) or (len(x) >= 5 and len(y) >= 5 and x[:5] == y[:5] and not x.isdigit())
+        for x in a
+        for y in b
+    )
 
 
 def _value(text: str) -> float:
@@ -195,11 +205,19 @@ def copies(question: str, sentence: str, run: int = COPIED_RUN) -> bool:
     return any(f" {' '.join(q[i : i + run])} " in s for i in range(len(q) - run + 1))
 
 
+_EXAMPLE_WORDS = content_words("bakery Elm Street Marta Kovacs doors")
+"""The worked examples' own words: a question that has them and its sentence not borrowed
+from the example ("... on Wednesdays at the bakery?")."""
+
+
 def usable_question(question: str, sentence: str, answer: str) -> str | None:
     """Why a written question cannot be used, or None: it must end with "?", have 4-30 words,
-    keep off the answer, not copy its sentence, and share a content word with it."""
+    keep off the answer, not copy its sentence, share a content word with it, and take none
+    of the worked example's words."""
     if not question.endswith("?") or not 4 <= len(question.split()) <= 30:
         return "not a question"
+    if (content_words(question) & _EXAMPLE_WORDS) - content_words(sentence):
+        return "borrows from the example"
     if contains(question, answer):
         return "names its answer"
     if copies(question, sentence):
