@@ -12,7 +12,8 @@ decision-splits.json``), indexed alone as a user's whole corpus:
    calibration chose. Reported: contains-gold, abstention on unanswerable, false abstention,
    and each decision's AUC over the supported answers (P(right) against right/wrong).
 
-    python bench/gold_ab.py --article Scottish_Parliament --count 36 --real 30
+    python bench/gold_ab.py --article Scottish_Parliament --count 32 --real 24
+    python bench/gold_ab.py --report          # the tables of every saved result
 
 Raw results go to ``bench/results/gold_ab-<article>.json`` (every real and generated item),
 a table to stdout.
@@ -162,13 +163,52 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def best_at(rows: list[dict], key: str, floor: float = 0.80) -> dict | None:
+    """The threshold (0.05 grid) with the most abstention on the real unanswerable questions
+    while contains-gold stays >= ``floor``: where the curve itself allows (chosen on the
+    answers' labels, so an upper bound, not an operating point)."""
+    best = None
+    for t in (round(0.05 * i, 2) for i in range(20)):
+        shown = [
+            r["supported"] and (r[f"p_{key}"] is None or r[f"p_{key}"] >= t)
+            if r[f"p_{key}"] is not None
+            else r[f"shown_{key}"]
+            for r in rows
+        ]
+        ans = [(r, s) for r, s in zip(rows, shown, strict=True) if r["answerable"]]
+        un = [s for r, s in zip(rows, shown, strict=True) if not r["answerable"]]
+        gold = sum(s and r["right"] for r, s in ans) / max(len(ans), 1)
+        abst = sum(not s for s in un) / max(len(un), 1)
+        if gold >= floor - 1e-9 and (best is None or abst > best["abstention"]):
+            best = {"threshold": t, "contains_gold": gold, "abstention": abst}
+    return best
+
+
+def report() -> None:
+    """The tables of every ``bench/results/gold_ab-*.json``."""
+    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("gold_ab-*.json"))]
+    print(table(results))
+    print()
+    print("| article | decision | best abstention with contains-gold >= 0.80 (threshold) |")
+    print("|---|---|---|")
+    for r in results:
+        for key in ("shipped", "fitted"):
+            b = best_at(r["rows"], key)
+            cell = "none" if b is None else f"{b['abstention']:.2f} ({b['threshold']:.2f})"
+            print(f"| {r['article']} | {key} | {cell} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--article", action="append", required=True)
+    parser.add_argument("--report", action="store_true", help="Tables of the saved results.")
+    parser.add_argument("--article", action="append", default=[])
     parser.add_argument("--count", type=int, default=36)
     parser.add_argument("--real", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.report:
+        report()
+        return
     splits = json.loads((ROOT / "fit" / "results" / "decision-splits.json").read_text())
     results = []
     for article in args.article:
