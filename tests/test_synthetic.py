@@ -156,6 +156,14 @@ def test_generated_items_are_gold_of_every_kind_and_each_kind_is_checked(
         assert turn.yes is {"yes": True, "no": False}.get(meta["kind"])
 
 
+def test_a_swap_never_puts_a_form_of_the_same_name() -> None:
+    from qa.evaluation.generate import _related
+
+    for a, b in [("parliament", "parliamentary"), ("china", "chinese"), ("tran", "trần")]:
+        assert _related([a], [b])
+    assert not _related(["holland"], ["saarland"]) and not _related(["1685"], ["1686"])
+
+
 def test_generation_is_repeatable_and_can_be_cancelled(assistant: Assistant) -> None:
     first = generate_gold(assistant, count=8, seed=1)
     again = generate_gold(assistant, count=8, seed=1)

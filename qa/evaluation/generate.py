@@ -30,6 +30,7 @@ import json
 import math
 import random
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -148,13 +149,26 @@ class _Corpus:
 
 
 def _related(a: list[str], b: list[str]) -> bool:
-    """Whether two names share a word by stem or by a common start of 5+ letters
-    ("Parliament" and "Parliamentary" are one name for a swap)."""
-    return any(
-        stem(x) == stem(y) or (len(x) >= 5 and len(y) >= 5 and x[:5] == y[:5] and not x.isdigit())
-        for x in a
-        for y in b
-    )
+    """Whether two names share a word: by stem, accents aside, or by a common start of 4+
+    letters that is all but the shorter word's last letter or 5 letters ("Parliament" and
+    "Parliamentary", "China" and "Chinese", "Tran" and "Trần" are one name for a swap)."""
+
+    def same(x: str, y: str) -> bool:
+        x, y = _fold(x), _fold(y)
+        if stem(x) == stem(y):
+            return True
+        if x.isdigit() or y.isdigit():
+            return False
+        need = max(4, min(5, min(len(x), len(y)) - 1))
+        return len(x) >= need and len(y) >= need and x[:need] == y[:need]
+
+    return any(same(x, y) for x in a for y in b)
+
+
+def _fold(word: str) -> str:
+    """``word`` without its accents ("trần" -> "tran")."""
+    decomposed = unicodedata.normalize("NFKD", word)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def _value(text: str) -> float:
