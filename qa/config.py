@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         "more and is wrong less (docs/benchmarks.md has the curve). Unset: the shipped operating "
         "point of the decision the backend allows. `qa calibrate` fits it to your ratings.",
     )
+    decision: Path | None = Field(
+        None,
+        description="A decision fitted to this corpus by `qa calibrate --synthetic` (a JSON file "
+        "next to the index, index/decision-<fingerprint>.json); unset or missing: the shipped "
+        "one (qa/data/decision.json).",
+    )
     support_threshold: float = Field(
         0.0,
         ge=0,
