@@ -162,9 +162,9 @@ def build_app(
     startup: Startup | None = None,
     model_queue: ModelQueue | None = None,
 ) -> gr.Blocks:
-    """The Gradio app over ``assistant`` (not launched; see :func:`launch`): the chat, and the
-    Evaluate tab over the gold sets and reports in ``evals`` (default ``evals/``); chat answers
-    go before evaluation items (``chat_first``, see :mod:`qa.ui.eval_jobs`). With ``startup``
+    """The Gradio app over ``assistant`` (not served: :func:`qa.api.serve.serve` mounts it
+    beside the HTTP API): the chat, and the Evaluate tab over the gold sets and reports in
+    ``evals`` (default ``evals/``); chat answers go before evaluation items (``chat_first``, see :mod:`qa.ui.eval_jobs`). With ``startup``
     the page shows what is still loading, and questions wait for it. With ``model_queue``
     (shared with the HTTP API, :mod:`qa.api.queue`) questions wait in that line, first come
     first served with the API's callers, and its ``chat_first`` is the one used."""
@@ -437,20 +437,3 @@ def auth_from_env(value: str | None = None) -> Login | list[Login] | None:
 def _login(value: str) -> Login | None:
     user, sep, password = value.partition(":")
     return (user, password) if sep and user and password else None
-
-
-def launch(
-    assistant: Assistant,
-    host: str = "127.0.0.1",
-    port: int = 7860,
-    auth: Login | list[Login] | None = None,
-    *,
-    index: bool = True,
-) -> None:
-    """Serve the UI, with the HTTP API beside it, until interrupted (local only unless
-    ``host`` says otherwise; :func:`qa.api.serve.serve`). The page is up at once; the documents
-    folder is indexed (unless ``index`` is off) and the models warmed up behind it, and the
-    first question waits for that instead of failing."""
-    from qa.api.serve import serve
-
-    serve(assistant, host=host, port=port, index=index, auth=auth or auth_from_env())
