@@ -164,10 +164,11 @@ def build_app(
 ) -> gr.Blocks:
     """The Gradio app over ``assistant`` (not served: :func:`qa.api.serve.serve` mounts it
     beside the HTTP API): the chat, and the Evaluate tab over the gold sets and reports in
-    ``evals`` (default ``evals/``); chat answers go before evaluation items (``chat_first``, see :mod:`qa.ui.eval_jobs`). With ``startup``
-    the page shows what is still loading, and questions wait for it. With ``model_queue``
-    (shared with the HTTP API, :mod:`qa.api.queue`) questions wait in that line, first come
-    first served with the API's callers, and its ``chat_first`` is the one used."""
+    ``evals`` (default ``evals/``); chat answers go before evaluation items (``chat_first``, see
+    :mod:`qa.ui.eval_jobs`). With ``startup`` the page shows what is still loading, and
+    questions wait for it. With ``model_queue`` (shared with the HTTP API, :mod:`qa.api.queue`)
+    questions wait in that line, first come first served with the API's callers, and its
+    ``chat_first`` is the one used."""
     examples = list(examples or DEFAULT_EXAMPLES)
     first = model_queue.chat_first if model_queue else chat_first or ChatFirst()
     seeds = assistant.settings.seeds_dir.name
