@@ -216,6 +216,11 @@ def select(
     return [d for d in docs if part(d.package) == which and genre in (None, d.genre)]
 
 
+def sample(docs: list[Document], per_genre: int, seed: int = SEED) -> list[Document]:
+    """At most ``per_genre`` of ``docs`` of each genre, a seeded choice (for a quick check)."""
+    return [d for g in GENRES for d in _pick([d for d in docs if d.genre == g], per_genre, seed)]
+
+
 def recorded_split() -> dict:
     """The split as recorded in ``fit/data/manuals/split.json``."""
     return json.loads(SPLIT.read_text(encoding="utf-8"))

@@ -32,6 +32,7 @@ GOLD_SETS = [
     (MULTIDOC, SQUAD / "docs"),
     (STORIES, STORY_DOCS),
     (BOOLQ / "boolq.jsonl", BOOLQ / "docs"),
+    (ROOT / "evals" / "manuals" / "nodejs.jsonl", ROOT / "evals" / "manuals" / "docs"),
 ]
 KINDS = ("facts", "answers", "candidates", "unanswerable", "turns")
 

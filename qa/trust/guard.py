@@ -192,7 +192,7 @@ def addressee(text: str) -> set[str]:
 
 def features(text: str) -> dict[str, float]:
     """Binary word 1-2 grams (``w:``) and character 3-5 grams within words (``c:``), each
-    group scaled by 1 / log2(2 + its size), and who is addressed (:func:`addressee`, 1 each).
+    group scaled by 1 / sqrt(its size), and who is addressed (:func:`addressee`, 1 each).
     Sentence punctuation is dropped (it is in every sentence); the marks of markup and role
     blocks (``:``, ``[``, ``<``, ``|``, ``#``) stay."""
     tokens = [t for t in _WORD.findall(_fold(placeholders(text))) if t not in _PLAIN_PUNCTUATION]
@@ -208,7 +208,7 @@ def features(text: str) -> dict[str, float]:
     out: dict[str, float] = dict.fromkeys(addressee(text), 1.0)
     for group in (words, chars):
         for f in group:
-            out[f] = 1.0 / math.log2(2 + len(group))
+            out[f] = 1.0 / math.sqrt(len(group))
     return out
 
 
@@ -258,12 +258,20 @@ def reveal(text: str) -> list[str]:
 # Chat-template turn markers (ChatML, Llama, Gemma, Alpaca): never text for a reader.
 _CONTROL = re.compile(
     r"<\|[a-z_]{2,20}\|>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|"
-    r"<\|?(?:system|user|assistant)\|?>|^#{2,4} ?(?:Instruction|Response|System)s?:",
+    r"<\|(?:system|user|assistant)\|>|^#{2,4} ?(?:Instruction|Response|System)s?:|"
+    # a bare <system> only with its closing tag: alone, <user> is a manual's placeholder
+    r"<(?:system|user|assistant)>(?=(?s:.){0,500}?</(?:system|user|assistant)>)",
     re.IGNORECASE | re.MULTILINE,
 )
 _TURN_END = re.compile(r"<\|(?:im_end|eot_id|end)\|>|\[/INST\]|<</SYS>>|<end_of_turn>", re.I)
-# Active markup shown as text (an escaped ``<img onerror=...>``, a ``javascript:`` link).
-_MARKUP = re.compile(r"<script\b|\bon(?:error|load|click|mouseover)\s*=|javascript:", re.I)
+# Active markup shown as text (an escaped ``<img onerror=...>``, a ``javascript:`` link): a
+# handler inside a tag, a script element with a body or a source. Manuals name them too
+# ("the <script> sections", the mount option ``onerror=value``, ``-script <script-file>``).
+_MARKUP = re.compile(
+    r"<[a-z][^<>]*\son(?:error|load|click|mouseover)\s*=|javascript:|"
+    r"<script(?:\s[^<>]*)?>(?s:.){0,2000}?</script|<script\s[^<>]*\bsrc\s*=",
+    re.I,
+)
 _COMMENT = re.compile(
     r"<!--(.*?)(?:-->|\Z)|^\[(?://|comment)\]: ?(?:#|<>) ?\((.*)\)\s*$", re.S | re.M
 )
@@ -345,6 +353,10 @@ _SECRET = re.compile(
     re.IGNORECASE,
 )
 _HAND_OVER = re.compile(r"\b(?:give|send|provide|enter|share|confirm|tell|read out)\b", re.I)
+# Phishing asks for *your* secret; a reference list names the topic ("How to send password").
+_WHOSE = re.compile(
+    r"\b(?:your|their|his|her|its|the customer's|the user's)\s+(?:\S+\s+){0,2}$", re.I
+)
 _WARNING = re.compile(r"\b(?:never|not|don't|no one|nobody)\b", re.IGNORECASE)
 
 
@@ -356,12 +368,8 @@ def asks_for_secrets(sentence: str) -> bool:
         or _EMAIL.search(sentence)
         or any(_is_phone(m.group()) for m in _PHONE.finditer(sentence))
     )
-    return bool(
-        contact
-        and _SECRET.search(sentence)
-        and _HAND_OVER.search(sentence)
-        and not _WARNING.search(sentence)
-    )
+    owned = any(_WHOSE.search(sentence[: m.start()]) for m in _SECRET.finditer(sentence))
+    return bool(contact and owned and _HAND_OVER.search(sentence) and not _WARNING.search(sentence))
 
 
 def _score(segment: str, model: InjectionModel) -> tuple[float, Reason]:
@@ -397,6 +405,15 @@ def detect(text: str, model: InjectionModel | None = None) -> list[Flag]:
         for start, end, _ in segs
     ]
     flagged = [s >= model.threshold for s, _ in scored]
+    # Who is addressed carries across a paragraph: after "Note for automated assistants:",
+    # the orders that follow in the same paragraph are the assistant's, whatever they say.
+    told = [bool(_TOLD.search(_fold(text[start:end]))) for start, end, _ in segs]
+    for paragraph in {p for _, _, p in segs if any(told)}:
+        members = [i for i, seg in enumerate(segs) if seg[2] == paragraph]
+        orders = [i for i in members if _ORDER.search(_fold(text[segs[i][0] : segs[i][1]]))]
+        if any(told[i] for i in members) and orders:
+            for i in members:
+                flagged[i] = flagged[i] or told[i] or i in orders
     for i, (score, _) in enumerate(scored):
         near = [j for j in (i - 1, i + 1) if 0 <= j < len(segs) and segs[j][2] == segs[i][2]]
         if score >= model.neighbour_threshold and any(flagged[j] for j in near):
