@@ -9,6 +9,7 @@ import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
@@ -37,8 +38,12 @@ from qa.llm.kvstate import WORTH_SAVING
 from qa.llm.models import make_llm
 from qa.passages import Chunk, Hit
 from qa.trust import calibration
-from qa.trust.answerability import shipped_answerability
+from qa.trust.answerability import Answerability, shipped_answerability
 from qa.trust.calibration import Calibration
+
+if TYPE_CHECKING:
+    from qa.evaluation.generate import GeneratedGold
+    from qa.trust.synthetic import SyntheticCalibration
 
 Message = dict[str, str]
 
@@ -62,6 +67,12 @@ class AnswerStream:
                 self.answer = event
             else:
                 yield event.text
+
+    def close(self) -> None:
+        """Stop generating: the model frees the answer's place at its next step."""
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()
 
 
 class Assistant:
@@ -108,7 +119,7 @@ class Assistant:
     def chain(self) -> Runnable:
         """The LCEL answering chain."""
         s = self.settings
-        learned = shipped_answerability() if s.answerability == "learned" else None
+        learned = self.decision if s.answerability == "learned" else None
         thresholds = Thresholds(
             s.abstain_threshold,
             s.support_threshold,
@@ -123,11 +134,23 @@ class Assistant:
             self.llm, self.retrieve, thresholds, self.retriever.from_index, shapes, guard
         )
 
-    def use_answer_threshold(self, value: float) -> None:
-        """Answer from the next question on with ``answer_threshold = value`` (the chain is
-        rebuilt; models and index stay loaded)."""
-        self.settings = self.settings.model_copy(update={"answer_threshold": value})
-        self.__dict__.pop("chain", None)  # the cached_property is built again on next use
+    @cached_property
+    def decision(self) -> Answerability:
+        """The answer decision in effect: the one ``settings.decision`` names (fitted to this
+        corpus by :meth:`calibrate_synthetic`) when its file exists, else the shipped one."""
+        path = self.settings.decision
+        if path is not None and Path(path).exists():
+            return Answerability.load(path)
+        return shipped_answerability()
+
+    def use_answer_threshold(self, value: float, decision: Path | None = None) -> None:
+        """Answer from the next question on with ``answer_threshold = value`` (and the
+        decision in the file ``decision``, if given); the chain is rebuilt, models and index
+        stay loaded."""
+        update = {"answer_threshold": value} | ({"decision": decision} if decision else {})
+        self.settings = self.settings.model_copy(update=update)
+        for name in ("chain", "decision"):  # cached properties, built again on next use
+            self.__dict__.pop(name, None)
 
     def for_documents(self, docs_dir: Path, index_dir: Path) -> Assistant:
         """A new Assistant over another folder and an embedded index in ``index_dir`` that shares
@@ -360,7 +383,7 @@ class Assistant:
             return s.answer_threshold
         # The local model and qa's own model server report hidden states; other servers do not.
         name = "hidden-state" if s.llm_backend in ("local", "qa") else "log-probabilities"
-        return shipped_answerability().threshold(name)
+        return self.decision.threshold(name)
 
     def calibrate(
         self,
@@ -396,6 +419,61 @@ class Assistant:
         if result.chosen is not None and write:
             self.use_answer_threshold(result.chosen)
         return result
+
+    def generate_gold(
+        self,
+        *,
+        count: int = 40,
+        seed: int = 0,
+        out: Path | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> GeneratedGold:
+        """About ``count`` gold items from the indexed documents (written to ``out`` if
+        given): answerable questions kept by a round trip through the chain, look-alike
+        unanswerable ones checked absent from the whole corpus, and yes/no questions, half
+        "no" (:mod:`qa.evaluation.generate`). Seeded: the same ``seed``, corpus and model
+        give the same items. ``progress(kept, count)``; ``cancel()`` True stops early."""
+        from qa.evaluation.generate import generate_gold, write_gold
+
+        generated = generate_gold(self, count=count, seed=seed, progress=progress, cancel=cancel)
+        if out is not None:
+            write_gold(generated.items, out)
+        return generated
+
+    def calibrate_synthetic(
+        self,
+        gold: Path | None = None,
+        *,
+        count: int = 40,
+        seed: int = 0,
+        ratings: bool = True,
+        write: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+        proceed: Callable[[], bool] | None = None,
+    ) -> SyntheticCalibration:
+        """Fit the answer decision (not only its threshold) to this corpus, without labels.
+
+        The corpus's generated gold set (``gold``, default ``evals/generated/<documents
+        folder>.jsonl``) is reused if it exists, else generated (``count``, ``seed``) there.
+        It and the rated answers (unless ``ratings`` is off) are asked through the chain, the
+        decision is refitted on the answers with the shipped fit as the prior, and its
+        threshold chosen (:mod:`qa.trust.adapt`). Unless ``write`` is off, the decision goes
+        next to the index (``decision-<fingerprint>.json``), ``qa.toml`` names it and this
+        Assistant uses it at once. ``proceed()`` runs before each question (it may wait for
+        the chat) and returns False to stop."""
+        from qa.trust.synthetic import calibrate_synthetic
+
+        return calibrate_synthetic(
+            self,
+            gold,
+            count=count,
+            seed=seed,
+            ratings=ratings,
+            write=write,
+            progress=progress,
+            proceed=proceed,
+        )
 
     def warm_up(self) -> None:
         """Load the models and the LLM's fixed prompt prefix (with a throwaway question), so

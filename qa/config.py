@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         "more and is wrong less (docs/benchmarks.md has the curve). Unset: the shipped operating "
         "point of the decision the backend allows. `qa calibrate` fits it to your ratings.",
     )
+    decision: Path | None = Field(
+        None,
+        description="A decision fitted to this corpus by `qa calibrate --synthetic` (a JSON file "
+        "next to the index, index/decision-<fingerprint>.json); unset or missing: the shipped "
+        "one (qa/data/decision.json).",
+    )
     support_threshold: float = Field(
         0.0,
         ge=0,
@@ -200,6 +206,23 @@ class Settings(BaseSettings):
         50,
         ge=1,
         description="Chats kept per user; saving one more deletes that user's oldest.",
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="JSON file of the HTTP API's keys (bcrypt hashes, each with a user name and "
+        "a role; `qa api keys add NAME` creates one). Unset or without keys: the API answers "
+        "callers on 127.0.0.1 only, without a key.",
+    )
+    api_max_queue: int = Field(
+        32,
+        ge=0,
+        description="Questions that may wait for the model through the HTTP API (beyond those "
+        "being answered); one more gets 429 with Retry-After.",
+    )
+    api_max_body_mb: float = Field(
+        25.0,
+        gt=0,
+        description="Larger HTTP API request bodies (a question, an upload) are refused with 413.",
     )
 
     @field_validator("admins", mode="before")

@@ -86,7 +86,7 @@ def chat(
     ] = False,
 ) -> None:
     """Chat in the browser: cited answers, 👍/👎 ratings, documents, past chats; QA_AUTH=user:pass
-    adds a login (ann:pw1,bob:pw2 for several users)."""
+    adds a login (ann:pw1,bob:pw2 for several users). The HTTP API is served beside it (/v1)."""
     try:
         assistant = assistant_for(docs, index)
         if terminal:
@@ -96,10 +96,11 @@ def chat(
     if terminal:
         _terminal_chat(assistant)
         return
-    from qa.ui import launch  # gradio is slow to import; load it only for the UI
+    from qa.api.serve import serve  # gradio is slow to import; load it only for the UI
 
     # The page comes first: indexing and the models' warm-up follow behind it, with a status.
-    launch(assistant, host=host, port=port)
+    # The HTTP API is served beside it (/v1, /docs), sharing the model's line.
+    serve(assistant, host=host, port=port, say=_say)
 
 
 @app.command()
@@ -134,11 +135,11 @@ def serve(
         f"Model server ready; Python clients: Settings(llm_backend='qa', "
         f"llm_server_url='{server.url}')"
     )
-    from qa.ui import launch
+    from qa.api.serve import serve
 
     try:
         served = Assistant(client, embeddings=indexer.embeddings)
-        launch(served, host=host, port=port, index=False)  # indexed above, before the server
+        serve(served, host=host, port=port, index=False, say=_say)  # indexed above
     finally:
         server.stop()
 
@@ -155,6 +156,10 @@ def llm_server(
         run_model_server(Settings(), host, port)
     except QAError as err:
         raise fail(err) from err
+
+
+def _say(message: str) -> None:
+    err_console.print(escape(message), soft_wrap=True)
 
 
 def _terminal_chat(assistant: Assistant) -> None:

@@ -200,13 +200,28 @@ def calibrate(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the curve and the choice; change nothing.")
     ] = False,
+    synthetic: Annotated[
+        bool,
+        typer.Option(
+            "--synthetic",
+            help="Fit the decision itself to your documents, without labels: ask the gold set "
+            "generated from them (reused if it exists: --gold names it, else "
+            "evals/generated/<folder>.jsonl) and refit the decision on the answers.",
+        ),
+    ] = False,
+    count: Annotated[int, typer.Option(help="--synthetic: items to generate.")] = 40,
+    seed: Annotated[int, typer.Option(help="--synthetic: generation seed.")] = 0,
 ) -> None:
     """Fit the answer threshold to your documents: ask your rated answers (and gold sets) again,
     print the risk/coverage curve, and write the threshold that withholds the most wrong
-    answers for at most 0.05 of the right ones to qa.toml."""
+    answers for at most 0.05 of the right ones to qa.toml. With --synthetic, fit the decision
+    itself to a gold set generated from your documents (and your ratings)."""
     from qa.trust.calibration import curve_table
 
     assistant = assistant_for()
+    if synthetic:
+        _calibrate_synthetic(assistant, (gold or [None])[0], ratings, dry_run, count, seed)
+        return
     try:
         with progress_bar() as bar:
             task = bar.add_task("Asking the rated questions again", total=None)
@@ -233,3 +248,47 @@ def calibrate(
         )
     else:
         console.print(f"answer_threshold would be {result.chosen:g} (now {result.current:g})")
+
+
+def _calibrate_synthetic(
+    assistant: Assistant, gold: Path | None, ratings: bool, dry_run: bool, count: int, seed: int
+) -> None:
+    """``qa calibrate --synthetic``: generate or reuse, ask, refit; print both curves."""
+    from qa.trust.calibration import curve_table
+
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task("Generating and asking the corpus's questions", total=None)
+            result = assistant.calibrate_synthetic(
+                gold,
+                count=count,
+                seed=seed,
+                ratings=ratings,
+                write=not dry_run,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except (QAError, ValueError, OSError) as err:
+        raise fail(QAError(str(err))) from err
+    fitted = result.fitted
+    made = "generated" if result.generated else "reused"
+    console.print(f"{result.questions} questions asked ({made}: {result.gold})")
+    for fit in fitted.fits:
+        prior = "shipped weights kept" if fit.prior is None else f"prior {fit.prior:g}"
+        aucs = " -> ".join(
+            "–" if a is None else f"{a:.2f}" for a in (fit.shipped_auc, fit.fitted_auc)
+        )
+        console.print(
+            f"{fit.name}: {fit.rows} decided answers, {prior}, log-loss "
+            f"{fit.shipped_loss:.3f} -> {fit.fitted_loss:.3f}, AUC {aucs} (out of fold)"
+        )
+    console.print("Before (shipped decision):")
+    console.print(curve_table(fitted.before, {result.current: "current"}))
+    console.print("After (fitted to this corpus, out-of-fold):")
+    console.print(curve_table(fitted.after, {fitted.threshold: "chosen"}))
+    if result.written:
+        console.print(
+            f"decision {result.written}, answer_threshold {fitted.threshold:g}: "
+            f"written to {result.settings}"
+        )
+    else:
+        console.print(f"answer_threshold would be {fitted.threshold:g} (now {result.current:g})")

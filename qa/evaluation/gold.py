@@ -150,8 +150,9 @@ def parse_gold_item(raw: Mapping[str, Any], where: str = "gold item") -> GoldIte
     Raises:
         ValueError: the record does not follow the gold format.
     """
-    # "feedback": what a user rated (qa/evaluation/feedback.py); metadata, not scored.
-    unknown = set(raw) - _TURN_KEYS - {"id", "sources", "turns", "feedback"}
+    # "feedback": what a user rated (qa/evaluation/feedback.py); "generated": how an item was
+    # made from the corpus (qa/evaluation/generate.py). Metadata, not scored.
+    unknown = set(raw) - _TURN_KEYS - {"id", "sources", "turns", "feedback", "generated"}
     kind = _kind(raw, (*_EXPECTATIONS, "turns"))
     sources = raw.get("sources", [])
     bad_sources = not isinstance(sources, list) or not all(isinstance(s, str) for s in sources)

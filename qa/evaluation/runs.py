@@ -108,11 +108,13 @@ def run_name(gold: Path, sample: int | None) -> str:
 
 
 def find_gold_sets(paths: EvalPaths, feedback: Path | None = None) -> list[GoldSet]:
-    """``evals/*.jsonl`` (over the assistant's documents), each ``evals/<dir>/*.jsonl`` with a
-    ``<dir>/docs/`` folder (over those documents), and the ratings file if it exists."""
+    """``evals/*.jsonl`` and the sets generated from the documents (``evals/generated/``,
+    ``qa gold generate``), both over the assistant's documents; each ``evals/<dir>/*.jsonl``
+    with a ``<dir>/docs/`` folder (over those documents); the ratings file if it exists."""
     if not paths.root.is_dir():
         return []
     sets = [GoldSet(p) for p in sorted(paths.root.glob("*.jsonl"))]
+    sets += [GoldSet(p) for p in sorted((paths.root / "generated").glob("*.jsonl"))]
     for folder in sorted(p for p in paths.root.iterdir() if (p / "docs").is_dir()):
         sets += [GoldSet(p, folder / "docs") for p in sorted(folder.glob("*.jsonl"))]
     known = {s.path.resolve() for s in sets}

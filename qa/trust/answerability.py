@@ -30,6 +30,7 @@ from typing import Any
 
 from qa.answer import Shape, Signals
 from qa.passages import Hit
+from qa.spans import mentioned
 from qa.text import contains, normalize, split_sentences
 from qa.trust.verify import (
     ASKING,
@@ -83,8 +84,12 @@ CHEAP_FEATURES = (
     "yesno",
     "yesno_margin",
     "open",
+    "names_missing",
+    "names_missing_passage",
 )
-"""Every cheap input a fitted decision may read (``decision.json`` names the ones it keeps)."""
+"""Every cheap input a fitted decision may read (``decision.json`` names the ones it keeps).
+The shipped decision does not read ``names_missing*``: a per-corpus fit may
+(:mod:`qa.trust.adapt`)."""
 
 
 def cheap_features(
@@ -107,6 +112,7 @@ def cheap_features(
     answer_words = content_words(answer)
     odds = yes_no_odds(probs)
     yesno = shape == "yesno"
+    sentence = _sentence_holding(answer, passage)
     return {
         "p_none": none_probability(probs) or 0.0,
         "first_top_prob": max(probs.values(), default=0.0),
@@ -126,11 +132,22 @@ def cheap_features(
         # How many passages the model saw: top-k, or the whole small corpus in full-context mode.
         "passages": math.log1p(len(hits)),
         "answer_verbatim": float(bool(answer) and not yesno and contains(passage, answer)),
-        "sentence_covered": question_coverage(question, _sentence_holding(answer, passage)),
+        "sentence_covered": question_coverage(question, sentence),
         "yesno": float(yesno),
         "yesno_margin": abs(odds.get("p_yes", 0.0) - odds.get("p_no", 0.0)) if yesno else 0.0,
         "open": float(shape in ("open", "list", "overview")),
+        # A look-alike question names someone or something its evidence does not: the share of
+        # the question's names and numbers missing from the answer's sentence and passage.
+        "names_missing": names_missing(question, sentence),
+        "names_missing_passage": names_missing(question, passage),
     }
+
+
+def names_missing(question: str, evidence: str) -> float:
+    """The share of the names and numbers ``question`` mentions (:func:`qa.spans.mentioned`)
+    that ``evidence`` lacks; 0 when it mentions none."""
+    names = mentioned(question)
+    return len(names - set(tokens(evidence))) / len(names) if names else 0.0
 
 
 def _sentence_holding(answer: str, passage: str) -> str:

@@ -139,14 +139,20 @@ def missing_rows(rows: list[RiskPoint]) -> int:
 def write_threshold(value: float, *, source: str, path: Path = CONFIG_FILE) -> Path:
     """Set ``answer_threshold`` in ``path`` (``qa.toml``), keeping its other lines, with a
     comment naming what it was fitted on. Returns the file written."""
+    return write_setting("answer_threshold", f"{value:g}", note=f"fitted on {source}", path=path)
+
+
+def write_setting(name: str, value: str, *, note: str, path: Path = CONFIG_FILE) -> Path:
+    """Set the top-level ``name = value`` (a TOML literal) in ``path``, keeping its other lines,
+    after a comment ``# name: note (date)``. Returns the file written."""
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    setting = re.compile(r"^\s*answer_threshold\s*=")
-    note = re.compile(r"^# answer_threshold: ")
-    kept = [line for line in lines if not setting.match(line) and not note.match(line)]
+    setting = re.compile(rf"^\s*{re.escape(name)}\s*=")
+    comment = re.compile(rf"^# {re.escape(name)}: ")
+    kept = [line for line in lines if not setting.match(line) and not comment.match(line)]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     # Top-level keys must come before any [table] header.
     head = next((i for i, line in enumerate(kept) if line.lstrip().startswith("[")), len(kept))
-    new = [f"# answer_threshold: fitted on {source} ({stamp})", f"answer_threshold = {value:g}"]
+    new = [f"# {name}: {note} ({stamp})", f"{name} = {value}"]
     text = "\n".join([*kept[:head], *new, *kept[head:]]) + "\n"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -20,7 +20,6 @@ __all__ = [
     "add_documents",
     "auth_from_env",
     "build_app",
-    "launch",
     "new_chat",
     "respond",
 ]

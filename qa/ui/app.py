@@ -16,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 
+from qa.api.queue import ModelQueue, Place
 from qa.assistant import Assistant
 from qa.documents.ingest import SUPPORTED_SUFFIXES
 from qa.errors import QAError, UnsupportedFileError
@@ -25,7 +26,7 @@ from qa.ui.eval_jobs import ChatFirst
 from qa.ui.evaluate import build_evaluate_tab
 from qa.ui.render import (
     CITE_JS,
-    CSS,
+    CSS,  # noqa: F401 - re-exported by qa.ui
     EMPTY_SOURCES,
     Message,
     Turn,
@@ -118,6 +119,20 @@ def wait_for(
         yield "", chat_messages(shown), turns, sources_panel(turns)
 
 
+def wait_in_line(
+    place: Place, question: str, turns: list[Turn]
+) -> Iterator[tuple[str, list[Message], list[Turn], str]]:
+    """While others' questions (from this page or the HTTP API) hold the model, show
+    ``question`` with how many are ahead; returns once it is this one's turn (or the place
+    was given up)."""
+    shown: list[Turn] = [*turns, {"question": str(question or "").strip(), "message": ""}]
+    while not place.wait(1.0) and not place.cancelled:
+        ahead = place.position()
+        note = f"{ahead} question{'s' if ahead > 1 else ''} ahead of yours." if ahead else ""
+        shown[-1]["message"] = md_escape(f"Waiting for the model. {note}".strip())
+        yield "", chat_messages(shown), turns, sources_panel(turns)
+
+
 def startup_note(startup: Startup) -> str:
     """The line above the chat: what is still loading, or why getting ready failed."""
     if startup.error:
@@ -145,21 +160,34 @@ def build_app(
     evals: EvalPaths | None = None,
     chat_first: ChatFirst | None = None,
     startup: Startup | None = None,
+    model_queue: ModelQueue | None = None,
 ) -> gr.Blocks:
-    """The Gradio app over ``assistant`` (not launched; see :func:`launch`): the chat, and the
-    Evaluate tab over the gold sets and reports in ``evals`` (default ``evals/``); chat answers
-    go before evaluation items (``chat_first``, see :mod:`qa.ui.eval_jobs`). With ``startup``
-    the page shows what is still loading, and questions wait for it."""
+    """The Gradio app over ``assistant`` (not served: :func:`qa.api.serve.serve` mounts it
+    beside the HTTP API): the chat, and the Evaluate tab over the gold sets and reports in
+    ``evals`` (default ``evals/``); chat answers go before evaluation items (``chat_first``, see
+    :mod:`qa.ui.eval_jobs`). With ``startup`` the page shows what is still loading, and
+    questions wait for it. With ``model_queue`` (shared with the HTTP API, :mod:`qa.api.queue`)
+    questions wait in that line, first come first served with the API's callers, and its
+    ``chat_first`` is the one used."""
     examples = list(examples or DEFAULT_EXAMPLES)
-    first = chat_first or ChatFirst()
+    first = model_queue.chat_first if model_queue else chat_first or ChatFirst()
     seeds = assistant.settings.seeds_dir.name
     private: dict[str, Any] = {"api_visibility": "private"}
     models: dict[str, Any] = {"concurrency_limit": 1, "concurrency_id": "models", **private}
 
     def chat_fn(question: str, turns: list[Turn]):
         yield from wait_for(startup, question, turns)
-        with first.chat():
-            yield from respond(assistant, question, turns)
+        if model_queue is None:
+            with first.chat():
+                yield from respond(assistant, question, turns)
+            return
+        place = model_queue.enter(limit=False)  # a browser user is never turned away
+        try:
+            yield from wait_in_line(place, question, turns)
+            with place, first.chat():
+                yield from respond(assistant, question, turns)
+        finally:
+            place.cancel()  # a closed page leaves the line
 
     def bar(progress: gr.Progress) -> Callable[[int, int], None]:
         return lambda done, total: progress((done, total), desc="Embedding chunks", unit="chunks")
@@ -322,8 +350,10 @@ def build_app(
             "fn": chat_fn,
             "inputs": [question, turns],
             "outputs": [question, chatbot, turns, sources],
-            # The LLM decodes up to `parallel` answers together (qa.llm.engine).
-            "concurrency_limit": assistant.settings.parallel,
+            # The LLM decodes up to `parallel` answers together (qa.llm.engine); with a line
+            # shared with the API, questions wait in that line instead of Gradio's.
+            "concurrency_limit": assistant.settings.parallel
+            + (model_queue.max_waiting if model_queue else 0),
             "concurrency_id": "chat",
         }
         save_io: dict[str, Any] = {
@@ -408,29 +438,3 @@ def auth_from_env(value: str | None = None) -> Login | list[Login] | None:
 def _login(value: str) -> Login | None:
     user, sep, password = value.partition(":")
     return (user, password) if sep and user and password else None
-
-
-def launch(
-    assistant: Assistant,
-    host: str = "127.0.0.1",
-    port: int = 7860,
-    auth: Login | list[Login] | None = None,
-    *,
-    index: bool = True,
-) -> None:
-    """Serve the UI until interrupted (local only unless ``host`` says otherwise). The page is
-    up at once; the documents folder is indexed (unless ``index`` is off) and the models warmed
-    up behind it, and the first question waits for that instead of failing."""
-    startup = Startup(assistant, index=index)
-    demo = build_app(assistant, startup=startup)
-    startup.start()  # after the page is built: its imports would slow building it (one GIL)
-    demo.launch(
-        server_name=host,
-        server_port=port,
-        auth=auth or auth_from_env(),
-        share=False,
-        ssr_mode=False,
-        show_error=False,
-        css=CSS,
-        theme=gr.themes.Soft(),
-    )

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 CHAT_PATIENCE_S = 120.0
 """The longest a run waits for chat answers before asking its next item anyway."""
+GENERATE_COUNT = 40
+"""Items the Evaluate tab's button generates (``qa gold generate --count`` for others)."""
 
 
 def may_administer(auth_on: bool, user: str, admins: list[str]) -> bool:
@@ -91,6 +93,7 @@ class JobState:
     out: Path | None = None
     error: str | None = None
     chat_wait_s: float = 0.0
+    kind: str = "run"  # or "generate": a gold set written from the documents
 
     @property
     def seconds_left(self) -> float | None:
@@ -149,6 +152,45 @@ class EvalJobs:
         )
         thread.start()
         return self._state
+
+    def generate(self, user: str, count: int = GENERATE_COUNT, seed: int = 0) -> JobState:
+        """Write a gold set from the assistant's documents in the background
+        (:meth:`qa.Assistant.generate_gold`) to ``<evals>/generated/<documents folder>.jsonl``;
+        the chat goes first, Cancel keeps what was made so far.
+
+        Raises:
+            QAError: a run is already going.
+        """
+        from qa.trust.synthetic import gold_path
+
+        out = self.paths.root / "generated" / gold_path(self.assistant.settings).name
+        with self._lock:
+            if self.running:
+                raise QAError("A run is already going; wait for it or cancel it")
+            self._state = JobState(out.name, user, count, kind="generate")
+            self._stop.clear()
+        thread = threading.Thread(
+            target=self._generate, args=(out, count, seed), name="generate", daemon=True
+        )
+        thread.start()
+        return self._state
+
+    def _generate(self, out: Path, count: int, seed: int) -> None:
+        try:
+            self.assistant.generate_gold(
+                count=count,
+                seed=seed,
+                out=out,
+                progress=lambda done, total: self._update(done=done, total=total),
+                cancel=lambda: not self._proceed(),
+            )
+        except QAError as err:
+            self._update(finished=True, error=str(err))
+        except Exception:
+            log.exception("generating %s failed", out)
+            self._update(finished=True, error="generating failed; details are in the server log")
+        else:
+            self._update(finished=True, out=out)
 
     def cancel(self) -> bool:
         """Stop the run after its current item (it is saved as partial); False if none runs."""

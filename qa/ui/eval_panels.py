@@ -123,6 +123,12 @@ def job_status(state: JobState | None, paths: EvalPaths) -> str:
         return f"{verb} (started by {by}): {md_escape(progress_line(state))}"
     if state.error:
         return f"⚠️ The run of **{name}** failed: {md_escape(state.error)}"
+    if state.kind == "generate":
+        how = "Cancelled: kept" if state.cancelled else "Generated"
+        return (
+            f"{how} {state.done} items from your documents in `{state.out}`; pick "
+            f"**{name}** in the list and press **Run**, or review it like ratings."
+        )
     where = f"report in `{state.out}`"
     if state.cancelled:
         return f"Cancelled **{name}** after {state.done} of {state.total} items; partial {where}."

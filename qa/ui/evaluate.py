@@ -78,6 +78,7 @@ def build_evaluate_tab(
             with gr.Row():
                 run_btn = gr.Button("Run", variant="primary", elem_id="qa-eval-run")
                 cancel_btn = gr.Button("Cancel", elem_id="qa-eval-cancel")
+                gen_btn = gr.Button("Generate a set from my documents", elem_id="qa-eval-generate")
             # Room for Gradio's progress bar, shown over this box while a run goes.
             status = gr.Markdown(elem_id="qa-eval-status", min_height=90)
         with gr.Tab("Results", elem_id="qa-eval-tab-results"):
@@ -183,7 +184,10 @@ def build_evaluate_tab(
                     yes_btn = gr.Button("Yes, discard", variant="stop", elem_id="qa-eval-yes")
                     no_btn = gr.Button("Keep it", elem_id="qa-eval-no")
             rating_note = gr.Markdown(elem_id="qa-eval-rating-note")
-    admin_buttons = [run_btn, cancel_btn, apply_btn, save_btn, promote_btn, discard_btn, yes_btn]
+    admin_buttons = [
+        *(run_btn, cancel_btn, gen_btn, apply_btn),
+        *(save_btn, promote_btn, discard_btn, yes_btn),
+    ]
 
     # --- lists ---------------------------------------------------------------------------------
 
@@ -279,6 +283,22 @@ def build_evaluate_tab(
         api_visibility="undocumented",
     ).success(**follow, **PRIVATE).then(refresh_runs, None, run_lists, **PRIVATE)
     cancel_btn.click(cancel_fn, None, [status], **PRIVATE)
+
+    def generate_fn(request: gr.Request) -> str:
+        require_admin(request)
+        try:
+            jobs.generate(_user(request))
+        except QAError as err:
+            raise gr.Error(str(err)) from err
+        return ""
+
+    def sets_fn(value: str | None):
+        sets = ep.gold_set_choices(ep.gold_sets(assistant, paths))
+        return gr.update(choices=sets, value=value)
+
+    gen_btn.click(generate_fn, None, [status], **PRIVATE).success(**follow, **PRIVATE).then(
+        sets_fn, [gold], [gold], **PRIVATE
+    )
 
     # --- results and comparison ----------------------------------------------------------------
 

@@ -7,9 +7,7 @@ what to do; details go to the server log, never a stack trace to the page.
 
 from __future__ import annotations
 
-import filecmp
 import logging
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.assistant import Assistant
-from qa.documents.ingest import read_text
-from qa.errors import QAError, UnsupportedFileError
+from qa.errors import QAError
 from qa.evaluation.feedback import FeedbackItem, answer_from_dict
 from qa.ui.render import (
     EMPTY_SOURCES,
@@ -31,6 +28,7 @@ from qa.ui.render import (
     render_status,
     sources_panel,
 )
+from qa.uploads import add_uploads
 
 log = logging.getLogger(__name__)
 
@@ -172,68 +170,24 @@ def reindex(assistant: Assistant, progress: Callable[[int, int], None] | None = 
     return render_report(report, [], [])
 
 
-def _free_name(folder: Path, name: str) -> Path:
-    dest = folder / name
-    stem, suffix = dest.stem, dest.suffix
-    n = 1
-    while dest.exists():
-        dest = folder / f"{stem}-{n}{suffix}"
-        n += 1
-    return dest
-
-
 def add_documents(
     assistant: Assistant,
     files: Sequence[str | Path] | str | Path | None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[str, str]:
-    """Copy uploaded documents into the documents folder and index them.
+    """Copy uploaded documents into the documents folder and index them
+    (:func:`qa.uploads.add_uploads`: the checks and renames are shared with the HTTP API).
 
-    Returns (report markdown, status markdown). Refuses what the indexer would skip (type,
-    size, empty, binary) before copying anything; an existing different file with the same
-    name is kept and the upload gets a ``-1`` suffix. If indexing fails, the copied files are
-    removed again.
+    Returns (report markdown, status markdown). If indexing fails, the copied files are
+    removed again and the report says why.
     """
     if files is None:
         files = []
     elif isinstance(files, str | Path):
         files = [files]
-    folder = assistant.settings.seeds_dir
-    max_bytes = int(assistant.settings.max_file_mb * 1e6)
-    copied: list[Path] = []
-    present: list[Path] = []  # identical files already in the folder
-    added: list[str] = []
-    refused: list[str] = []
-    for item in files:
-        src = Path(getattr(item, "name", item))
-        name = src.name  # the base name only: an upload cannot land outside the folder
-        if name.startswith("."):
-            refused.append(f"{name}: hidden files are not indexed; rename it without the dot")
-            continue
-        try:  # the indexer's own check: type, size, empty, binary
-            read_text(src, max_bytes=max_bytes)
-        except UnsupportedFileError as err:
-            refused.append(str(err))
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        existing = folder / name
-        if existing.exists() and filecmp.cmp(src, existing, shallow=False):
-            added.append(f"{name} (already there)")
-            present.append(existing)
-            continue
-        dest = _free_name(folder, name)
-        shutil.copyfile(src, dest)
-        copied.append(dest)
-        added.append(dest.name if dest.name == name else f"{dest.name} (renamed from {name})")
-    if not copied and not added:
-        msg = "\n\n".join(f"**Refused:** {md_escape(r)}" for r in refused) or "No file given."
-        return msg, render_status(assistant)
     try:
-        # By name: a document removed from the index earlier comes back when uploaded again.
-        report = assistant.index(paths=[*copied, *present], progress=progress, on_wait=log.warning)
+        upload = add_uploads(assistant, files, progress=progress, on_wait=log.warning)
     except Exception as err:
-        for path in copied:
-            path.unlink(missing_ok=True)
         if isinstance(err, QAError):
             reason = str(err)
         else:
@@ -241,7 +195,10 @@ def add_documents(
             reason = "unexpected error (see the server log)"
         msg = f"**Indexing failed, the upload was not added:** {md_escape(reason)}"
         return msg, render_status(assistant)
-    return render_report(report, added, refused), render_status(assistant)
+    if upload.report is None:
+        msg = "\n\n".join(f"**Refused:** {md_escape(r)}" for r in upload.refused)
+        return msg or "No file given.", render_status(assistant)
+    return render_report(upload.report, upload.added, upload.refused), render_status(assistant)
 
 
 # --- past chats -------------------------------------------------------------------------------

@@ -1,0 +1,178 @@
+"""``qa calibrate --synthetic``: the corpus's generated gold set asked through the real chain,
+and the answer decision refitted on the answers (:mod:`qa.trust.adapt`).
+
+The generated set is reused when it exists (a user may have reviewed it), else generated and
+written, so a second calibration asks the same questions. Rated answers, where there are
+some, are asked too and weigh ``RATING_WEIGHT`` generated rows each. The fitted decision is
+written next to the index and named in ``qa.toml``, so every later answer uses it; nothing
+changes for anyone who does not run this.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qa.errors import QAError
+from qa.trust import calibration
+from qa.trust.adapt import RATING_WEIGHT, CorpusDecision, Row, fit_corpus_decision, write_decision
+from qa.trust.answerability import shipped_answerability
+
+
+@dataclass(frozen=True)
+class SyntheticCalibration:
+    """The outcome of ``qa calibrate --synthetic``: the fitted decision, the gold set it was
+    fitted on (generated now or reused), the threshold in effect before, and the decision
+    file and settings file written (None on a dry run)."""
+
+    fitted: CorpusDecision
+    gold: Path
+    generated: bool
+    current: float
+    questions: int
+    written: Path | None = None
+    settings: Path | None = None
+    made: Any = None  # the GeneratedGold when it was generated now
+
+
+def rows_from_answers(
+    items: list[Any], answers: list[Any], groups: dict[str, str], weight: int = 1
+) -> list[Row]:
+    """Rows of single-question gold items (``GoldItem``) and their answers; ``groups`` maps
+    an item id to its group (default: the id)."""
+    from qa.evaluation.scoring import reply_right
+
+    rows = []
+    for item, ans in zip(items, answers, strict=True):
+        if ans is None:
+            continue
+        turn = item.turns[0]
+        supported = not ans.abstained or bool(ans.withheld)
+        reply = ans.text if not ans.abstained else ans.withheld
+        right = supported and reply_right(turn, reply)
+        group = groups.get(item.id, item.id)
+        rows.append(
+            Row(
+                dict(ans.features),
+                ans.signals,
+                supported,
+                right,
+                not turn.unanswerable,
+                group,
+                weight,
+                ans.shape,
+            )
+        )
+    return rows
+
+
+def ask_items(
+    asker: Any,
+    items: list[Any],
+    *,
+    progress: Any = None,
+    done: int = 0,
+    total: int | None = None,
+    proceed: Any = None,
+    known: dict[str, Any] | None = None,
+) -> list[Any]:
+    """Ask each single-question item once (conversations are left out: ``None``); an item
+    whose ask fails is ``None`` too, one in ``known`` (by id) is not asked again.
+    ``proceed()`` may block (the chat goes first) and returns False to stop: the items not
+    asked are ``None``."""
+    answers: list[Any] = []
+    total = total or len(items)
+    known = known or {}
+    for i, item in enumerate(items, 1):
+        if item.id in known:
+            answers.append(known[item.id])
+            continue
+        if proceed is not None and not proceed():
+            answers += [None] * (len(items) - len(answers))
+            break
+        ans = None
+        if item.kind != "turns":
+            try:
+                ans = asker.ask(item.turns[0].question)
+            except Exception:  # one failed question must not cost the calibration
+                ans = None
+        answers.append(ans)
+        if progress:
+            progress(done + i, total)
+    return answers
+
+
+def gold_path(settings: Any) -> Path:
+    """Where a corpus's generated set is kept: ``evals/generated/<documents folder>.jsonl``."""
+    return Path("evals/generated") / f"{settings.seeds_dir.name or 'documents'}.jsonl"
+
+
+def decision_path(settings: Any) -> Path:
+    """Where a decision fitted to an index is kept: next to it, named by its fingerprint (in
+    ``cache_dir`` when a Chroma server holds the index)."""
+    from qa.documents.client import fingerprint
+
+    folder = settings.cache_dir if settings.chroma_host else settings.index_dir
+    return folder / f"decision-{fingerprint(settings)}.json"
+
+
+def calibrate_synthetic(
+    assistant: Any,
+    gold: Path | None = None,
+    *,
+    count: int = 40,
+    seed: int = 0,
+    ratings: bool = True,
+    write: bool = True,
+    progress: Any = None,
+    proceed: Any = None,
+) -> SyntheticCalibration:
+    """What :meth:`qa.Assistant.calibrate_synthetic` does (see there)."""
+    from qa.documents.client import fingerprint
+    from qa.evaluation.generate import write_gold
+    from qa.evaluation.gold import load_gold, parse_gold_item
+
+    current = assistant.answer_threshold
+    if current is None:
+        raise QAError("The learned decision is off (QA_ANSWERABILITY=off): nothing to fit")
+    path = gold or gold_path(assistant.settings)
+    generated = not path.exists()
+    known: dict[str, Any] = {}
+    made = None
+    if generated:
+        made = assistant.generate_gold(count=count, seed=seed, progress=progress)
+        write_gold(made.items, path)
+        known = made.answers  # the round trips' answers: the same chain, asked just now
+    raw = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    items = [parse_gold_item(r, f"{path}:{r.get('id')}") for r in raw]
+    groups = {r["id"]: r.get("generated", {}).get("chunk_id", r["id"]) for r in raw}
+    feedback = assistant.settings.feedback_path
+    rated = load_gold(feedback) if ratings and feedback.exists() else []
+    total = len(items) + len(rated)
+    answers = ask_items(
+        assistant, items, progress=progress, total=total, proceed=proceed, known=known
+    )
+    rated_answers = ask_items(
+        assistant, rated, progress=progress, done=len(items), total=total, proceed=proceed
+    )
+    rows = rows_from_answers(items, answers, groups)
+    rows += rows_from_answers(rated, rated_answers, {}, RATING_WEIGHT)
+    source = f"{len(items)} generated questions of {path}"
+    if rated:
+        source += f" + {len(rated)} ratings (each x{RATING_WEIGHT})"
+    index = fingerprint(assistant.settings)
+    provenance = (
+        f"qa calibrate --synthetic: the shipped decision refitted on {source}, index {index}"
+    )
+    fitted = fit_corpus_decision(rows, shipped_answerability(), provenance=provenance)
+    written = toml = None
+    if write:
+        written = write_decision(fitted.answerability, decision_path(assistant.settings))
+        note = f"fitted on {source}"
+        toml = calibration.write_setting("decision", json.dumps(str(written)), note=note)
+        calibration.write_threshold(fitted.threshold, source=source)
+        assistant.use_answer_threshold(fitted.threshold, written)
+    asked = sum(a is not None for a in answers + rated_answers)
+    return SyntheticCalibration(fitted, path, generated, current, asked, written, toml, made)
