@@ -21,7 +21,7 @@ from langchain_core.outputs import ChatGenerationChunk
 from qa import ABSTAIN_TEXT, Assistant
 from qa.api.app import build_api
 from qa.api.keys import KeyFile
-from qa.api.queue import ModelQueue, QueueFull
+from qa.llm.queue import ModelQueue, QueueFull
 
 from .conftest import BAKERY, free_port, small_chunks
 from .test_ui_browser import RoutedFakeLLM

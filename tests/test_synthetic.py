@@ -318,7 +318,8 @@ def test_the_evaluate_tab_generates_a_set_in_the_background(
 ) -> None:
     import time
 
-    from qa.ui.eval_jobs import ChatFirst, EvalJobs
+    from qa.llm.queue import ChatFirst
+    from qa.ui.eval_jobs import EvalJobs
     from qa.ui.eval_panels import gold_sets, job_status
 
     paths = EvalPaths(root=tmp_path / "evals")

@@ -17,10 +17,11 @@ from qa.evaluation.evaluate import ItemResult, TurnResult
 from qa.evaluation.gold import load_gold
 from qa.evaluation.reports import Comparison, Flip, list_runs, load_report
 from qa.evaluation.runs import GoldSet
+from qa.llm.queue import ChatFirst
 from qa.ui import eval_panels as ep
 from qa.ui import eval_views as views
 from qa.ui.app import respond
-from qa.ui.eval_jobs import ChatFirst, EvalJobs, JobState, may_administer
+from qa.ui.eval_jobs import EvalJobs, JobState, may_administer
 
 from .eval_workspace import fake_assistant, in_thread, make_workspace
 

@@ -6,7 +6,7 @@ and remove documents, ``POST /v1/feedback`` to rate a reply; the OpenAPI page is
 
 What it guards against: callers without a key (:mod:`~qa.api.keys`: bcrypt-hashed keys with a
 user and a role; without keys only this machine may call), a crowd holding the one model
-(:mod:`~qa.api.queue`: one line for browser and API users, 429 with ``Retry-After`` when it is
+(:mod:`~qa.llm.queue`: one line for browser and API users, 429 with ``Retry-After`` when it is
 full, a disconnected client's place freed), unchecked words on the wire and requests qa cannot
 honour (:mod:`~qa.api.chat`), and stack traces (:mod:`~qa.api.errors`: OpenAI-style error
 bodies, 4xx for every bad input).

@@ -3,7 +3,7 @@
 :func:`build_api` returns a FastAPI app over an :class:`~qa.Assistant`; :mod:`qa.api.serve`
 runs it alone (``qa api``) or with the browser UI mounted beside it (``qa chat``, ``qa
 serve``). Only formatting and Assistant calls live here: answering is in :mod:`qa.api.chat`,
-keys in :mod:`qa.api.keys`, the line in front of the model in :mod:`qa.api.queue`.
+keys in :mod:`qa.api.keys`, the line in front of the model in :mod:`qa.llm.queue`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from qa.api import errors
 from qa.api.chat import ChatService, Replies
 from qa.api.errors import ApiError
 from qa.api.keys import Caller, KeyFile
-from qa.api.queue import ModelQueue
 from qa.api.schemas import (
     MODEL_ID,
     ChatCompletion,
@@ -38,6 +37,7 @@ from qa.api.schemas import (
     Removed,
     UploadResult,
 )
+from qa.llm.queue import ModelQueue
 from qa.uploads import add_uploads
 
 if TYPE_CHECKING:

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from qa.answer import Answer
 from qa.api.errors import ApiError, from_qa_error
 from qa.api.keys import Caller
-from qa.api.queue import ModelQueue, Place
 from qa.api.schemas import (
     MODEL_ID,
     ChatCompletion,
@@ -44,6 +43,7 @@ from qa.api.schemas import (
     Usage,
 )
 from qa.errors import QAError
+from qa.llm.queue import ModelQueue, Place
 
 if TYPE_CHECKING:
     from fastapi import Request

@@ -17,7 +17,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from qa.api.queue import QueueFull
 from qa.errors import (
     BackendError,
     DocumentNotFoundError,
@@ -27,6 +26,7 @@ from qa.errors import (
     QAError,
     UnsupportedFileError,
 )
+from qa.llm.queue import QueueFull
 
 log = logging.getLogger(__name__)
 

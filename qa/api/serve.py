@@ -3,7 +3,7 @@
 
 Gradio apps are FastAPI apps, so the UI is mounted on the API's app
 (``gradio.mount_gradio_app``) and uvicorn serves both; browser and API users then wait in the
-same :class:`~qa.api.queue.ModelQueue`. Without API keys the API answers this machine only:
+same :class:`~qa.llm.queue.ModelQueue`. Without API keys the API answers this machine only:
 ``qa api`` then listens on 127.0.0.1 whatever ``--host`` says, and beside a UI listening
 further it refuses every other caller (403); both say so at start-up.
 """
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from qa.api.app import build_api, is_loopback
 from qa.api.keys import KeyFile
-from qa.api.queue import ModelQueue
+from qa.llm.queue import ModelQueue
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -16,13 +16,12 @@ from typing import Any
 
 import gradio as gr
 
-from qa.api.queue import ModelQueue, Place
 from qa.assistant import Assistant
 from qa.documents.ingest import SUPPORTED_SUFFIXES
 from qa.errors import QAError, UnsupportedFileError
 from qa.evaluation.runs import EvalPaths
+from qa.llm.queue import ChatFirst, ModelQueue, Place
 from qa.ui import panels
-from qa.ui.eval_jobs import ChatFirst
 from qa.ui.evaluate import build_evaluate_tab
 from qa.ui.render import (
     CITE_JS,
@@ -166,7 +165,7 @@ def build_app(
     beside the HTTP API): the chat, and the Evaluate tab over the gold sets and reports in
     ``evals`` (default ``evals/``); chat answers go before evaluation items (``chat_first``, see
     :mod:`qa.ui.eval_jobs`). With ``startup`` the page shows what is still loading, and
-    questions wait for it. With ``model_queue`` (shared with the HTTP API, :mod:`qa.api.queue`)
+    questions wait for it. With ``model_queue`` (shared with the HTTP API, :mod:`qa.llm.queue`)
     questions wait in that line, first come first served with the API's callers, and its
     ``chat_first`` is the one used."""
     examples = list(examples or DEFAULT_EXAMPLES)

@@ -3,10 +3,9 @@ with the chat, and only for the users allowed to start them.
 
 How the chat and an evaluation share the one model: the chat goes first. The run asks its gold
 items one by one, and before each item it waits while any chat answer is being written
-(:class:`ChatFirst`). A question asked during a run waits at most for the item being asked (or
-is decoded alongside it when the local model answers several at once, :mod:`qa.llm.engine`),
-and the run pauses until the chat is answered. So that a chat that never
-ends cannot stall a run forever, the run waits at most ``patience`` seconds per item.
+(:class:`qa.llm.queue.ChatFirst`). A question asked during a run waits at most for the item
+being asked (or is decoded alongside it when the local model answers several at once,
+:mod:`qa.llm.engine`), and the run pauses until the chat is answered.
 
 The run lives in a thread of its own, not in the request that started it: closing the tab does
 not stop it, a reload shows it again, and Cancel stops it after the current item, leaving a
@@ -18,8 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,11 +24,10 @@ from qa.assistant import Assistant
 from qa.errors import QAError
 from qa.evaluation.evaluate import load_gold
 from qa.evaluation.runs import EvalPaths, GoldSet, report_dir, run_gold_set, run_name
+from qa.llm.queue import ChatFirst
 
 log = logging.getLogger(__name__)
 
-CHAT_PATIENCE_S = 120.0
-"""The longest a run waits for chat answers before asking its next item anyway."""
 GENERATE_COUNT = 40
 """Items the Evaluate tab's button generates (``qa gold generate --count`` for others)."""
 
@@ -48,35 +44,6 @@ def refusal(user: str) -> str:
         f"⛔ {user or 'This user'} may only look: running evaluations, applying a threshold and "
         "promoting ratings are for the users named in QA_ADMINS."
     )
-
-
-class ChatFirst:
-    """Gives chat answers priority over evaluation items (see the module docstring)."""
-
-    def __init__(self, patience: float = CHAT_PATIENCE_S) -> None:
-        self.patience = patience
-        self._answering = 0
-        self._changed = threading.Condition()
-
-    @contextmanager
-    def chat(self) -> Iterator[None]:
-        """Hold while one chat answer is written."""
-        with self._changed:
-            self._answering += 1
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._answering -= 1
-                self._changed.notify_all()
-
-    def eval_turn(self) -> float:
-        """Block until no chat answer is being written (at most ``patience`` seconds); returns
-        the seconds waited."""
-        start = time.monotonic()
-        with self._changed:
-            self._changed.wait_for(lambda: self._answering == 0, timeout=self.patience)
-        return time.monotonic() - start
 
 
 @dataclass(frozen=True)

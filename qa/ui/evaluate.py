@@ -20,9 +20,10 @@ from qa.assistant import Assistant
 from qa.errors import QAError
 from qa.evaluation.reports import list_runs
 from qa.evaluation.runs import EvalPaths
+from qa.llm.queue import ChatFirst
 from qa.ui import eval_panels as ep
 from qa.ui import eval_views as views
-from qa.ui.eval_jobs import ChatFirst, EvalJobs, may_administer, refusal
+from qa.ui.eval_jobs import EvalJobs, may_administer, refusal
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 FOLLOW_POLL_S = 1.0

@@ -7,7 +7,9 @@ when ``max_waiting`` are already waiting: a client then knows at once to come ba
 instead of holding a socket open for minutes. Browser users are never turned away (Gradio's
 own queue bounds them). A place given up while waiting (the client disconnected) leaves the
 line at once; an answer being written ends at its next token. While anyone answers through
-the queue, evaluation runs of the Evaluate tab hold back (:class:`qa.ui.eval_jobs.ChatFirst`).
+the queue, background work (evaluation runs of the Evaluate tab, the corpus's refit) holds back
+(:class:`ChatFirst`): before each item it waits while any chat answer is written, at most
+``patience`` seconds, so a chat that never ends cannot stall it forever.
 """
 
 from __future__ import annotations
@@ -16,13 +18,42 @@ import math
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-if TYPE_CHECKING:
-    from qa.ui.eval_jobs import ChatFirst
-
+CHAT_PATIENCE_S = 120.0
+"""The longest background work waits for chat answers before asking its next item anyway."""
 FIRST_GUESS_S = 10.0
 """Seconds one answer is assumed to take before any was timed (for ``Retry-After``)."""
+
+
+class ChatFirst:
+    """Gives chat answers priority over background items (see the module docstring)."""
+
+    def __init__(self, patience: float = CHAT_PATIENCE_S) -> None:
+        self.patience = patience
+        self._answering = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def chat(self) -> Iterator[None]:
+        """Hold while one chat answer is written."""
+        with self._changed:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._answering -= 1
+                self._changed.notify_all()
+
+    def eval_turn(self) -> float:
+        """Block until no chat answer is being written (at most ``patience`` seconds); returns
+        the seconds waited."""
+        start = time.monotonic()
+        with self._changed:
+            self._changed.wait_for(lambda: self._answering == 0, timeout=self.patience)
+        return time.monotonic() - start
 
 
 class QueueFull(Exception):
@@ -74,8 +105,6 @@ class ModelQueue:
     def __init__(
         self, slots: int = 1, max_waiting: int = 32, chat_first: ChatFirst | None = None
     ) -> None:
-        from qa.ui.eval_jobs import ChatFirst
-
         self.slots = max(1, slots)
         self.max_waiting = max_waiting
         self.chat_first = chat_first or ChatFirst()
