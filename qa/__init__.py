@@ -24,7 +24,7 @@ for _var, _value in {
 _EXPORTS = {
     "ABSTAIN_TEXT": "qa.answer",
     "Answer": "qa.answer",
-    "AnswerStream": "qa.assistant",
+    "AnswerStream": "qa.answering.chain",
     "Assistant": "qa.assistant",
     "Citation": "qa.answer",
     "DocumentInfo": "qa.documents.store",
@@ -48,7 +48,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from qa.answer import ABSTAIN_TEXT, Answer, Citation, IndexReport, Timings
-    from qa.assistant import AnswerStream, Assistant
+    from qa.answering.chain import AnswerStream
+    from qa.assistant import Assistant
     from qa.config import Settings
     from qa.documents.store import DocumentInfo
     from qa.evaluation.feedback import FeedbackItem

@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,27 +15,27 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 
 from qa.answer import Answer, IndexReport, Sentence, Shape
-from qa.answering.chain import Guard, Token, build_chain
+from qa.answering.chain import AnswerStream, Guard, build_chain
 from qa.answering.decisions import Thresholds
 from qa.answering.retrieval import Retriever
 from qa.config import Settings
 from qa.documents.client import fingerprint, index_lock
 from qa.documents.embeddings import make_embeddings
-from qa.documents.ingest import load_chunks, source_path
+from qa.documents.folder import in_scope, named, read_documents
+from qa.documents.ingest import source_path
 from qa.documents.store import DocumentInfo, Store
 from qa.errors import (
     DocumentNotFoundError,
     IndexNotFoundError,
-    InvalidQuestionError,
     QAError,
     UnsupportedFileError,
 )
 from qa.evaluation.feedback import FeedbackItem, FeedbackStore, Verdict, make_item
-from qa.evaluation.gold import load_gold
 from qa.history import ChatHistory
 from qa.llm.kvstate import WORTH_SAVING
 from qa.llm.models import make_llm
-from qa.passages import Chunk, Hit
+from qa.passages import Hit
+from qa.text import clean_question
 from qa.trust import calibration
 from qa.trust.answerability import Answerability, shipped_answerability
 from qa.trust.calibration import Calibration
@@ -50,29 +49,6 @@ Message = dict[str, str]
 SUMMARY_QUESTION = "What is this document about?"
 WARM_UP_QUESTIONS = ("Who is named first?", "When did it happen?")
 """Throwaway questions of :meth:`Assistant.warm_up`; they start with different words."""
-
-
-class AnswerStream:
-    """Iterate to get the answer's text as it is generated; ``.answer`` holds the verified
-    result once the iteration is over (its text may differ: an unsupported answer becomes an
-    abstention)."""
-
-    def __init__(self, events: Iterator[Token | Answer]) -> None:
-        self._events = events
-        self.answer: Answer | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        for event in self._events:
-            if isinstance(event, Answer):
-                self.answer = event
-            else:
-                yield event.text
-
-    def close(self) -> None:
-        """Stop generating: the model frees the answer's place at its next step."""
-        close = getattr(self._events, "close", None)
-        if close is not None:
-            close()
 
 
 class Assistant:
@@ -95,6 +71,8 @@ class Assistant:
         llm: BaseChatModel | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        self.on_change: list[Callable[[], None]] = []
+        """Called after :meth:`index` or :meth:`remove` changed what is indexed."""
         if embeddings is not None:
             self.embeddings = embeddings
         if llm is not None:
@@ -155,10 +133,12 @@ class Assistant:
     def for_documents(self, docs_dir: Path, index_dir: Path) -> Assistant:
         """A new Assistant over another folder and an embedded index in ``index_dir`` that shares
         this one's models. The index is embedded even when this Assistant uses a Chroma server,
-        whose collection must not be overwritten by a temporary corpus."""
-        settings = self.settings.model_copy(
-            update={"seeds_dir": docs_dir, "index_dir": index_dir, "chroma_host": None}
-        )
+        whose collection must not be overwritten by a temporary corpus. A decision fitted to
+        this Assistant's documents (and the threshold chosen with it) is not carried over."""
+        update = {"seeds_dir": docs_dir, "index_dir": index_dir, "chroma_host": None}
+        if self.settings.decision is not None:
+            update |= {"decision": None, "answer_threshold": None}
+        settings = self.settings.model_copy(update=update)
         return Assistant(settings, embeddings=self.embeddings, llm=self.llm)
 
     def index(
@@ -190,22 +170,24 @@ class Assistant:
         with index_lock(self.settings, on_wait):
             t0 = time.perf_counter()
             # Read under the lock: a run that waited sees what the previous run left on disk.
-            chunks, skipped = self._load(paths)
+            chunks, skipped = read_documents(self.settings, paths)
             excluded = self.store.excluded()
             # Removed documents stay out until indexed by name again; gone files leave the list.
             keep = {
                 s
                 for s in excluded
-                if source_path(s, root).exists() and not (paths and self._named(s, paths))
+                if source_path(s, root).exists() and not (paths and named(s, root, paths))
             }
             chunks = [c for c in chunks if c.source not in keep]
-            scope = {s for s in self.store.sources() if self._in_scope(s, paths)}
+            scope = {s for s in self.store.sources() if in_scope(s, root, paths)}
             added, removed, unchanged = self.store.sync(
                 chunks,
                 replace_sources=scope,
                 progress=progress,
                 excluded=keep if keep != excluded else None,
             )
+        if added or removed:
+            self._changed()
         return IndexReport(
             files=len({c.source for c in chunks}),
             added=added,
@@ -215,37 +197,9 @@ class Assistant:
             skipped=skipped,
         )
 
-    def _load(self, paths: Sequence[Path] | None) -> tuple[list[Chunk], list[str]]:
-        """The chunks of the documents to index, and the reasons files were skipped."""
-        chunks: list[Chunk] = []
-        skipped: list[str] = []
-        for item in load_chunks(
-            self.settings.seeds_dir,
-            paths=paths,
-            chunk_size=self.settings.chunk_size,
-            chunk_overlap=self.settings.chunk_overlap,
-            max_bytes=int(self.settings.max_file_mb * 1e6),
-        ):
-            if isinstance(item, QAError):
-                skipped.append(str(item))
-            else:
-                chunks.append(item)
-        return chunks, skipped
-
-    def _in_scope(self, source: str, paths: Sequence[Path] | None) -> bool:
-        """Whether indexing ``paths`` (None: the documents folder) may replace ``source``."""
-        path = source_path(source, self.settings.seeds_dir)
-        if not path.exists():
-            return True
-        if paths is None:
-            return not Path(source).is_absolute()
-        full = Path(os.path.abspath(path))
-        return any(full.is_relative_to(os.path.abspath(p)) for p in paths)
-
-    def _named(self, source: str, paths: Sequence[Path]) -> bool:
-        """Whether ``paths`` name ``source`` (the file itself or a folder holding it)."""
-        full = Path(os.path.abspath(source_path(source, self.settings.seeds_dir)))
-        return any(full.is_relative_to(os.path.abspath(p)) for p in paths)
+    def _changed(self) -> None:
+        for callback in self.on_change:
+            callback()
 
     def documents(self) -> list[DocumentInfo]:
         """Every indexed document: source name, type, chunks, title, when indexed."""
@@ -284,6 +238,7 @@ class Assistant:
             _, removed, _ = self.store.sync([], replace_sources={source}, excluded=excluded)
             if delete_file:  # after the chunks: a crash in between leaves an excluded file
                 path.unlink(missing_ok=True)
+        self._changed()
         return IndexReport(
             files=1, added=0, removed=removed, unchanged=0, seconds=time.perf_counter() - t0
         )
@@ -393,32 +348,14 @@ class Assistant:
         write: bool = True,
         progress: Callable[[int, int], None] | None = None,
     ) -> Calibration:
-        """Fit the answer threshold to this user's documents: ask the rated answers
-        (``settings.feedback_path``) and the ``gold`` sets again, draw the risk/coverage curve
-        of the answers and choose the threshold by the shipped rule (the most wrong answers
-        withheld for at most 0.05 of the right ones). Unless ``write`` is off, it goes into
-        ``qa.toml`` and into this Assistant. With too few decided answers nothing changes:
-        ``Calibration.missing`` says how many more it needs."""
-        current = self.answer_threshold
-        if current is None:
-            raise QAError(
-                "The learned decision is off (QA_ANSWERABILITY=off): nothing to calibrate"
-            )
-        paths = [self.settings.feedback_path] if ratings else []
-        paths = [p for p in paths if p.exists()] + list(gold)
-        if not paths:
-            raise QAError(
-                f"No ratings in {self.settings.feedback_path} and no gold set named; rate some "
-                "answers (👍/👎) or pass a gold set"
-            )
-        items = [item for path in paths for item in load_gold(path)]
-        source = " + ".join(str(p) for p in paths)
-        result = calibration.calibrate(
-            self, items, current=current, source=source, write=write, progress=progress
+        """Fit the answer threshold to this user's rated answers (``settings.feedback_path``)
+        and ``gold`` sets, asked again: the shipped rule on their risk/coverage curve
+        (:func:`qa.trust.calibration.calibrate_assistant`). Unless ``write`` is off, it goes
+        into ``qa.toml`` and into this Assistant; ``Calibration.missing`` says how many more
+        decided answers it needs when there are too few."""
+        return calibration.calibrate_assistant(
+            self, gold, ratings=ratings, write=write, progress=progress
         )
-        if result.chosen is not None and write:
-            self.use_answer_threshold(result.chosen)
-        return result
 
     def generate_gold(
         self,
@@ -429,11 +366,10 @@ class Assistant:
         progress: Callable[[int, int], None] | None = None,
         cancel: Callable[[], bool] | None = None,
     ) -> GeneratedGold:
-        """About ``count`` gold items from the indexed documents (written to ``out`` if
-        given): answerable questions kept by a round trip through the chain, look-alike
-        unanswerable ones checked absent from the whole corpus, and yes/no questions, half
-        "no" (:mod:`qa.evaluation.generate`). Seeded: the same ``seed``, corpus and model
-        give the same items. ``progress(kept, count)``; ``cancel()`` True stops early."""
+        """About ``count`` gold items from the indexed documents, written to ``out`` if given
+        (:mod:`qa.evaluation.generate`: round-tripped answerable questions, look-alike
+        unanswerable ones, yes/no half "no"); seeded. ``progress(kept, count)``; ``cancel()``
+        True stops early."""
         from qa.evaluation.generate import generate_gold, write_gold
 
         generated = generate_gold(self, count=count, seed=seed, progress=progress, cancel=cancel)
@@ -452,16 +388,12 @@ class Assistant:
         progress: Callable[[int, int], None] | None = None,
         proceed: Callable[[], bool] | None = None,
     ) -> SyntheticCalibration:
-        """Fit the answer decision (not only its threshold) to this corpus, without labels.
-
-        The corpus's generated gold set (``gold``, default ``evals/generated/<documents
-        folder>.jsonl``) is reused if it exists, else generated (``count``, ``seed``) there.
-        It and the rated answers (unless ``ratings`` is off) are asked through the chain, the
-        decision is refitted on the answers with the shipped fit as the prior, and its
-        threshold chosen (:mod:`qa.trust.adapt`). Unless ``write`` is off, the decision goes
-        next to the index (``decision-<fingerprint>.json``), ``qa.toml`` names it and this
-        Assistant uses it at once. ``proceed()`` runs before each question (it may wait for
-        the chat) and returns False to stop."""
+        """Fit the answer decision (not only its threshold) to this corpus, without labels
+        (:mod:`qa.trust.synthetic`): its generated gold set (``gold``, default
+        ``evals/generated/<documents folder>.jsonl``, made if missing) and the rated answers
+        are asked, the decision refitted with the shipped fit as the prior. Unless ``write``
+        is off it goes next to the index, ``qa.toml`` names it and this Assistant uses it.
+        ``proceed()`` runs before each item (it may wait for the chat); False stops."""
         from qa.trust.synthetic import calibrate_synthetic
 
         return calibrate_synthetic(
@@ -497,17 +429,3 @@ class Assistant:
             "embedding_model": self.settings.embedding_model,
             "llm_model": self.settings.llm_model,
         }
-
-
-def clean_question(question: str, max_chars: int) -> str:
-    """Strip control characters and whitespace; refuse empty or oversized questions."""
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in str(question or ""))
-    text = " ".join(text.split())
-    if not text:
-        raise InvalidQuestionError("The question is empty; type a question about the documents")
-    if len(text) > max_chars:
-        raise InvalidQuestionError(
-            f"The question is {len(text)} characters long; keep it under {max_chars} "
-            "(QA_MAX_QUESTION_CHARS)"
-        )
-    return text

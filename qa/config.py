@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         "next to the index, index/decision-<fingerprint>.json); unset or missing: the shipped "
         "one (qa/data/decision.json).",
     )
+    auto_calibrate: bool = Field(
+        True,
+        description="When the documents change, `qa chat`/`qa api` refit the answer decision to "
+        "them in the background (`qa calibrate --synthetic`: generated questions, no labels); "
+        "the chat goes first. false: only when you run `qa calibrate --synthetic`.",
+    )
     support_threshold: float = Field(
         0.0,
         ge=0,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from qa.errors import InvalidQuestionError
+
 _UNITS = (
     ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
     + ("eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen")
@@ -118,3 +120,17 @@ def _sentences_of(text: str) -> list[str]:
         start = m.end()
     out.append(text[start:].strip())
     return [x for x in out if x]
+
+
+def clean_question(question: str, max_chars: int) -> str:
+    """Strip control characters and whitespace; refuse empty or oversized questions."""
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in str(question or ""))
+    text = " ".join(text.split())
+    if not text:
+        raise InvalidQuestionError("The question is empty; type a question about the documents")
+    if len(text) > max_chars:
+        raise InvalidQuestionError(
+            f"The question is {len(text)} characters long; keep it under {max_chars} "
+            "(QA_MAX_QUESTION_CHARS)"
+        )
+    return text

@@ -15,6 +15,10 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 import qa  # noqa: F401 - sets the offline switches before any model library loads
 from qa import Assistant, Settings
 
+# Servers started by tests (and the processes they spawn) must not refit the decision in the
+# background and write qa.toml where they run; tests/test_refit.py turns it on where it tests it.
+os.environ["QA_AUTO_CALIBRATE"] = "false"
+
 ROOT = Path(__file__).resolve().parents[1]
 # Browser tests (tests/test_ui*_browser.py): Debian chromium, driven by Playwright.
 CHROMIUM = Path("/usr/bin/chromium")

@@ -263,8 +263,8 @@ def test_build_app_exposes_the_chat_endpoint(settings, fake_embeddings):
 
 
 def test_startup_indexes_and_warms_up_behind_the_page(settings, fake_embeddings) -> None:
-    from qa.ui.app import startup_note, wait_for
-    from qa.ui.startup import Startup
+    from qa.ui.app import wait_for
+    from qa.ui.startup import Startup, startup_note
 
     assistant = Assistant(
         settings, embeddings=fake_embeddings, llm=FakeListChatModel(responses=["Answer: none"])
@@ -282,8 +282,7 @@ def test_startup_indexes_and_warms_up_behind_the_page(settings, fake_embeddings)
 
 
 def test_a_failed_startup_is_shown(settings, fake_embeddings, tmp_path) -> None:
-    from qa.ui.app import startup_note
-    from qa.ui.startup import Startup
+    from qa.ui.startup import Startup, startup_note
 
     absent = settings.model_copy(update={"seeds_dir": tmp_path / "absent"})
     assistant = Assistant(absent, embeddings=fake_embeddings, llm=FakeListChatModel(responses=[]))

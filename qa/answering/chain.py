@@ -244,3 +244,26 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
         sentences=decision.sentences if shown else [],
         dropped=decision.dropped,
     )
+
+
+class AnswerStream:
+    """Iterate to get the answer's text as it is generated; ``.answer`` holds the verified
+    result once the iteration is over (its text may differ: an unsupported answer becomes an
+    abstention)."""
+
+    def __init__(self, events: Iterator[Token | Answer]) -> None:
+        self._events = events
+        self.answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        for event in self._events:
+            if isinstance(event, Answer):
+                self.answer = event
+            else:
+                yield event.text
+
+    def close(self) -> None:
+        """Stop generating: the model frees the answer's place at its next step."""
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()

@@ -229,7 +229,7 @@ class ChatService:
             ApiError, InvalidQuestionError: refused before queuing.
             QueueFull: the line is full.
         """
-        from qa.assistant import clean_question
+        from qa.text import clean_question
 
         check(body)
         question, history = conversation(body.messages)

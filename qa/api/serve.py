@@ -33,12 +33,19 @@ def build_server(
     port: int = 7860,
 ) -> FastAPI:
     """The API app, with the browser UI mounted at ``/`` when ``ui``; the documents folder is
-    indexed (unless ``index`` is off) and the models warmed up in the background."""
+    indexed (unless ``index`` is off) and the models warmed up in the background, and then the
+    answer decision is refitted to the documents whenever they change
+    (:mod:`qa.trust.refit`)."""
+    from qa.trust.refit import BackgroundRefit
     from qa.ui.startup import Startup
 
     s = assistant.settings
     line = ModelQueue(s.parallel, s.api_max_queue)
-    startup = Startup(assistant, index=index).start()
+    startup = Startup(assistant, index=index)
+    refit = BackgroundRefit(assistant, line.chat_first, ready=startup.wait)
+    assistant.on_change.append(refit.start)
+    refit.start()
+    startup.start()
     app = build_api(assistant, line=line, keys=KeyFile(s.api_keys_file, s.admins), startup=startup)
     if ui:
         import gradio as gr
@@ -46,7 +53,7 @@ def build_server(
         from qa.ui.app import auth_from_env, build_app
         from qa.ui.render import CSS
 
-        demo = build_app(assistant, startup=startup, model_queue=line)
+        demo = build_app(assistant, startup=startup, model_queue=line, refit=refit)
         gr.mount_gradio_app(
             app,
             demo,

@@ -45,7 +45,14 @@ def index(
     """Index documents (.txt .md .pdf .html .docx): embed new or changed files, drop deleted
     ones."""
     try:
-        index_with_progress(assistant_for(docs, index), paths or None)
+        assistant = assistant_for(docs, index)
+        report = index_with_progress(assistant, paths or None)
+        if (report.added or report.removed) and assistant.settings.auto_calibrate:
+            err_console.print(
+                "[dim]qa chat and qa api fit the answer decision to these documents in the "
+                "background when they start (QA_AUTO_CALIBRATE=false: never); "
+                "`qa calibrate --synthetic` does it now.[/dim]"
+            )
     except QAError as err:
         raise fail(err) from err
 

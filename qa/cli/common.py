@@ -16,7 +16,7 @@ from qa.config import Settings
 from qa.errors import QAError
 
 if TYPE_CHECKING:
-    from qa.answer import Answer
+    from qa.answer import Answer, IndexReport
     from qa.assistant import Assistant
 
 app = typer.Typer(
@@ -62,7 +62,7 @@ def progress_bar() -> Progress:
 
 def index_with_progress(
     assistant: Assistant, paths: list[Path] | None = None, bar: Progress | None = None
-) -> None:
+) -> IndexReport:
     """Index with a progress bar: its own, or a task on ``bar`` (rich allows one at a time)."""
     with nullcontext(bar) if bar else progress_bar() as live:
         task = live.add_task("Embedding chunks", total=None)
@@ -78,6 +78,7 @@ def index_with_progress(
         f"Indexed {report.files} file(s): {report.added} chunks added, {report.removed} removed, "
         f"{report.unchanged} unchanged in {report.seconds:.1f}s"
     )
+    return report
 
 
 def print_answer(answer: Answer, *, streamed: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import time
 import uuid
@@ -175,6 +176,14 @@ class Store:
         for meta in metas:
             counts[str(meta["source"])] = counts.get(str(meta["source"]), 0) + 1
         return counts
+
+    @_backend_errors
+    def signature(self) -> str:
+        """What the stored text is: a hash of every chunk's id (ids hash source and text), so
+        it changes when any document is added, changed or removed ("" when nothing is)."""
+        db = self._live()
+        ids = sorted(_get_all(db, [])["ids"]) if db else []
+        return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] if ids else ""
 
     @_backend_errors
     def documents(self) -> list[DocumentInfo]:

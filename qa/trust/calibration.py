@@ -14,11 +14,13 @@ decision withheld, their probabilities and whether each was right.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from qa.errors import QAError
 
 CONFIG_FILE = Path("qa.toml")
 """The settings file ``Settings`` reads from the working directory."""
@@ -211,3 +213,37 @@ def calibrate(
     chosen = choose_threshold(rows)
     written = write_threshold(chosen, source=source) if write else None
     return Calibration(len(rows), 0, current, chosen, curve, written)
+
+
+def calibrate_assistant(
+    assistant: Any,
+    gold: Sequence[Path] = (),
+    *,
+    ratings: bool = True,
+    write: bool = True,
+    progress: Any = None,
+) -> Calibration:
+    """What :meth:`qa.Assistant.calibrate` does: ask the rated answers (unless ``ratings`` is
+    off) and the ``gold`` sets again, draw the risk/coverage curve and choose the threshold by
+    the shipped rule (the most wrong answers withheld for at most 0.05 of the right ones)."""
+    from qa.evaluation.gold import load_gold
+
+    current = assistant.answer_threshold
+    if current is None:
+        raise QAError("The learned decision is off (QA_ANSWERABILITY=off): nothing to calibrate")
+    feedback = assistant.settings.feedback_path
+    paths = [feedback] if ratings and feedback.exists() else []
+    paths += list(gold)
+    if not paths:
+        raise QAError(
+            f"No ratings in {feedback} and no gold set named; rate some answers (👍/👎) or "
+            "pass a gold set"
+        )
+    items = [item for path in paths for item in load_gold(path)]
+    source = " + ".join(str(p) for p in paths)
+    result = calibrate(
+        assistant, items, current=current, source=source, write=write, progress=progress
+    )
+    if result.chosen is not None and write:
+        assistant.use_answer_threshold(result.chosen)
+    return result

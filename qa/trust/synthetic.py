@@ -1,17 +1,22 @@
 """``qa calibrate --synthetic``: the corpus's generated gold set asked through the real chain,
 and the answer decision refitted on the answers (:mod:`qa.trust.adapt`).
 
-The generated set is reused when it exists (a user may have reviewed it), else generated and
-written, so a second calibration asks the same questions. Rated answers, where there are
+The generated set is reused when it exists and every passage it was made from is still indexed
+(a user may have reviewed it), else generated and written, so a second calibration asks the
+same questions; a set made from passages no longer indexed is kept aside as
+``<name>.stale.jsonl``, never overwritten. Rated answers, where there are
 some, are asked too and weigh ``RATING_WEIGHT`` generated rows each. The fitted decision is
 written next to the index and named in ``qa.toml``, so every later answer uses it; nothing
-changes for anyone who does not run this.
+changes for anyone who does not run this. Which documents it was fitted on is recorded beside
+it (``refit.json``: the index's :meth:`~qa.documents.store.Store.signature`), so the background
+refit (:mod:`qa.trust.refit`) runs again only when they change.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +123,34 @@ def decision_path(settings: Any) -> Path:
     return folder / f"decision-{fingerprint(settings)}.json"
 
 
+def record_path(settings: Any) -> Path:
+    """Where the signature of the documents the decision was last fitted on is kept."""
+    return decision_path(settings).with_name("refit.json")
+
+
+def fitted_corpus(settings: Any) -> str:
+    """The signature of the documents the decision in effect was fitted on ("" if none)."""
+    try:
+        record = json.loads(record_path(settings).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    named = settings.decision is not None and Path(settings.decision).exists()
+    return str(record.get("corpus", "")) if named else ""
+
+
+def _reusable(path: Path, store: Any) -> bool:
+    """Whether the set at ``path`` exists and every passage it was made from is indexed; one
+    made from other documents is moved aside (``<name>.stale.jsonl``), not overwritten."""
+    if not path.exists():
+        return False
+    raw = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    made_from = {r.get("generated", {}).get("chunk_id") for r in raw} - {None}
+    if made_from <= {c.id for c in store.all_chunks()}:
+        return True
+    path.replace(path.with_suffix(".stale.jsonl"))
+    return False
+
+
 def calibrate_synthetic(
     assistant: Any,
     gold: Path | None = None,
@@ -138,11 +171,23 @@ def calibrate_synthetic(
     if current is None:
         raise QAError("The learned decision is off (QA_ANSWERABILITY=off): nothing to fit")
     path = gold or gold_path(assistant.settings)
-    generated = not path.exists()
+    corpus = assistant.store.signature()
+    generated = not (path.exists() if gold else _reusable(path, assistant.store))
     known: dict[str, Any] = {}
     made = None
+    halted = False
+
+    def go_on() -> bool:  # remembers a stop, so that nothing half-done is written
+        nonlocal halted
+        halted = halted or (proceed is not None and not proceed())
+        return not halted
+
     if generated:
-        made = assistant.generate_gold(count=count, seed=seed, progress=progress)
+        made = assistant.generate_gold(
+            count=count, seed=seed, progress=progress, cancel=lambda: not go_on()
+        )
+        if halted:
+            raise QAError("Stopped while generating questions; nothing was written")
         write_gold(made.items, path)
         known = made.answers  # the round trips' answers: the same chain, asked just now
     raw = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
@@ -152,11 +197,13 @@ def calibrate_synthetic(
     rated = load_gold(feedback) if ratings and feedback.exists() else []
     total = len(items) + len(rated)
     answers = ask_items(
-        assistant, items, progress=progress, total=total, proceed=proceed, known=known
+        assistant, items, progress=progress, total=total, proceed=go_on, known=known
     )
     rated_answers = ask_items(
-        assistant, rated, progress=progress, done=len(items), total=total, proceed=proceed
+        assistant, rated, progress=progress, done=len(items), total=total, proceed=go_on
     )
+    if halted:
+        raise QAError("Stopped while asking the questions; the decision was not changed")
     rows = rows_from_answers(items, answers, groups)
     rows += rows_from_answers(rated, rated_answers, {}, RATING_WEIGHT)
     source = f"{len(items)} generated questions of {path}"
@@ -174,5 +221,7 @@ def calibrate_synthetic(
         toml = calibration.write_setting("decision", json.dumps(str(written)), note=note)
         calibration.write_threshold(fitted.threshold, source=source)
         assistant.use_answer_threshold(fitted.threshold, written)
+        record = {"corpus": corpus, "gold": str(path), "at": datetime.now(UTC).isoformat()}
+        record_path(assistant.settings).write_text(json.dumps(record) + "\n", encoding="utf-8")
     asked = sum(a is not None for a in answers + rated_answers)
     return SyntheticCalibration(fitted, path, generated, current, asked, written, toml, made)

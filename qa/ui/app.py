@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -37,7 +37,10 @@ from qa.ui.render import (
     render_sources,
     sources_panel,
 )
-from qa.ui.startup import Startup
+from qa.ui.startup import Startup, notes_pending, startup_note
+
+if TYPE_CHECKING:
+    from qa.trust.refit import BackgroundRefit
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +135,6 @@ def wait_in_line(
         yield "", chat_messages(shown), turns, sources_panel(turns)
 
 
-def startup_note(startup: Startup) -> str:
-    """The line above the chat: what is still loading, or why getting ready failed."""
-    if startup.error:
-        return f"**Not ready:** {md_escape(startup.error)}"
-    return md_escape(startup.status)
-
-
 def new_chat() -> tuple[str, list[Message], list[Turn], str]:
     """Forget the conversation of this browser session."""
     return "", [], [], EMPTY_SOURCES
@@ -160,6 +156,7 @@ def build_app(
     chat_first: ChatFirst | None = None,
     startup: Startup | None = None,
     model_queue: ModelQueue | None = None,
+    refit: BackgroundRefit | None = None,
 ) -> gr.Blocks:
     """The Gradio app over ``assistant`` (not served: :func:`qa.api.serve.serve` mounts it
     beside the HTTP API): the chat, and the Evaluate tab over the gold sets and reports in
@@ -167,7 +164,7 @@ def build_app(
     :mod:`qa.ui.eval_jobs`). With ``startup`` the page shows what is still loading, and
     questions wait for it. With ``model_queue`` (shared with the HTTP API, :mod:`qa.llm.queue`)
     questions wait in that line, first come first served with the API's callers, and its
-    ``chat_first`` is the one used."""
+    ``chat_first`` is the one used. With ``refit`` the page shows its progress."""
     examples = list(examples or DEFAULT_EXAMPLES)
     first = model_queue.chat_first if model_queue else chat_first or ChatFirst()
     seeds = assistant.settings.seeds_dir.name
@@ -267,9 +264,7 @@ def build_app(
                     "Rate answers with the thumbs under them: each rating becomes a "
                     "regression test."
                 )
-                ready_note = gr.Markdown(
-                    startup_note(startup) if startup else "", elem_id="qa-startup"
-                )
+                ready_note = gr.Markdown(startup_note(startup, refit), elem_id="qa-startup")
                 with gr.Row():
                     with gr.Column(scale=3):
                         chatbot = gr.Chatbot(
@@ -395,22 +390,29 @@ def build_app(
             [feedback_note, correction_form, pending, correction, dont_say],
             **private,
         )
-        upload.upload(upload_fn, [upload], [report, *doc_panel], **models).then(
-            lambda: None, None, [upload], **private
-        )
-        reindex.click(reindex_fn, None, [report, *doc_panel], **models)
+        uploaded = upload.upload(upload_fn, [upload], [report, *doc_panel], **models)
+        uploaded.then(lambda: None, None, [upload], **private)
+        reindexed = reindex.click(reindex_fn, None, [report, *doc_panel], **models)
         remove.click(ask_remove_fn, [pick, delete_file], [confirm_text, confirm, report], **private)
         confirm_no.click(lambda: gr.update(visible=False), None, [confirm], **private)
-        confirm_yes.click(remove_fn, [pick, delete_file], [report, confirm, *doc_panel], **models)
+        removed = confirm_yes.click(
+            remove_fn, [pick, delete_file], [report, confirm, *doc_panel], **models
+        )
         demo.load(load_fn, None, [*doc_panel, chats], **private)
-        if startup is not None:
-            timer = gr.Timer(1.0, active=not startup.ready)
+        if startup is not None or refit is not None:
+            timer = gr.Timer(1.0, active=notes_pending(startup, refit))
             timer.tick(
-                lambda: (startup_note(startup), gr.Timer(active=not startup.ready)),
+                lambda: (
+                    startup_note(startup, refit),
+                    gr.Timer(active=notes_pending(startup, refit)),
+                ),
                 None,
                 [ready_note, timer],
                 **private,
             )
+            # A change to the documents may start a refit: follow it on the page.
+            for changed in (uploaded, reindexed, removed):
+                changed.then(lambda: gr.Timer(active=True), None, [timer], **private)
     demo.queue(default_concurrency_limit=1)
     return demo
 

@@ -14,9 +14,11 @@ import time
 from typing import TYPE_CHECKING
 
 from qa.errors import QAError
+from qa.ui.render import md_escape
 
 if TYPE_CHECKING:
     from qa.assistant import Assistant
+    from qa.trust.refit import BackgroundRefit
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +96,20 @@ class Startup:
             "First start over these documents: reading them into the model's prompt "
             f"(about {seconds:.0f} s; later starts load it saved)…"
         )
+
+
+def startup_note(startup: Startup | None, refit: BackgroundRefit | None = None) -> str:
+    """The line above the chat: what is still loading, or why getting ready failed; then what
+    the background refit of the answer decision is doing, or why it failed."""
+    if startup is not None and startup.error:
+        return f"**Not ready:** {md_escape(startup.error)}"
+    if startup is not None and not startup.ready:
+        return md_escape(startup.status)
+    if refit is not None and refit.error:
+        return md_escape(f"Answers use the decision they had: {refit.error}")
+    return md_escape(refit.status) if refit is not None else ""
+
+
+def notes_pending(startup: Startup | None, refit: BackgroundRefit | None) -> bool:
+    """Whether the line above the chat may still change (the page then polls it)."""
+    return (startup is not None and not startup.ready) or (refit is not None and refit.busy)
