@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from qa.assistant import Assistant
+    from qa.trust.refit import BackgroundRefit
     from qa.ui.startup import Startup
 
 log = logging.getLogger(__name__)
@@ -159,10 +160,11 @@ def build_api(
     line: ModelQueue | None = None,
     keys: KeyFile | None = None,
     startup: Startup | None = None,
+    refit: BackgroundRefit | None = None,
 ) -> FastAPI:
     """The API over ``assistant``: questions wait in ``line`` (default: a line of its own),
     callers are checked against ``keys`` (default: ``settings.api_keys_file``), and answers
-    wait for ``startup`` when given."""
+    wait for ``startup`` when given; ``/health`` says what ``refit`` is doing."""
     s = assistant.settings
     line = line or ModelQueue(s.parallel, s.api_max_queue)
     keys = keys or KeyFile(s.api_keys_file, s.admins)
@@ -185,7 +187,10 @@ def build_api(
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, Any]:
-        return {"status": "ok", "ready": startup.ready if startup else True}
+        state: dict[str, Any] = {"status": "ok", "ready": startup.ready if startup else True}
+        if refit is not None:
+            state["refit"] = {"running": refit.busy, "note": refit.status, "error": refit.error}
+        return state
 
     @app.get("/v1/models", response_model=ModelList, responses=ERRORS, tags=["chat"])
     def models(_: Anyone) -> ModelList:

@@ -46,7 +46,8 @@ def build_server(
     assistant.on_change.append(refit.start)
     refit.start()
     startup.start()
-    app = build_api(assistant, line=line, keys=KeyFile(s.api_keys_file, s.admins), startup=startup)
+    keys = KeyFile(s.api_keys_file, s.admins)
+    app = build_api(assistant, line=line, keys=keys, startup=startup, refit=refit)
     if ui:
         import gradio as gr
 
