@@ -20,6 +20,8 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 
 from qa import Assistant
+from qa.llm.queue import ChatFirst
+from qa.trust.refit import BackgroundRefit
 from qa.ui.startup import Startup
 
 from .conftest import BAKERY, TIMEOUT_MS, serve_ui, small_chunks
@@ -234,3 +236,43 @@ def test_the_page_comes_first_and_a_question_waits_for_the_warm_up(
         startup.gate.set()
         expect(page.locator(BOT).first).to_contain_text("in 1998", timeout=TIMEOUT_MS)
         expect(page.locator("#qa-startup")).to_have_text("", timeout=TIMEOUT_MS)
+
+
+class GatedRefit(BackgroundRefit):
+    """A refit that is always needed and holds halfway until the test lets it finish."""
+
+    def __init__(self, assistant: Assistant) -> None:
+        super().__init__(assistant, ChatFirst())
+        self.gate = threading.Event()
+
+    def needed(self) -> str:
+        return "" if self.fitted else "changed"
+
+    def _refit(self) -> None:
+        self._progress(12, 40)
+        self.gate.wait(60)
+        self.fitted += 1
+
+
+def test_the_page_follows_the_background_refit_and_the_chat_is_not_held_by_it(
+    page, tmp_path: Path, fake_llm: RoutedFakeLLM
+) -> None:
+    from playwright.sync_api import expect
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bakery.txt").write_text(BAKERY)
+    settings = small_chunks(docs, tmp_path / "index", auto_calibrate=True)
+    assistant = Assistant(settings, embeddings=DeterministicFakeEmbedding(size=32), llm=fake_llm)
+    assistant.index()
+    refit = GatedRefit(assistant)
+    refit.start()
+    for url in serve_ui(assistant, refit=refit):
+        _open(page, url)
+        note = page.locator("#qa-startup")
+        expect(note).to_contain_text("in the background (12 of 40; your questions go first)")
+        page.fill(INPUT, "When did the bakery open?")
+        page.press(INPUT, "Enter")
+        expect(page.locator(BOT).first).to_contain_text("in 1998", timeout=TIMEOUT_MS)
+        refit.gate.set()
+        expect(note).to_have_text("", timeout=TIMEOUT_MS)
