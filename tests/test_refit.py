@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from qa import Assistant, Settings
+from qa import Assistant
 from qa.errors import QAError
 from qa.llm.queue import ChatFirst
 from qa.trust.refit import BackgroundRefit
 from qa.trust.synthetic import fitted_corpus
 from qa.ui.startup import notes_pending, startup_note
-from tests.test_synthetic import DOCS, ScriptedModel
+from tests.test_synthetic import DOCS, scripted_assistant
 
 COUNT = 24
 
@@ -30,19 +30,7 @@ def assistant(tmp_path: Path, fake_embeddings, monkeypatch: pytest.MonkeyPatch) 
     docs.mkdir()
     for name, text in DOCS.items():
         (docs / name).write_text(text)
-    settings = Settings(
-        seeds_dir=docs,
-        index_dir=tmp_path / "index",
-        chunk_size=200,
-        chunk_overlap=0,
-        full_context_chars=0,
-        top_k=3,
-        feedback_path=tmp_path / "feedback.jsonl",
-        auto_calibrate=True,
-    )
-    a = Assistant(settings, embeddings=fake_embeddings, llm=ScriptedModel(written={}))
-    a.index()
-    return a
+    return scripted_assistant(docs, tmp_path, fake_embeddings, auto_calibrate=True)
 
 
 def _refit(assistant: Assistant, first: ChatFirst | None = None) -> BackgroundRefit:

@@ -87,20 +87,26 @@ def corpus(tmp_path: Path) -> Path:
     return docs
 
 
-@pytest.fixture
-def assistant(corpus: Path, tmp_path: Path, fake_embeddings) -> Assistant:
+def scripted_assistant(docs: Path, tmp_path: Path, embeddings, **extra) -> Assistant:
+    """An Assistant over ``docs``, indexed in small chunks, answering by :class:`ScriptedModel`."""
     settings = Settings(
-        seeds_dir=corpus,
+        seeds_dir=docs,
         index_dir=tmp_path / "index",
         chunk_size=200,
         chunk_overlap=0,
         full_context_chars=0,
         top_k=3,
         feedback_path=tmp_path / "feedback.jsonl",
+        **extra,
     )
-    a = Assistant(settings, embeddings=fake_embeddings, llm=ScriptedModel(written={}))
+    a = Assistant(settings, embeddings=embeddings, llm=ScriptedModel(written={}))
     a.index()
     return a
+
+
+@pytest.fixture
+def assistant(corpus: Path, tmp_path: Path, fake_embeddings) -> Assistant:
+    return scripted_assistant(corpus, tmp_path, fake_embeddings)
 
 
 def test_spans_are_names_years_and_numbers_picked_by_rules() -> None:

@@ -213,19 +213,21 @@ class GatedStartup(Startup):
         super()._run()
 
 
+def _bakery(tmp_path: Path, llm: RoutedFakeLLM, **extra: Any) -> Assistant:
+    """An Assistant over the bakery document (not indexed yet), with fake models."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bakery.txt").write_text(BAKERY)
+    settings = small_chunks(docs, tmp_path / "index", **extra)
+    return Assistant(settings, embeddings=DeterministicFakeEmbedding(size=32), llm=llm)
+
+
 def test_the_page_comes_first_and_a_question_waits_for_the_warm_up(
     page, tmp_path: Path, fake_llm: RoutedFakeLLM
 ) -> None:
     from playwright.sync_api import expect
 
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "bakery.txt").write_text(BAKERY)
-    assistant = Assistant(
-        small_chunks(docs, tmp_path / "index"),
-        embeddings=DeterministicFakeEmbedding(size=32),
-        llm=fake_llm,
-    )
+    assistant = _bakery(tmp_path, fake_llm)
     startup = GatedStartup(assistant).start()
     for url in serve_ui(assistant, startup=startup):
         _open(page, url)  # nothing indexed and no model yet: the page is up regardless
@@ -259,11 +261,7 @@ def test_the_page_follows_the_background_refit_and_the_chat_is_not_held_by_it(
 ) -> None:
     from playwright.sync_api import expect
 
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "bakery.txt").write_text(BAKERY)
-    settings = small_chunks(docs, tmp_path / "index", auto_calibrate=True)
-    assistant = Assistant(settings, embeddings=DeterministicFakeEmbedding(size=32), llm=fake_llm)
+    assistant = _bakery(tmp_path, fake_llm, auto_calibrate=True)
     assistant.index()
     refit = GatedRefit(assistant)
     refit.start()
