@@ -561,3 +561,14 @@ def test_browser_and_api_users_share_one_line_on_one_server(assistant) -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_health_says_what_the_background_refit_is_doing(assistant: Assistant) -> None:
+    from qa.llm.queue import ChatFirst
+    from qa.trust.refit import BackgroundRefit
+
+    refit = BackgroundRefit(assistant, ChatFirst())
+    refit.status = "Fitting the answer decision to your documents in the background (3 of 40)…"
+    state = client(assistant, refit=refit).get("/health").json()
+    assert state["refit"] == {"running": False, "note": refit.status, "error": ""}
+    assert "refit" not in client(assistant).get("/health").json()
