@@ -121,11 +121,13 @@ class Assistant:
             return Answerability.load(path)
         return shipped_answerability()
 
-    def use_answer_threshold(self, value: float, decision: Path | None = None) -> None:
-        """Answer from the next question on with ``answer_threshold = value`` (and the
-        decision in the file ``decision``, if given); the chain is rebuilt, models and index
-        stay loaded."""
-        update = {"answer_threshold": value} | ({"decision": decision} if decision else {})
+    def use_answer_threshold(self, value: float | None, decision: Path | None = None) -> None:
+        """Answer from the next question on with ``answer_threshold = value`` (None: as set)
+        and the decision in the file ``decision``, if given; the chain is rebuilt, models and
+        index stay loaded."""
+        update = ({"answer_threshold": value} if value is not None else {}) | (
+            {"decision": decision} if decision else {}
+        )
         self.settings = self.settings.model_copy(update=update)
         for name in ("chain", "decision"):  # cached properties, built again on next use
             self.__dict__.pop(name, None)

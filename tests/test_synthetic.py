@@ -231,6 +231,9 @@ def test_without_enough_right_and_wrong_rows_the_shipped_weights_stay() -> None:
     few = fit_corpus_decision(_rows(6, 0, informative=True), shipped)
     assert all(f.prior is None for f in few.fits)
     assert few.answerability.variants[1].probe == shipped.variants[1].probe
+    # ... and so does the threshold: none placed on no decided rows would show everything.
+    assert few.missing > 0 and few.threshold == shipped.variants[0].threshold > 0
+    assert fit_corpus_decision([], shipped).threshold == shipped.variants[0].threshold
 
 
 def test_a_written_decision_loads_back_the_same(tmp_path: Path) -> None:
@@ -258,7 +261,8 @@ def test_calibrate_synthetic_writes_the_decision_and_qa_toml_names_it(
     assert result.written is not None and result.written.parent == tmp_path / "index"
     toml = Path("qa.toml").read_text()
     assert f'decision = "{result.written}"' in toml and "# decision: fitted on" in toml
-    assert "answer_threshold = " in toml
+    # 11 questions are too few decided answers to place a threshold: the shipped one stays.
+    assert result.fitted.missing > 0 and "answer_threshold = " not in toml
     # At once, and for a new Assistant reading qa.toml, the fitted decision answers.
     assert assistant.settings.decision == result.written
     assert assistant.answer_threshold == result.fitted.threshold

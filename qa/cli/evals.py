@@ -285,10 +285,17 @@ def _calibrate_synthetic(
     console.print(curve_table(fitted.before, {result.current: "current"}))
     console.print("After (fitted to this corpus, out-of-fold):")
     console.print(curve_table(fitted.after, {fitted.threshold: "chosen"}))
+    if fitted.missing:
+        console.print(
+            f"Too few decided answers to place a threshold ({fitted.missing} more needed, right "
+            "and wrong ones): answer_threshold stays as it was. Generate more (--count) or "
+            "rate answers."
+        )
     if result.written:
         console.print(
-            f"decision {result.written}, answer_threshold {fitted.threshold:g}: "
-            f"written to {result.settings}"
+            f"decision {result.written}"
+            + ("" if fitted.missing else f", answer_threshold {fitted.threshold:g}")
+            + f": written to {result.settings}"
         )
     else:
         console.print(f"answer_threshold would be {fitted.threshold:g} (now {result.current:g})")

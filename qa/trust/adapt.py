@@ -39,6 +39,7 @@ from qa.trust.calibration import (
     CurvePoint,
     RiskPoint,
     choose_threshold,
+    missing_rows,
     risk_coverage,
 )
 
@@ -93,6 +94,8 @@ class CorpusDecision:
     before: list[CurvePoint]
     after: list[CurvePoint]
     rows: int
+    missing: int = 0
+    """Decided answers still needed to place a threshold (0: enough; else the base's stays)."""
 
 
 def auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
@@ -252,7 +255,8 @@ def fit_corpus_decision(
     rows: list[Row], base: Answerability, *, provenance: str = ""
 ) -> CorpusDecision:
     """Fit every variant of ``base`` to ``rows`` and choose one threshold for them from the
-    first (preferred) variant's out-of-fold probabilities."""
+    first (preferred) variant's out-of-fold probabilities (the base's own threshold while
+    they are too few: ``CorpusDecision.missing``)."""
     variants, fits, first_p = [], [], None
     for variant in base.variants:
         fitted, fit, oof_p = fit_variant(variant, rows)
@@ -269,7 +273,9 @@ def fit_corpus_decision(
                 x = preferred.probe.vector(r.features, r.signals)
                 p_before[i] = preferred.probe.probability(x) if x is not None else None
     after_rows = _risk_rows(rows, p_after)
-    threshold = choose_threshold(after_rows)
+    missing = missing_rows(after_rows)
+    # Too few decided rows cannot place a threshold (none would put it at 0: show everything).
+    threshold = base.variants[0].threshold if missing else choose_threshold(after_rows)
     fitted = Answerability(
         tuple(replace(v, threshold=threshold, curve=[]) for v in variants),
         base.verdict,
@@ -283,6 +289,7 @@ def fit_corpus_decision(
         risk_coverage(_risk_rows(rows, p_before)),
         risk_coverage(after_rows),
         len(rows),
+        missing,
     )
 
 

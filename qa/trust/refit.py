@@ -116,12 +116,18 @@ class BackgroundRefit:
             count=self.count, progress=self._progress, proceed=self._proceed
         )
         self.fitted += 1
-        log.info(
-            "answer decision fitted to %d generated questions (%s); threshold %.2f",
-            result.questions,
-            result.gold,
-            result.fitted.threshold,
-        )
+        if result.fitted.missing:
+            log.info(
+                "%d generated questions were too few to place a threshold; it stays as it was",
+                result.questions,
+            )
+        else:
+            log.info(
+                "answer decision fitted to %d generated questions (%s); threshold %.2f",
+                result.questions,
+                result.gold,
+                result.fitted.threshold,
+            )
 
     def _progress(self, done: int, total: int) -> None:
         self.status = (

@@ -219,8 +219,10 @@ def calibrate_synthetic(
         written = write_decision(fitted.answerability, decision_path(assistant.settings))
         note = f"fitted on {source}"
         toml = calibration.write_setting("decision", json.dumps(str(written)), note=note)
-        calibration.write_threshold(fitted.threshold, source=source)
-        assistant.use_answer_threshold(fitted.threshold, written)
+        chosen = None if fitted.missing else fitted.threshold  # too few rows: keep the setting
+        if chosen is not None:
+            calibration.write_threshold(chosen, source=source)
+        assistant.use_answer_threshold(chosen, written)
         record = {"corpus": corpus, "gold": str(path), "at": datetime.now(UTC).isoformat()}
         record_path(assistant.settings).write_text(json.dumps(record) + "\n", encoding="utf-8")
     asked = sum(a is not None for a in answers + rated_answers)
