@@ -164,6 +164,15 @@ def test_a_swap_never_puts_a_form_of_the_same_name() -> None:
     assert not _related(["holland"], ["saarland"]) and not _related(["1685"], ["1686"])
 
 
+def test_a_name_never_runs_over_a_line_break() -> None:
+    text = (
+        "Rivals to the Russians\n\nRussia won the race to film in space.\n"
+        "EPA\nRussian actress Mira Sol entered the station."
+    )
+    names = [s.text for s in spans(text) if s.kind == "name"]
+    assert names == ["Russians", "Russia", "Russian", "Mira Sol"]
+
+
 def test_generation_is_repeatable_and_can_be_cancelled(assistant: Assistant) -> None:
     first = generate_gold(assistant, count=8, seed=1)
     again = generate_gold(assistant, count=8, seed=1)
