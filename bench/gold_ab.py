@@ -160,7 +160,7 @@ def ask_and_judge(asker, item, decisions) -> list[dict]:
     return rows
 
 
-def run(corpus: Corpus, count: int, seed: int) -> dict:
+def run(corpus: Corpus, count: int, seed: int, tag: str = "") -> dict:
     from qa import Assistant, Settings
     from qa.evaluation.evaluate import per_document
     from qa.evaluation.gold import load_gold, stratified_sample
@@ -169,7 +169,7 @@ def run(corpus: Corpus, count: int, seed: int) -> dict:
     missing = [p for p in (*corpus.docs, *corpus.gold) if not p.exists()] or not corpus.docs
     if missing:
         sys.exit(f"{corpus.name}: files missing ({missing}); {corpus.setup or 'see its README'}")
-    cache = CACHE / corpus.name
+    cache = CACHE / (corpus.name + tag)
     cache.mkdir(parents=True, exist_ok=True)
     gold = cache / f"generated-{count}-{seed}.jsonl"
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,7 +213,7 @@ def run(corpus: Corpus, count: int, seed: int) -> dict:
             sets[path.stem]["rows"] = rows
         real_s = time.perf_counter() - t2
     return {
-        "corpus": corpus.name,
+        "corpus": corpus.name + tag,
         "docs": [p.name for p in corpus.docs],
         "asked": "each item over its own sources" if corpus.per_document else "over the corpus",
         "count": count,
@@ -328,6 +328,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=36, help="Generated items to ask for.")
     parser.add_argument("--real", type=int, default=30, help="Real questions per SQuAD article.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tag", default="", help="Suffix of the result's name, to keep a second run of a corpus."
+    )
     args = parser.parse_args()
     if args.report:
         report()
@@ -336,9 +339,9 @@ def main() -> None:
     corpora += [CORPORA[name] for name in args.corpus]
     results = []
     for corpus in corpora:
-        result = run(corpus, args.count, args.seed)
+        result = run(corpus, args.count, args.seed, args.tag)
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"gold_ab-{corpus.name}.json"
+        out = RESULTS / f"gold_ab-{corpus.name}{args.tag}.json"
         out.write_text(json.dumps(result, indent=1, default=float) + "\n")
         results.append(result)
         print(f"wrote {out}", file=sys.stderr)
