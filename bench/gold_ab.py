@@ -57,6 +57,7 @@ class Corpus:
     real: int | None = None
     per_document: bool = False
     setup: str = ""  # what writes the files when they are missing
+    redistributable: bool = True  # False: no text of it in the committed result
 
 
 CORPORA = {
@@ -70,6 +71,7 @@ CORPORA = {
         tuple(sorted((ROOT / "evals" / "multirc" / "docs").glob("*.txt"))),
         (ROOT / "evals" / "multirc" / "multirc.jsonl",),
         setup="python evals/samples.py multirc",
+        redistributable=False,  # research use only (evals/multirc/README.md)
     ),
     "boolq": Corpus(
         "boolq",
@@ -232,6 +234,24 @@ def run(corpus: Corpus, count: int, seed: int, tag: str = "") -> dict:
     }
 
 
+TEXT_FIELDS = ("question", "reply", "expected", "features")
+
+
+def without_text(result: dict) -> dict:
+    """``result`` with no text of the corpus: rows keep their ids, labels and probabilities,
+    generated items their id, kind and source chunk."""
+    sets = {
+        name: s
+        | {"rows": [{k: v for k, v in r.items() if k not in TEXT_FIELDS} for r in s["rows"]]}
+        for name, s in result["sets"].items()
+    }
+    generated = [
+        {"id": g["id"], "kind": g["generated"]["kind"], "chunk_id": g["generated"]["chunk_id"]}
+        for g in result["generated"]
+    ]
+    return result | {"sets": sets, "generated": generated}
+
+
 def _progress(done: int, total: int) -> None:
     print(f"  {done}/{total}", file=sys.stderr, flush=True)
 
@@ -342,6 +362,10 @@ def main() -> None:
         result = run(corpus, args.count, args.seed, args.tag)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / f"gold_ab-{corpus.name}{args.tag}.json"
+        if not corpus.redistributable:  # the whole result stays in the (ignored) cache
+            full = CACHE / (corpus.name + args.tag) / "result.json"
+            full.write_text(json.dumps(result, indent=1, default=float) + "\n")
+            result = without_text(result)
         out.write_text(json.dumps(result, indent=1, default=float) + "\n")
         results.append(result)
         print(f"wrote {out}", file=sys.stderr)
