@@ -1,21 +1,29 @@
 """The shipped decision against one fitted per corpus (#26), side by side on the same answers.
 
-For each SQuAD 2.0 article named (held out from the shipped fit: ``fit/results/
-decision-splits.json``), indexed alone as a user's whole corpus:
+For each corpus named, indexed alone as a user's whole corpus (none of them was used to fit
+the shipped decision: ``fit/results/decision-splits.json``):
 
 1. ``Assistant.generate_gold`` writes its gold set (kept in ``bench/.cache/gold_ab/`` and
    reused by a second run, so a run can be split in two);
 2. ``Assistant.calibrate_synthetic`` asks it and fits the decision (nothing is written);
-3. a seeded sample of the article's *real* questions (half answerable, half not) is asked
-   once through the shipped chain, and both decisions judge the same answers: the shipped one
-   at its threshold, the fitted one (same signals, its own weights) at the threshold the
-   calibration chose. Reported: contains-gold, abstention on unanswerable, false abstention,
-   and each decision's AUC over the supported answers (P(right) against right/wrong).
+3. the corpus's *real* questions (a seeded sample, half answerable and half not, for a SQuAD
+   article; every item for the others) are asked once through the shipped chain
+   (conversations turn by turn with the shipped answers as history), and both decisions
+   judge the same answers: the shipped one at its threshold, the fitted one (same signals,
+   its own weights) at the threshold the calibration chose. Reported per gold set: right
+   (contains-gold, facts or the best candidate), abstention on unanswerable, false abstention,
+   yes/no verdicts, and each decision's AUC over the supported answers it judges (P(right)
+   against right/wrong). The learned decision judges short answers only: a yes/no, open or
+   list answer is shown as the chain showed it under both.
+
+Corpora: ``--article <Title>`` (a held-out SQuAD 2.0 article of ``../shared/datasets/squad2``),
+or ``--corpus`` one of ``CORPORA`` (``seed``, ``multirc``, ``boolq``).
 
     python bench/gold_ab.py --article Scottish_Parliament --count 32 --real 24
+    python bench/gold_ab.py --corpus seed --count 28
     python bench/gold_ab.py --report          # the tables of every saved result
 
-Raw results go to ``bench/results/gold_ab-<article>.json`` (every real and generated item),
+Raw results go to ``bench/results/gold_ab-<corpus>.json`` (every real and generated item),
 a table to stdout.
 """
 
@@ -23,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +43,51 @@ sys.path.insert(0, str(ROOT))
 DATASETS = ROOT.parent / "shared" / "datasets" / "squad2"
 CACHE = ROOT / "bench" / ".cache" / "gold_ab"
 RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """One corpus measured: its documents (indexed together), its real gold sets, how many
+    of their items are asked (None: all) and whether each item is asked of an index of only
+    its own ``sources`` (as the gate asks BoolQ) instead of the whole corpus."""
+
+    name: str
+    docs: tuple[Path, ...]
+    gold: tuple[Path, ...]
+    real: int | None = None
+    per_document: bool = False
+    setup: str = ""  # what writes the files when they are missing
+    redistributable: bool = True  # False: no text of it in the committed result
+
+
+CORPORA = {
+    "seed": Corpus(
+        "seed",
+        tuple(sorted((ROOT / "seeds").glob("*.txt"))),
+        (ROOT / "evals" / "gold.jsonl", ROOT / "evals" / "open.jsonl"),
+    ),
+    "multirc": Corpus(
+        "multirc",
+        tuple(sorted((ROOT / "evals" / "multirc" / "docs").glob("*.txt"))),
+        (ROOT / "evals" / "multirc" / "multirc.jsonl",),
+        setup="python evals/samples.py multirc",
+        redistributable=False,  # research use only (evals/multirc/README.md)
+    ),
+    "boolq": Corpus(
+        "boolq",
+        tuple(sorted((ROOT / "evals" / "boolq" / "docs").glob("*.txt"))),
+        (ROOT / "evals" / "boolq" / "boolq.jsonl",),
+        per_document=True,
+    ),
+}
+
+
+def squad_article(article: str, real: int) -> Corpus:
+    """A held-out SQuAD 2.0 article as a corpus of its own, ``real`` of its questions."""
+    splits = json.loads((ROOT / "fit" / "results" / "decision-splits.json").read_text())
+    if article in splits["squad"]["fit"]:
+        sys.exit(f"{article} is in the shipped decision's fit part; name a held-out article")
+    return Corpus(article, (DATASETS / f"{article}.txt",), (DATASETS / f"{article}.jsonl",), real)
 
 
 def judge(answer, turn, decision, threshold):
@@ -55,35 +110,80 @@ def judge(answer, turn, decision, threshold):
 
 
 def metrics(rows: list[dict], key: str) -> dict:
+    """The metrics of ``rows`` (one per asked question) as decision ``key`` would show them;
+    a metric with no question it applies to is None."""
     from qa.trust.adapt import auc
+
+    def share(xs: list[bool]) -> float | None:
+        return sum(xs) / len(xs) if xs else None
 
     ans = [r for r in rows if r["answerable"]]
     un = [r for r in rows if not r["answerable"]]
+    yesno = [r for r in ans if r.get("verdict_right") is not None]
     judged = [r for r in rows if r[f"p_{key}"] is not None]
     return {
-        "contains_gold": sum(r[f"shown_{key}"] and r["right"] for r in ans) / max(len(ans), 1),
-        "abstention": sum(not r[f"shown_{key}"] for r in un) / max(len(un), 1),
-        "false_abstention": sum(not r[f"shown_{key}"] for r in ans) / max(len(ans), 1),
+        "right": share([r[f"shown_{key}"] and r["right"] for r in ans]),
+        "abstention": share([not r[f"shown_{key}"] for r in un]),
+        "false_abstention": share([not r[f"shown_{key}"] for r in ans]),
+        "yesno": share([r[f"shown_{key}"] and r["verdict_right"] for r in yesno]),
         "auc": auc([r[f"p_{key}"] for r in judged], [r["right"] for r in judged]),
         "judged": len(judged),
+        "answerable": len(ans),
+        "unanswerable": len(un),
+        "yesno_n": len(yesno),
     }
 
 
-def run(article: str, count: int, real: int, seed: int) -> dict:
+def ask_and_judge(asker, item, decisions) -> list[dict]:
+    """Ask every turn of ``item`` once (a conversation with the shipped answers as history)
+    and judge each answer under every ``(key, decision, threshold)``."""
+    from qa.evaluation.scoring import reply_right
+
+    rows, history = [], []
+    for turn in item.turns:
+        answer = asker.ask(turn.question, history=list(history) or None)
+        history += [
+            {"role": "user", "content": turn.question},
+            {"role": "assistant", "content": answer.text},
+        ]
+        row = {"id": item.id, "question": turn.question, "answerable": not turn.unanswerable}
+        for key, decision, threshold in decisions:
+            shown, p, supported, right = judge(answer, turn, decision, threshold)
+            row |= {f"shown_{key}": shown, f"p_{key}": p}
+        reply = answer.withheld if answer.abstained else answer.text
+        verdict = None
+        if turn.yes is not None:  # the verdict alone, as the eval's yesno_acc reads it
+            verdict = supported and reply_right(replace(turn, facts=[]), reply)
+        row |= {"supported": supported, "right": right, "verdict_right": verdict}
+        row |= {"reply": reply, "expected": turn.answers or turn.facts or turn.correct}
+        row |= {"yes": turn.yes, "shape": answer.shape, "gold_shape": turn.shape}
+        row |= {"decided_by": answer.decided_by, "features": answer.features}
+        rows.append(row)
+    return rows
+
+
+def run(corpus: Corpus, count: int, seed: int, tag: str = "") -> dict:
     from qa import Assistant, Settings
+    from qa.evaluation.evaluate import per_document
     from qa.evaluation.gold import load_gold, stratified_sample
     from qa.trust.answerability import shipped_answerability
 
-    cache = CACHE / article
+    missing = [p for p in (*corpus.docs, *corpus.gold) if not p.exists()] or not corpus.docs
+    if missing:
+        sys.exit(f"{corpus.name}: files missing ({missing}); {corpus.setup or 'see its README'}")
+    cache = CACHE / (corpus.name + tag)
     cache.mkdir(parents=True, exist_ok=True)
     gold = cache / f"generated-{count}-{seed}.jsonl"
     with tempfile.TemporaryDirectory() as tmp:
         docs = Path(tmp) / "docs"
         docs.mkdir()
-        (docs / f"{article}.txt").write_text((DATASETS / f"{article}.txt").read_text())
+        for path in corpus.docs:
+            shutil.copy(path, docs / path.name)
         settings = Settings(seeds_dir=docs, index_dir=Path(tmp) / "index")
         assistant = Assistant(settings)
+        t0 = time.perf_counter()
         assistant.index()
+        index_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         # Generated now (and the round trips' answers reused) unless a first run left it.
         cal = assistant.calibrate_synthetic(
@@ -91,81 +191,116 @@ def run(article: str, count: int, real: int, seed: int) -> dict:
         )
         seconds = time.perf_counter() - t0
         rejected = dict(cal.made.rejected) if cal.made else {}
-        shipped = shipped_answerability()
-        shipped_t = assistant.answer_threshold
-        fitted, fitted_t = cal.fitted.answerability, cal.fitted.threshold
-        items = stratified_sample(
-            load_gold(DATASETS / f"{article}.jsonl"), real - real // 2, real // 2, seed
+        decisions = (
+            ("shipped", shipped_answerability(), assistant.answer_threshold),
+            ("fitted", cal.fitted.answerability, cal.fitted.threshold),
         )
-        rows = []
-        t2 = time.perf_counter()
-        for i, item in enumerate(items, 1):
-            turn = item.turns[0]
-            answer = assistant.ask(turn.question)
-            row = {"id": item.id, "question": turn.question, "answerable": not turn.unanswerable}
-            for key, decision, threshold in (
-                ("shipped", shipped, shipped_t),
-                ("fitted", fitted, fitted_t),
-            ):
-                shown, p, supported, right = judge(answer, turn, decision, threshold)
-                row |= {f"shown_{key}": shown, f"p_{key}": p}
-            reply = answer.withheld if answer.abstained else answer.text
-            row |= {"supported": supported, "right": right, "reply": reply, "gold": turn.answers}
-            row |= {"shape": answer.shape, "features": answer.features}
-            rows.append(row)
-            _progress(i, len(items))
+        ask_with = None
+        if corpus.per_document:
+            alone = Path(tmp) / "alone"
+            alone.mkdir()
+            ask_with = per_document(assistant.for_documents, docs, alone)
+        sets, t2 = {}, time.perf_counter()
+        for path in corpus.gold:
+            items = load_gold(path)
+            if corpus.real is not None:
+                n = corpus.real
+                items = stratified_sample(items, n - n // 2, n // 2, seed)
+            rows = []
+            for i, item in enumerate(items, 1):
+                asker = ask_with(item) if ask_with else assistant
+                rows += ask_and_judge(asker, item, decisions)
+                _progress(i, len(items))
+            sets[path.stem] = {key: metrics(rows, key) for key, _, _ in decisions}
+            sets[path.stem]["rows"] = rows
         real_s = time.perf_counter() - t2
     return {
-        "article": article,
+        "corpus": corpus.name + tag,
+        "docs": [p.name for p in corpus.docs],
+        "asked": "each item over its own sources" if corpus.per_document else "over the corpus",
         "count": count,
         "seed": seed,
         "generated": [json.loads(x) for x in gold.read_text().splitlines() if x.strip()],
         "rejected": rejected,
         "generated_now": cal.generated,
-        "seconds": {"generate_and_calibrate": seconds, "real": real_s},
-        "thresholds": {"shipped": shipped_t, "fitted": fitted_t},
+        "seconds": {"index": index_s, "generate_and_calibrate": seconds, "real": real_s},
+        "thresholds": {key: t for key, _, t in decisions},
         "fits": [vars(f) for f in cal.fitted.fits],
         "generated_curve": {
             "before": [vars(p) for p in cal.fitted.before],
             "after": [vars(p) for p in cal.fitted.after],
         },
-        "real": {"shipped": metrics(rows, "shipped"), "fitted": metrics(rows, "fitted")},
-        "rows": rows,
+        "sets": sets,
     }
+
+
+TEXT_FIELDS = ("question", "reply", "expected", "features")
+
+
+def without_text(result: dict) -> dict:
+    """``result`` with no text of the corpus: rows keep their ids, labels and probabilities,
+    generated items their id, kind and source chunk."""
+    sets = {
+        name: s
+        | {"rows": [{k: v for k, v in r.items() if k not in TEXT_FIELDS} for r in s["rows"]]}
+        for name, s in result["sets"].items()
+    }
+    generated = [
+        {"id": g["id"], "kind": g["generated"]["kind"], "chunk_id": g["generated"]["chunk_id"]}
+        for g in result["generated"]
+    ]
+    return result | {"sets": sets, "generated": generated}
 
 
 def _progress(done: int, total: int) -> None:
     print(f"  {done}/{total}", file=sys.stderr, flush=True)
 
 
+def _sets(result: dict) -> dict:
+    """A result's gold sets (a result written before corpora had several: its article's)."""
+    if "sets" in result:
+        return result["sets"]
+    real = result["real"]
+    rows = result["rows"]
+    for key in ("shipped", "fitted"):
+        real[key].setdefault("right", real[key].get("contains_gold"))
+    return {result["article"]: real | {"rows": rows}}
+
+
+def _cell(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def table(results: list[dict]) -> str:
     lines = [
-        "| article | decision | threshold | contains-gold | abstention | false abstention | "
-        "AUC (real) | AUC (generated, out of fold) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| corpus | gold set | decision | threshold | right | abstention on unanswerable | "
+        "false abstention | yes/no | AUC (real) | AUC (generated, out of fold) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         fit = next((f for f in r["fits"] if f["rows"]), {})
-        for key in ("shipped", "fitted"):
-            m = r["real"][key]
-            gen_auc = fit.get(f"{key}_auc")
-            cells = [
-                r["article"],
-                key,
-                f"{r['thresholds'][key]:.2f}",
-                f"{m['contains_gold']:.2f}",
-                f"{m['abstention']:.2f}",
-                f"{m['false_abstention']:.2f}",
-                "–" if m["auc"] is None else f"{m['auc']:.2f}",
-                "–" if gen_auc is None else f"{gen_auc:.2f}",
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
+        for name, s in _sets(r).items():
+            for key in ("shipped", "fitted"):
+                m = s[key]
+                cells = [
+                    r.get("corpus", r.get("article")),
+                    name,
+                    key,
+                    f"{r['thresholds'][key]:.2f}",
+                    _cell(m["right"]),
+                    _cell(m["abstention"]),
+                    _cell(m["false_abstention"]),
+                    _cell(m.get("yesno")),
+                    _cell(m["auc"]),
+                    _cell(fit.get(f"{key}_auc")),
+                ]
+                lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def best_at(rows: list[dict], key: str, floor: float = 0.80) -> dict | None:
     """The threshold (0.05 grid) with the most abstention on the real unanswerable questions
-    while contains-gold stays >= ``floor``: where the curve itself allows (chosen on the
+    while right answers stay >= ``floor``: where the curve itself allows (chosen on the
     answers' labels, so an upper bound, not an operating point)."""
     best = None
     for t in (round(0.05 * i, 2) for i in range(20)):
@@ -180,7 +315,7 @@ def best_at(rows: list[dict], key: str, floor: float = 0.80) -> dict | None:
         gold = sum(s and r["right"] for r, s in ans) / max(len(ans), 1)
         abst = sum(not s for s in un) / max(len(un), 1)
         if gold >= floor - 1e-9 and (best is None or abst > best["abstention"]):
-            best = {"threshold": t, "contains_gold": gold, "abstention": abst}
+            best = {"threshold": t, "right": gold, "abstention": abst}
     return best
 
 
@@ -189,34 +324,48 @@ def report() -> None:
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("gold_ab-*.json"))]
     print(table(results))
     print()
-    print("| article | decision | best abstention with contains-gold >= 0.80 (threshold) |")
-    print("|---|---|---|")
+    print("| corpus | gold set | decision | best abstention with right >= 0.80 (threshold) |")
+    print("|---|---|---|---|")
     for r in results:
-        for key in ("shipped", "fitted"):
-            b = best_at(r["rows"], key)
-            cell = "none" if b is None else f"{b['abstention']:.2f} ({b['threshold']:.2f})"
-            print(f"| {r['article']} | {key} | {cell} |")
+        for name, s in _sets(r).items():
+            if not any(not row["answerable"] for row in s["rows"]):
+                continue
+            for key in ("shipped", "fitted"):
+                b = best_at(s["rows"], key)
+                cell = "none" if b is None else f"{b['abstention']:.2f} ({b['threshold']:.2f})"
+                print(f"| {r.get('corpus', r.get('article'))} | {name} | {key} | {cell} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--report", action="store_true", help="Tables of the saved results.")
-    parser.add_argument("--article", action="append", default=[])
-    parser.add_argument("--count", type=int, default=36)
-    parser.add_argument("--real", type=int, default=30)
+    parser.add_argument(
+        "--article", action="append", default=[], help="A held-out SQuAD 2.0 article."
+    )
+    parser.add_argument(
+        "--corpus", action="append", default=[], choices=sorted(CORPORA), help="A named corpus."
+    )
+    parser.add_argument("--count", type=int, default=36, help="Generated items to ask for.")
+    parser.add_argument("--real", type=int, default=30, help="Real questions per SQuAD article.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tag", default="", help="Suffix of the result's name, to keep a second run of a corpus."
+    )
     args = parser.parse_args()
     if args.report:
         report()
         return
-    splits = json.loads((ROOT / "fit" / "results" / "decision-splits.json").read_text())
+    corpora = [squad_article(a, args.real) for a in args.article]
+    corpora += [CORPORA[name] for name in args.corpus]
     results = []
-    for article in args.article:
-        if article in splits["squad"]["fit"]:
-            sys.exit(f"{article} is in the shipped decision's fit part; name a held-out article")
-        result = run(article, args.count, args.real, args.seed)
+    for corpus in corpora:
+        result = run(corpus, args.count, args.seed, args.tag)
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"gold_ab-{article}.json"
+        out = RESULTS / f"gold_ab-{corpus.name}{args.tag}.json"
+        if not corpus.redistributable:  # the whole result stays in the (ignored) cache
+            full = CACHE / (corpus.name + args.tag) / "result.json"
+            full.write_text(json.dumps(result, indent=1, default=float) + "\n")
+            result = without_text(result)
         out.write_text(json.dumps(result, indent=1, default=float) + "\n")
         results.append(result)
         print(f"wrote {out}", file=sys.stderr)

@@ -64,8 +64,9 @@ def spans(text: str) -> list[Span]:
             while j + 1 < len(words):
                 nxt = words[j + 1].group().rstrip(".,")
                 gap = text[words[j].end() : words[j + 1].start()]
-                if gap.strip() or words[j].group()[-1:] in ",.":
-                    break  # a comma or a sentence break ends the name
+                if gap.strip() or "\n" in gap or words[j].group()[-1:] in ",.":
+                    break  # a comma, a sentence or a line break ends the name (a title,
+                    # heading or photo credit runs into the next line's first word)
                 if _capital(nxt) or (
                     nxt in _JOINERS and j + 2 < len(words) and _capital(words[j + 2].group())
                 ):

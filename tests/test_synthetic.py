@@ -59,7 +59,7 @@ class ScriptedModel(FakeListChatModel):
             answer = re.findall(r"Answer: (.*)", text)[-1]
             others = [s.text for s in spans(sentence) if s.text != answer]
             about = others[0] if others else "it"
-            question = f"Which detail does the text give about {about} here?"
+            question = f"Which detail is known about {about} here?"
             self.written[question] = answer
             reply = question
         elif "\nKeep: " in text:
@@ -131,6 +131,8 @@ def test_a_question_must_not_name_its_answer_nor_copy_its_sentence() -> None:
     copied = "What opened in 2004 near the old docks of Lisbon?"
     assert copies(copied, sentence)
     assert usable_question("What is the weather like?", sentence, "2004") == "off the sentence"
+    pointing = "Which museum is mentioned in the given sentence?"
+    assert usable_question(pointing, sentence, "Harbor Museum") == "points at the prompt"
 
 
 def test_generated_items_are_gold_of_every_kind_and_each_kind_is_checked(
@@ -168,6 +170,15 @@ def test_a_swap_never_puts_a_form_of_the_same_name() -> None:
     for a, b in [("parliament", "parliamentary"), ("china", "chinese"), ("tran", "trần")]:
         assert _related([a], [b])
     assert not _related(["holland"], ["saarland"]) and not _related(["1685"], ["1686"])
+
+
+def test_a_name_never_runs_over_a_line_break() -> None:
+    text = (
+        "Rivals to the Russians\n\nRussia won the race to film in space.\n"
+        "EPA\nRussian actress Mira Sol entered the station."
+    )
+    names = [s.text for s in spans(text) if s.kind == "name"]
+    assert names == ["Russians", "Russia", "Russian", "Mira Sol"]
 
 
 def test_generation_is_repeatable_and_can_be_cancelled(assistant: Assistant) -> None:

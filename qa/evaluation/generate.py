@@ -224,12 +224,22 @@ _EXAMPLE_WORDS = content_words("bakery Elm Street Marta Kovacs doors")
 from the example ("... on Wednesdays at the bakery?")."""
 
 
+_POINTS_AT_PROMPT = re.compile(
+    r"\b(?:the|this|that|given|above)\s+(?:given\s+)?(?:sentence|statement|passage|text)\b",
+    re.IGNORECASE,
+)
+"""A question about "the sentence" or "the given text" points at the prompt, not at the
+documents: a user asking it would get no one answer."""
+
+
 def usable_question(question: str, sentence: str, answer: str) -> str | None:
     """Why a written question cannot be used, or None: it must end with "?", have 4-30 words,
-    keep off the answer, not copy its sentence, share a content word with it, and take none
-    of the worked example's words."""
+    not point at the prompt ("mentioned in the sentence"), keep off the answer, not copy its
+    sentence, share a content word with it, and take none of the worked example's words."""
     if not question.endswith("?") or not 4 <= len(question.split()) <= 30:
         return "not a question"
+    if _POINTS_AT_PROMPT.search(question):
+        return "points at the prompt"
     if (content_words(question) & _EXAMPLE_WORDS) - content_words(sentence):
         return "borrows from the example"
     if contains(question, answer):
