@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         description="auto: answer yes/no, list, open and overview questions in their own "
         "shape (qa.answering.shapes); short: always the shortest answer, as a fact extractor.",
     )
+    yesno_reading: Literal["bearing", "whole"] = Field(
+        "bearing",
+        description="bearing: a yes/no verdict over more than a paragraph is re-read from the "
+        "sentences that bear on the question, and shown with one whose own reading agrees "
+        "(short extra model passes; qa.answering.yesno); whole: the answering pass alone "
+        "decides and the sentence mentioning most of the question is shown (before #26).",
+    )
     open_support_threshold: float = Field(
         0.0,
         ge=0,
