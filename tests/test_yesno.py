@@ -66,9 +66,11 @@ def _reads(whole: dict[str, float], sentences: dict[str, dict[str, float]]):
     return odds
 
 
-def _ask(odds: Callable[[str], dict[str, float]], texts: list[str] = LONG, **kw) -> Answer:
+def _ask(
+    odds: Callable[[str], dict[str, float]], texts: list[str] = LONG, reading: bool = True
+) -> Answer:
     llm = ReadingFake(responses=["Answer: Yes"], odds=odds, prompts=[])
-    chain = build_chain(llm, lambda q, shape: _hits(texts), Thresholds(), **kw)
+    chain = build_chain(llm, lambda q, shape: _hits(texts), Thresholds(), yesno_reading=reading)
     *_, answer = chain.stream({"question": QUESTION, "history": []})
     assert isinstance(answer, Answer)
     return answer
@@ -121,16 +123,16 @@ def test_a_paragraph_keeps_the_answering_verdict_and_a_sentence_that_agrees() ->
     assert "p_yes_bearing" not in answer.features
 
 
-def test_without_reading_the_answering_pass_decides_alone_as_before() -> None:
-    answer = _ask(_reads(YES, {"bearing": NO, NO_SENTENCE: NO}), yesno_reading=False)
-    assert answer.text == f"Yes. {NO_SENTENCE} [2]"
+def test_without_reading_the_answering_pass_decides_alone() -> None:
+    answer = _ask(_reads(YES, {"bearing": NO, NO_SENTENCE: NO}), ["Ferry on Sundays", *LONG], False)
+    assert answer.text == f"Yes. {NO_SENTENCE} [3]"  # the best sentence, never the heading
 
 
 def test_every_read_reuses_the_answering_passes_passages_as_its_prefix() -> None:
     # The KV cache of the passages (a whole article) survives only for prompts that start
     # with them: each extra read adds just its question line.
     llm = ReadingFake(responses=["Answer: Yes"], odds=_reads(YES, {"bearing": YES}), prompts=[])
-    chain = build_chain(llm, lambda q, shape: _hits(LONG), Thresholds())
+    chain = build_chain(llm, lambda q, shape: _hits(LONG), Thresholds(), yesno_reading=True)
     *_, answer = chain.stream({"question": QUESTION, "history": []})
     passages = llm.prompts[0].split("\n\nQuestion:")[0]
     assert len(llm.prompts) == 3  # answering, the bearing sentences, the first sentence

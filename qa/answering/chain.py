@@ -95,7 +95,7 @@ def build_chain(
     from_index: Callable[[str, Shape], list[Sentence] | None] | None = None,
     shapes: bool = True,
     guard: Guard | None = None,
-    yesno_reading: bool = True,
+    yesno_reading: bool = False,
 ) -> Runnable[dict, Token | Answer]:
     """The whole LCEL pipeline. Input ``{"question", "history"}`` (optionally ``"shape"`` and
     ``"hits"`` to skip routing and retrieval); streams ``Token``s, then yields the verified
@@ -104,9 +104,9 @@ def build_chain(
     overviews, the documents that mention a term), or returns None. Without ``shapes`` every
     question gets a short answer. ``guard`` says which defences against instructions planted
     in documents are on (all but datamarking by default). With ``yesno_reading`` a yes/no
-    verdict over more than a paragraph is re-read from the sentences that bear on the question
-    and shown with a sentence that agrees with it (:mod:`qa.answering.yesno`); without it, the
-    answering pass decides alone (the behaviour before #26)."""
+    verdict over more than a paragraph also reads the sentences that bear on the question and
+    is shown only with a sentence the model's own read agrees with (:mod:`qa.answering.yesno`);
+    without it, the answering pass decides alone."""
     # The quote line the examples show is not generated: the decision needs only the answer.
     binds = {"prefill": PREFILL, "stop": ["\n"]}
     checked = thresholds.support > 0 or thresholds.open_support > 0

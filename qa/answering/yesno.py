@@ -1,25 +1,29 @@
-"""Yes/no over a long text: the verdict read from the sentences that bear on the question, shown
-with the one sentence that settles it, which must say what the verdict says.
+"""Yes/no over a long text: the sentences that bear on the question, the one shown after
+"Yes."/"No.", and an optional reading of the verdict from them (``Settings.yesno_reading``).
 
 The answering pass reads every passage and its first-token odds of "Yes" against "No" are the
-verdict (:func:`qa.trust.answerability.yes_probability`). Over a paragraph (BoolQ) the model
-reads well; over a whole article in the cached prompt its odds say "Yes" 0.58-0.78 whatever is
-asked (#26). So when the passages hold more than a paragraph, a second short pass points the
-model at the sentences that bear on the question, quoted after it, and the verdict is the mean
-of both passes' log-odds. Its prompt starts with the answering pass's (instructions, examples,
-the passages), so only the new question line is read: a few dozen tokens. A prompt of the
-bearing sentences alone read as well on BoolQ, but cost the whole article's KV cache: the
-model's engine keeps a cached prefix only as far as the next prompt shares it, and the next
-question re-read the article (55-80 s on 2 busy cores; measured while fitting,
-``fit/yesno_bearing.py``). On BoolQ fit titles joined into ~5 KB texts, the pointed read alone
-was right less often than the answering pass (0.69 against 0.76 of 29); the mean of the two
-was within one question of it.
+verdict (:func:`qa.trust.answerability.yes_probability`). The sentence shown with it is the
+bearing sentence that mentions most of the question; lines under ``MIN_WORDS`` words (most
+headings and captions) are never shown: on the held-out BoolQ sample bare titles were 9 of the
+29 "sentences" shown before.
 
-The sentence shown after "Yes."/"No." used to be the one that mentions most of the question,
-whatever it said: "No." could cite a sentence that says yes. Now the model is pointed at the
-best bearing sentences in turn (one short pass each, at most ``CHECKED``) and the first whose own
-odds agree with the verdict is shown. When none agrees, qa abstains: a verdict its own evidence
-contradicts is worse than no answer. Measured in docs/benchmarks.md ("Yes/no over a long text").
+``yesno_reading="bearing"`` (off by default) adds what #26 asked for: over more than a
+paragraph a short pass points the model at the three bearing sentences, quoted after the
+question, and the verdict is the mean of both passes' log-odds; the model is then pointed at
+the best bearing sentences one at a time (at most ``CHECKED``) and the first whose own odds
+agree with the verdict is shown, none agreeing -> abstain. Each extra prompt starts with the
+answering pass's (instructions, examples, passages), so only its question line is read: a
+prompt of the bearing sentences alone cost the whole article's KV cache (the engine keeps a
+cached prefix only as far as the next prompt shares it) and the next question re-read the
+article, 55-80 s on 2 busy cores (``fit/yesno_bearing.py``).
+
+Why it is off, measured (docs/benchmarks.md, "Yes/no over a long text"): with the default
+1.5B model the pointed reads follow the same bias as the answering pass. On BoolQ fit texts the
+mean verdict was within one question of the answering pass; on the held-out BoolQ sample it
+lost one question to an abstention, on the seed article one more answer turned wrong, and a
+yes/no answer over the seed took ~9 s instead of ~1 s. The model's read of a single sentence
+agreed with verdicts that sentence contradicts ("a younger sheep as a lamb" for "is a ram and a
+lamb the same thing": Yes), so it cannot vouch for the sentence shown.
 """
 
 from __future__ import annotations
