@@ -48,7 +48,7 @@ ReadPassages = Callable[[str, list[str], str], dict[str, float]]
 BEARING = 3
 """Sentences the verdict is read from over a long text."""
 CHECKED = 2
-"""Of those, how many are read alone as candidates for the settling sentence."""
+"""Of those, how many the model is pointed at one by one for the settling sentence."""
 PARAGRAPH = 8
 """Passages with more sentences than this are more than a paragraph: the verdict then also
 reads the bearing sentences (15 of 17 BoolQ fit paragraphs have no more)."""
@@ -129,7 +129,7 @@ def bearing_verdict(
 
 @dataclass(frozen=True)
 class Settled:
-    """The sentence that settles a verdict and what reading it alone said (``p_yes`` None when
+    """The sentence that settles a verdict and the P(yes) of the read pointed at it (None when
     it was not read: no reader, or a backend without probabilities)."""
 
     sentence: Bearing
