@@ -109,7 +109,13 @@ class Assistant:
         layers = set(s.guard.split(","))
         guard = Guard(*(name in layers for name in ("neutralize", "withhold", "datamark")))
         return build_chain(
-            self.llm, self.retrieve, thresholds, self.retriever.from_index, shapes, guard
+            self.llm,
+            self.retrieve,
+            thresholds,
+            self.retriever.from_index,
+            shapes,
+            guard,
+            yesno_reading=s.yesno_reading == "bearing",
         )
 
     @cached_property

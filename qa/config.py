@@ -102,6 +102,14 @@ class Settings(BaseSettings):
         description="auto: answer yes/no, list, open and overview questions in their own "
         "shape (qa.answering.shapes); short: always the shortest answer, as a fact extractor.",
     )
+    yesno_reading: Literal["whole", "bearing"] = Field(
+        "whole",
+        description="whole: the answering pass decides a yes/no question, shown with the "
+        "sentence (not a heading) that mentions most of it; bearing: over more than a "
+        "paragraph a short extra pass also reads the sentences that bear on the question, and "
+        "the sentence shown must agree by the model's own read of it (1-3 extra passes; "
+        "measured no better with the default model, see docs/benchmarks.md).",
+    )
     open_support_threshold: float = Field(
         0.0,
         ge=0,

@@ -12,8 +12,9 @@ What each shape must pass before it is shown is in :mod:`qa.answering.decisions`
   (:func:`qa.trust.verify.ground`), then the answer checker on what is left.
 * **list**: items, each kept only if a passage holds it.
 * **yesno**: the model answers "Yes" or "No" in one token; the verdict is read off that token's
-  odds (recalibrated on real yes/no questions), and the passage sentence that mentions most of
-  what is asked is shown as the reason.
+  odds (recalibrated on real yes/no questions), over a long text re-read from the sentences
+  that bear on the question, and shown with the one that settles it, which must agree with it
+  (:mod:`qa.answering.yesno`).
 
 Citations come from the passage that supports each sentence, not from markers the model writes.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
@@ -45,6 +47,7 @@ from qa.answering.prompts import (
     format_passages,
 )
 from qa.answering.shapes import INSTRUCTIONS, overview_topic, route
+from qa.answering.yesno import Reader, build_reader
 from qa.passages import Hit
 from qa.trust.spotlight import neutral_hit, unmark
 from qa.trust.verify import (
@@ -82,6 +85,7 @@ class _Models:
     generate: dict[Shape, Runnable]
     checker: Callable[[str, str, str], float | None] | None
     guard: Guard
+    read: Reader | None = None
 
 
 def build_chain(
@@ -91,6 +95,7 @@ def build_chain(
     from_index: Callable[[str, Shape], list[Sentence] | None] | None = None,
     shapes: bool = True,
     guard: Guard | None = None,
+    yesno_reading: bool = False,
 ) -> Runnable[dict, Token | Answer]:
     """The whole LCEL pipeline. Input ``{"question", "history"}`` (optionally ``"shape"`` and
     ``"hits"`` to skip routing and retrieval); streams ``Token``s, then yields the verified
@@ -98,7 +103,10 @@ def build_chain(
     answers some questions from the index itself, without the LLM (document summaries for
     overviews, the documents that mention a term), or returns None. Without ``shapes`` every
     question gets a short answer. ``guard`` says which defences against instructions planted
-    in documents are on (all but datamarking by default)."""
+    in documents are on (all but datamarking by default). With ``yesno_reading`` a yes/no
+    verdict over more than a paragraph also reads the sentences that bear on the question and
+    is shown only with a sentence the model's own read agrees with (:mod:`qa.answering.yesno`);
+    without it, the answering pass decides alone."""
     # The quote line the examples show is not generated: the decision needs only the answer.
     binds = {"prefill": PREFILL, "stop": ["\n"]}
     checked = thresholds.support > 0 or thresholds.open_support > 0
@@ -110,6 +118,7 @@ def build_chain(
         },
         checker=build_checker(llm) if checked else None,
         guard=guard,
+        read=build_reader(llm, guard.datamark) if yesno_reading else None,
     )
 
     def answer_events(inputs: Iterator[dict]) -> Iterator[Token | Answer]:
@@ -179,9 +188,8 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
     # An overview of one aspect ("Summarize how the war ended") is an open question.
     shape_used = "open" if shape == "overview" and overview_topic(x["standalone"]) else shape
     question = x["standalone"] + INSTRUCTIONS[shape_used]
-    for chunk in models.generate[shape_used].stream(
-        {"passages": format_passages(hits, guard.datamark, x["standalone"]), "question": question}
-    ):
+    passages = format_passages(hits, guard.datamark, x["standalone"])
+    for chunk in models.generate[shape_used].stream({"passages": passages, "question": question}):
         meta = chunk.response_metadata
         probs = probs or meta.get("first_token_probs", {})
         logprobs = meta.get("token_logprobs", logprobs)
@@ -205,7 +213,8 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
             x["standalone"], generated, hits, signals, thresholds, models.checker
         )
     elif shape == "yesno":
-        decision = decide_yesno(x["standalone"], generated, hits, signals, thresholds)
+        read = partial(models.read, passages) if models.read else None
+        decision = decide_yesno(x["standalone"], generated, hits, signals, thresholds, read)
     else:
         decision = decide_shaped(
             x["standalone"], shape, generated, hits, signals, models.checker, thresholds

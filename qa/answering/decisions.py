@@ -3,7 +3,8 @@
 A short answer passes the model's P("none"), the passage check (:func:`qa.trust.verify.verify`),
 the learned decision (:mod:`qa.trust.answerability`) and, if switched on, the answer checker, in
 that order of cost. Open answers and lists keep only the sentences or items a passage backs. A
-yes/no answer is the recalibrated verdict with the passage sentence that settles it.
+yes/no answer is the recalibrated verdict with the passage sentence that settles it, which must
+agree with it (:mod:`qa.answering.yesno`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass, field
 
 from qa.answer import Citation, Sentence, Shape, Signals
 from qa.answering.prompts import PREFILL, answer_line
-from qa.answering.shapes import list_items, overview_topic, sentences
+from qa.answering.shapes import INSTRUCTIONS, list_items, overview_topic, sentences
+from qa.answering.yesno import Reader, bearing, bearing_verdict, settle
 from qa.passages import Hit
 from qa.text import normalize, split_sentences
 from qa.trust.answerability import YESNO_COVERAGE, Answerability, cheap_features, yes_probability
@@ -215,12 +217,20 @@ def _item_backing(question: str, hits: list[Hit]) -> Callable[[str], tuple[int, 
 
 
 def decide_yesno(
-    question: str, generated: str, hits: list[Hit], signals: Signals, thresholds: Thresholds
+    question: str,
+    generated: str,
+    hits: list[Hit],
+    signals: Signals,
+    thresholds: Thresholds,
+    read: Reader | None = None,
 ) -> Decision:
-    """Yes or no from the answering pass itself (the learned verdict, or the model's odds),
-    with the passage sentence that mentions most of what the question asks about as the
-    reason. A question no passage covers enough of is not settled by the documents, nor one
-    the model answers "none"."""
+    """Yes or no, with the passage sentence that settles it (:mod:`qa.answering.yesno`).
+
+    The verdict is the answering pass's (the learned verdict, or the model's odds, or without
+    probabilities its word); over more than a paragraph, ``read`` re-reads it from the
+    sentences that bear on the question. The sentence shown is the best bearing one whose own
+    read agrees with the verdict. Abstains when no passage covers enough of the question, the
+    model answers "none", or no bearing sentence agrees with the verdict."""
     model = thresholds.answerability
     needed = model.yesno_coverage if model else YESNO_COVERAGE
     covered = [question_coverage(question, h.chunk.text) for h in hits]
@@ -233,17 +243,28 @@ def decide_yesno(
         if word not in (["yes"], ["no"]):
             return Decision(None, False, features=odds)
         p_yes = float(word == ["yes"])
-    candidates = [(i, s) for i, h in enumerate(hits) for s in split_sentences(h.chunk.text)]
-    i, settling = max(candidates, key=lambda c: (question_coverage(question, c[1]), covered[c[0]]))
+    candidates = bearing(question, hits) or bearing(question, hits, min_words=1)
+    asked = question + INSTRUCTIONS["yesno"]
+    features = odds | {"p_yes_answering": p_yes}
+    reread = bearing_verdict(asked, candidates, hits, odds, read)
+    if reread is not None:
+        p_yes = reread
+        features["p_yes_bearing"] = p_yes
+    settled = settle(asked, p_yes >= 0.5, candidates, read)
+    if settled is None:  # every bearing sentence read alone says the opposite
+        return Decision(None, False, features=features | {"p_yes_verdict": p_yes})
+    if settled.p_yes is not None:
+        features["p_yes_sentence"] = settled.p_yes
+    i, sentence = settled.sentence.hit, settled.sentence.text
     verdict = "Yes" if p_yes >= 0.5 else "No"
     learned = judge(question, verdict, i, hits, signals, "yesno", thresholds)
-    kept = [Sentence(f"{verdict}. {settling}", [to_citation(i + 1, hits[i], quote=settling)])]
+    kept = [Sentence(f"{verdict}. {sentence}", [to_citation(i + 1, hits[i], quote=sentence)])]
     return Decision(
         to_supported(kept, "yesno"),
         learned.shown,
         max(p_yes, 1 - p_yes),
         learned.p_right,
-        learned.features | odds | {"p_yes_verdict": p_yes},
+        learned.features | features | {"p_yes_verdict": p_yes},
         kept,
         decided_by=learned.decided_by,
     )

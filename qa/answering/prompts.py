@@ -131,9 +131,14 @@ def format_passages(hits: list[Hit], datamark: bool = False, question: str = "")
     focused hits show only the sentences that bear on it (:mod:`qa.answering.focus`).
     """
     shown = focus(hits, question) if question else [h.chunk.text for h in hits]
-    texts = (_MARKER.sub(r"(\1)", " ".join(text.split())) for text in shown)
-    marked = (spotlight.datamark(t) if datamark else t for t in texts)
-    return "\n".join(f"[{i}] {text}" for i, text in enumerate(marked, 1))
+    return "\n".join(f"[{i}] {as_data(t, datamark)}" for i, t in enumerate(shown, 1))
+
+
+def as_data(text: str, datamark: bool = False) -> str:
+    """Document text as the prompt shows it: whitespace collapsed, a ``[n]`` turned into
+    ``(n)``, datamarked if asked (see :func:`format_passages`)."""
+    plain = _MARKER.sub(r"(\1)", " ".join(text.split()))
+    return spotlight.datamark(plain) if datamark else plain
 
 
 def answer_prompt(datamark: bool = False) -> ChatPromptTemplate:
