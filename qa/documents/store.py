@@ -178,11 +178,15 @@ class Store:
         return counts
 
     @_backend_errors
+    def chunk_ids(self) -> set[str]:
+        """Every stored chunk's id (read without the texts)."""
+        db = self._live()
+        return set(_get_all(db, [])["ids"]) if db else set()
+
     def signature(self) -> str:
         """What the stored text is: a hash of every chunk's id (ids hash source and text), so
         it changes when any document is added, changed or removed ("" when nothing is)."""
-        db = self._live()
-        ids = sorted(_get_all(db, [])["ids"]) if db else []
+        ids = sorted(self.chunk_ids())
         return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] if ids else ""
 
     @_backend_errors

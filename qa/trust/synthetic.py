@@ -138,14 +138,18 @@ def fitted_corpus(settings: Any) -> str:
     return str(record.get("corpus", "")) if named else ""
 
 
+def _lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, blank lines skipped."""
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
 def _reusable(path: Path, store: Any) -> bool:
     """Whether the set at ``path`` exists and every passage it was made from is indexed; one
     made from other documents is moved aside (``<name>.stale.jsonl``), not overwritten."""
     if not path.exists():
         return False
-    raw = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    made_from = {r.get("generated", {}).get("chunk_id") for r in raw} - {None}
-    if made_from <= {c.id for c in store.all_chunks()}:
+    made_from = {r.get("generated", {}).get("chunk_id") for r in _lines(path)} - {None}
+    if made_from <= store.chunk_ids():
         return True
     path.replace(path.with_suffix(".stale.jsonl"))
     return False
@@ -190,7 +194,7 @@ def calibrate_synthetic(
             raise QAError("Stopped while generating questions; nothing was written")
         write_gold(made.items, path)
         known = made.answers  # the round trips' answers: the same chain, asked just now
-    raw = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    raw = _lines(path)
     items = [parse_gold_item(r, f"{path}:{r.get('id')}") for r in raw]
     groups = {r["id"]: r.get("generated", {}).get("chunk_id", r["id"]) for r in raw}
     feedback = assistant.settings.feedback_path
