@@ -120,32 +120,30 @@ class Assistant:
 
     @cached_property
     def decision(self) -> Answerability:
-        """The answer decision in effect: the one ``settings.decision`` names (fitted to this
-        corpus by :meth:`calibrate_synthetic`) when its file exists, else the shipped one."""
-        path = self.settings.decision
-        if path is not None and Path(path).exists():
-            return Answerability.load(path)
-        return shipped_answerability()
+        """The answer decision in effect: one fitted to this very index by
+        :meth:`calibrate_synthetic` that passed its check, else the shipped one. A decision
+        belongs to its index: an Assistant over another index never reads it."""
+        from qa.trust.synthetic import fitted_decision
 
-    def use_answer_threshold(self, value: float | None, decision: Path | None = None) -> None:
-        """Answer from the next question on with ``answer_threshold = value`` (None: as set)
-        and the decision in the file ``decision``, if given; the chain is rebuilt, models and
-        index stay loaded."""
-        update = ({"answer_threshold": value} if value is not None else {}) | (
-            {"decision": decision} if decision else {}
-        )
-        self.settings = self.settings.model_copy(update=update)
+        path = fitted_decision(self.settings)
+        return Answerability.load(path) if path else shipped_answerability()
+
+    def use_decision(self) -> None:
+        """Answer from the next question on with the decision now recorded for this index;
+        the chain is rebuilt, models and index stay loaded."""
         for name in ("chain", "decision"):  # cached properties, built again on next use
             self.__dict__.pop(name, None)
+
+    def use_answer_threshold(self, value: float) -> None:
+        """Answer from the next question on with ``answer_threshold = value``."""
+        self.settings = self.settings.model_copy(update={"answer_threshold": value})
+        self.use_decision()
 
     def for_documents(self, docs_dir: Path, index_dir: Path) -> Assistant:
         """A new Assistant over another folder and an embedded index in ``index_dir`` that shares
         this one's models. The index is embedded even when this Assistant uses a Chroma server,
-        whose collection must not be overwritten by a temporary corpus. A decision fitted to
-        this Assistant's documents (and the threshold chosen with it) is not carried over."""
+        whose collection must not be overwritten by a temporary corpus."""
         update = {"seeds_dir": docs_dir, "index_dir": index_dir, "chroma_host": None}
-        if self.settings.decision is not None:
-            update |= {"decision": None, "answer_threshold": None}
         settings = self.settings.model_copy(update=update)
         return Assistant(settings, embeddings=self.embeddings, llm=self.llm)
 
@@ -393,15 +391,19 @@ class Assistant:
         seed: int = 0,
         ratings: bool = True,
         write: bool = True,
+        adopt: bool = True,
         progress: Callable[[int, int], None] | None = None,
         proceed: Callable[[], bool] | None = None,
     ) -> SyntheticCalibration:
         """Fit the answer decision (not only its threshold) to this corpus, without labels
         (:mod:`qa.trust.synthetic`): its generated gold set (``gold``, default
         ``evals/generated/<documents folder>.jsonl``, made if missing) and the rated answers
-        are asked, the decision refitted with the shipped fit as the prior. Unless ``write``
-        is off it goes next to the index, ``qa.toml`` names it and this Assistant uses it.
-        ``proceed()`` runs before each item (it may wait for the chat); False stops."""
+        are asked, the decision refitted with the shipped fit as the prior. It is used only
+        if ``adopt`` is on and it passes a check that reads no label
+        (:func:`qa.trust.adapt.adoption_check`); then it is written next to the index and
+        answers every later question over that index. Unless ``write`` is off, what was fitted
+        on and the check's verdict are recorded there either way. ``proceed()`` runs before
+        each item (it may wait for the chat); False stops."""
         from qa.trust.synthetic import calibrate_synthetic
 
         return calibrate_synthetic(
@@ -411,6 +413,7 @@ class Assistant:
             seed=seed,
             ratings=ratings,
             write=write,
+            adopt=adopt,
             progress=progress,
             proceed=proceed,
         )

@@ -78,17 +78,13 @@ class Settings(BaseSettings):
         "more and is wrong less (docs/benchmarks.md has the curve). Unset: the shipped operating "
         "point of the decision the backend allows. `qa calibrate` fits it to your ratings.",
     )
-    decision: Path | None = Field(
-        None,
-        description="A decision fitted to this corpus by `qa calibrate --synthetic` (a JSON file "
-        "next to the index, index/decision-<fingerprint>.json); unset or missing: the shipped "
-        "one (qa/data/decision.json).",
-    )
     auto_calibrate: bool = Field(
         True,
-        description="When the documents change, `qa chat`/`qa api` refit the answer decision to "
-        "them in the background (`qa calibrate --synthetic`: generated questions, no labels); "
-        "the chat goes first. false: only when you run `qa calibrate --synthetic`.",
+        description="When the documents change, `qa chat`/`qa api` generate questions from them "
+        "in the background and ask them (the corpus's regression set, "
+        "evals/generated/<folder>.jsonl), and record how a decision fitted on them would do; "
+        "the chat goes first. It never changes the decision: only `qa calibrate --synthetic` "
+        "can, for that index, when the fit passes its check.",
     )
     support_threshold: float = Field(
         0.0,

@@ -568,7 +568,7 @@ def test_health_says_what_the_background_refit_is_doing(assistant: Assistant) ->
     from qa.trust.refit import BackgroundRefit
 
     refit = BackgroundRefit(assistant, ChatFirst())
-    refit.status = "Fitting the answer decision to your documents in the background (3 of 40)…"
+    refit.status = "Checking answers on questions made from your documents (3 of 40)…"
     state = client(assistant, refit=refit).get("/health").json()
     assert state["refit"] == {"running": False, "note": refit.status, "error": ""}
     assert "refit" not in client(assistant).get("/health").json()

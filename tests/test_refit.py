@@ -1,6 +1,7 @@
-"""The answer decision refitted in the background when the documents change (#26), over the
-scripted models of tests/test_synthetic.py: when it runs and when not, the chat first, a stop
-that writes nothing, a set made from other documents kept aside, and the page's status line."""
+"""The corpus's questions made and asked in the background when the documents change (#26, #33),
+over the scripted models of tests/test_synthetic.py: when it runs and when not, that it never
+changes the decision users get, the chat first, a stop that writes nothing, a set made from
+other documents kept aside, and the page's status line."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import pytest
 from qa import Assistant
 from qa.errors import QAError
 from qa.llm.queue import ChatFirst
+from qa.trust.answerability import shipped_answerability
 from qa.trust.refit import BackgroundRefit
-from qa.trust.synthetic import fitted_corpus
+from qa.trust.synthetic import decision_path, fitted_corpus, record_path
 from qa.ui.startup import notes_pending, startup_note
 from tests.test_synthetic import DOCS, scripted_assistant
 
@@ -50,7 +52,7 @@ def test_it_refits_when_the_documents_change_and_only_then(assistant: Assistant)
     _settle(refit)
     assert refit.fitted == 1 and not refit.error and refit.status == ""
     assert fitted_corpus(assistant.settings) == assistant.store.signature()
-    assert "decision = " in Path("qa.toml").read_text()
+    assert not Path("qa.toml").exists()
     refit.start()  # nothing changed: nothing to do
     _settle(refit)
     assert refit.fitted == 1
@@ -105,7 +107,7 @@ def test_a_stopped_refit_writes_nothing(assistant: Assistant) -> None:
         time.sleep(0.2)
         refit._stop.set()
     refit.stop(timeout=10)
-    assert refit.fitted == 0 and not Path("qa.toml").exists()
+    assert refit.fitted == 0 and not record_path(assistant.settings).exists()
     assert not Path("evals/generated/docs.jsonl").exists()
     assert "nothing was written" in refit.error
 
@@ -127,17 +129,35 @@ def test_a_failed_refit_says_why_and_keeps_the_decision(
     refit = _refit(assistant)
     refit.start()
     _settle(refit)
-    assert refit.error == "the model server is gone" and assistant.settings.decision is None
-    assert "Answers use the decision they had: the model server is gone" in startup_note(
-        None, refit
+    assert refit.error == "the model server is gone"
+    assert assistant.decision is shipped_answerability()
+    assert "Checking questions made from your documents failed: the model server is gone" in (
+        startup_note(None, refit)
     )
     assert not notes_pending(None, refit)
 
 
-def test_a_fitted_decision_stays_with_its_documents(assistant: Assistant, tmp_path: Path) -> None:
+def test_it_never_changes_the_decision_users_get(
+    assistant: Assistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On by default, so tested on: even a fit that would pass its check is only recorded (a
+    fit on generated questions halved the seed's right answers when it was used, #33)."""
+    from dataclasses import replace
+
+    from qa.trust.adapt import AdoptionCheck, fit_corpus_decision
+
+    def passing(rows, base, provenance=""):
+        fitted = fit_corpus_decision(rows, base, provenance=provenance)
+        return replace(fitted, check=AdoptionCheck(True, (), 0.0, 10))
+
+    monkeypatch.setattr("qa.trust.synthetic.fit_corpus_decision", passing)
     refit = _refit(assistant)
     refit.start()
     _settle(refit)
-    assert assistant.settings.decision is not None
-    other = assistant.for_documents(tmp_path / "other", tmp_path / "other-index")
-    assert other.settings.decision is None and other.settings.answer_threshold is None
+    assert refit.fitted == 1 and not refit.error
+    assert assistant.decision is shipped_answerability()
+    assert not decision_path(assistant.settings).exists()
+    assert json.loads(record_path(assistant.settings).read_text())["check"] == "passed"
+    # Nor after a restart: a new Assistant over the index answers with the shipped decision.
+    again = Assistant(assistant.settings, embeddings=assistant.embeddings, llm=assistant.llm)
+    assert again.decision is shipped_answerability()

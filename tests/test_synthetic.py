@@ -1,6 +1,7 @@
 """Gold generated from the corpus and the decision refitted on it, over scripted models:
 the spans picked by rules, the three kinds and their checks, repeatability, cancel, the
-per-corpus fit, and the decision file named in qa.toml and used at answer time."""
+per-corpus fit, the check a fit must pass before it is used, and a fitted decision bound to the
+index it was fitted on."""
 
 from __future__ import annotations
 
@@ -21,8 +22,16 @@ from qa.evaluation.gold import load_gold
 from qa.evaluation.runs import EvalPaths, find_gold_sets
 from qa.spans import mentioned, spans
 from qa.text import contains
-from qa.trust.adapt import CorpusDecision, Row, auc, fit_corpus_decision, write_decision
+from qa.trust.adapt import (
+    CorpusDecision,
+    Row,
+    adoption_check,
+    auc,
+    fit_corpus_decision,
+    write_decision,
+)
 from qa.trust.answerability import Answerability, names_missing, shipped_answerability
+from qa.trust.synthetic import decision_path, fitted_corpus, record_path
 
 DOCS = {
     "bakery.txt": "The Elm Street Bakery opened in 1998 in the town of Riverton. Its founder, "
@@ -261,25 +270,43 @@ def test_auc_counts_pairs_ranked_right() -> None:
     assert auc([0.5], [True]) is None
 
 
-def test_calibrate_synthetic_writes_the_decision_and_qa_toml_names_it(
+def test_the_check_refuses_a_fit_that_withholds_what_the_shipped_decision_shows() -> None:
+    shipped = [0.9, 0.8, 0.7, 0.6, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.2]
+    # One of the ten shown answers withheld (it also withholds one the shipped one did not show).
+    close = adoption_check(shipped, [*shipped[:9], 0.3, 0.1], 0.35, 0.35, missing=0)
+    assert close.passed and close.shown == 10 and close.newly_withheld == pytest.approx(0.1)
+    two = adoption_check(shipped, [*shipped[:8], 0.3, 0.3, 0.1], 0.35, 0.35, missing=0)
+    assert not two.passed
+    # The refit of #26 on the seed: the threshold stayed, the probabilities sank.
+    sunk = adoption_check(shipped, [0.5, 0.3, 0.3, 0.2, *[0.3] * 6, 0.1], 0.35, 0.35, missing=0)
+    assert not sunk.passed and sunk.newly_withheld == pytest.approx(0.9)
+    assert "withhold 90% of the answers the shipped decision shows" in sunk.reasons[0]
+    few = adoption_check(shipped, shipped, 0.35, 0.35, missing=7)
+    assert not few.passed and few.reasons == ("too few decided answers (7 more needed)",)
+
+
+def test_a_fitted_threshold_is_never_less_cautious_than_the_shipped_one() -> None:
+    shipped = shipped_answerability()
+    fitted = fit_corpus_decision(_rows(40, 0, informative=True), shipped)
+    assert fitted.threshold >= shipped.variants[0].threshold
+    assert fitted.check is not None
+
+
+def test_calibrate_synthetic_uses_a_fit_only_when_it_passes_the_check(
     assistant: Assistant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    shipped_threshold = assistant.answer_threshold
     result = assistant.calibrate_synthetic(count=24, seed=0)
     assert result.generated and result.gold == Path("evals/generated/docs.jsonl")
     assert result.questions == len(load_gold(result.gold)) > 0
-    assert result.written is not None and result.written.parent == tmp_path / "index"
-    toml = Path("qa.toml").read_text()
-    assert f'decision = "{result.written}"' in toml and "# decision: fitted on" in toml
-    # 11 questions are too few decided answers to place a threshold: the shipped one stays.
-    assert result.fitted.missing > 0 and "answer_threshold = " not in toml
-    # At once, and for a new Assistant reading qa.toml, the fitted decision answers.
-    assert assistant.settings.decision == result.written
-    assert assistant.answer_threshold == result.fitted.threshold
-    later = Assistant(Settings(), embeddings=assistant.embeddings, llm=assistant.llm)
-    assert later.decision == Answerability.load(result.written)
-    assert shipped_threshold == shipped_answerability().threshold("hidden-state")
+    # 11 questions are too few decided answers: the check refuses, the shipped decision stays.
+    check = result.fitted.check
+    assert check is not None and not check.passed and result.fitted.missing > 0
+    assert not result.adopted and not decision_path(assistant.settings).exists()
+    assert assistant.decision is shipped_answerability() and not Path("qa.toml").exists()
+    record = json.loads(record_path(assistant.settings).read_text())
+    assert record["adopted"] is False and record["check"].startswith("too few decided answers")
+    assert fitted_corpus(assistant.settings) == assistant.store.signature()
     # A second run reuses the generated set.
     again = assistant.calibrate_synthetic(write=False)
     assert not again.generated and again.written is None
@@ -288,9 +315,45 @@ def test_calibrate_synthetic_writes_the_decision_and_qa_toml_names_it(
     assert [s.path for s in sets if s.docs is None] == [Path("evals/generated/docs.jsonl")]
 
 
-def test_a_decision_file_that_is_gone_falls_back_to_the_shipped_one(tmp_path: Path) -> None:
-    missing = Settings(decision=tmp_path / "decision-gone.json", index_dir=tmp_path / "i")
-    assert Assistant(missing).decision is shipped_answerability()
+def _passing(rows, base, provenance=""):
+    """A fit whose check passes, as on a corpus where refitting pays."""
+    from dataclasses import replace
+
+    from qa.trust.adapt import AdoptionCheck
+
+    fitted = fit_corpus_decision(rows, base, provenance=provenance)
+    return replace(fitted, check=AdoptionCheck(True, (), 0.0, 10))
+
+
+def test_a_fitted_decision_answers_only_over_the_index_it_was_fitted_on(
+    assistant: Assistant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("qa.trust.synthetic.fit_corpus_decision", _passing)
+    result = assistant.calibrate_synthetic(count=24, seed=0)
+    assert result.adopted and result.written == decision_path(assistant.settings)
+    assert result.written.parent == tmp_path / "index"
+    assert assistant.decision == Answerability.load(result.written)  # at once
+    same = Assistant(assistant.settings, embeddings=assistant.embeddings, llm=assistant.llm)
+    assert same.decision == Answerability.load(result.written)  # and for a later Assistant
+    # Another index built in the same directory answers with the shipped decision (#33 item 5).
+    other = Assistant(
+        assistant.settings.model_copy(
+            update={"seeds_dir": tmp_path / "other", "index_dir": tmp_path / "other-index"}
+        ),
+        embeddings=assistant.embeddings,
+        llm=assistant.llm,
+    )
+    assert other.decision is shipped_answerability()
+    fresh = Settings(seeds_dir=tmp_path / "other", index_dir=tmp_path / "other-index")
+    assert Assistant(fresh, embeddings=assistant.embeddings).decision is shipped_answerability()
+    assert assistant.for_documents(tmp_path / "o", tmp_path / "o-i").decision is (
+        shipped_answerability()
+    )
+    # Documents changed and refitted without adopting: the old fit does not outlive them.
+    assistant.calibrate_synthetic(adopt=False)
+    assert assistant.decision is shipped_answerability()
+    assert not result.written.exists()
 
 
 def test_the_generated_metadata_is_part_of_the_gold_format(tmp_path: Path) -> None:

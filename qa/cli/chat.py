@@ -49,9 +49,9 @@ def index(
         report = index_with_progress(assistant, paths or None)
         if (report.added or report.removed) and assistant.settings.auto_calibrate:
             err_console.print(
-                "[dim]qa chat and qa api fit the answer decision to these documents in the "
+                "[dim]qa chat and qa api make and ask questions from these documents in the "
                 "background when they start (QA_AUTO_CALIBRATE=false: never); "
-                "`qa calibrate --synthetic` does it now.[/dim]"
+                "`qa calibrate --synthetic` does it now and fits the decision to them.[/dim]"
             )
     except QAError as err:
         raise fail(err) from err

@@ -206,7 +206,8 @@ def calibrate(
             "--synthetic",
             help="Fit the decision itself to your documents, without labels: ask the gold set "
             "generated from them (reused if it exists: --gold names it, else "
-            "evals/generated/<folder>.jsonl) and refit the decision on the answers.",
+            "evals/generated/<folder>.jsonl), refit the decision on the answers, and use it "
+            "for this index only if it passes a check that reads no label.",
         ),
     ] = False,
     count: Annotated[int, typer.Option(help="--synthetic: items to generate.")] = 40,
@@ -285,17 +286,20 @@ def _calibrate_synthetic(
     console.print(curve_table(fitted.before, {result.current: "current"}))
     console.print("After (fitted to this corpus, out-of-fold):")
     console.print(curve_table(fitted.after, {fitted.threshold: "chosen"}))
-    if fitted.missing:
+    check = fitted.check
+    if check is not None and check.passed:
         console.print(
-            f"Too few decided answers to place a threshold ({fitted.missing} more needed, right "
-            "and wrong ones): answer_threshold stays as it was. Generate more (--count) or "
-            "rate answers."
+            f"Check passed: it would withhold {check.newly_withheld:.0%} of the "
+            f"{check.shown} answers the shipped decision shows."
         )
-    if result.written:
+    elif check is not None:
+        console.print("Check refused it: " + "; ".join(check.reasons) + ".")
+    if result.adopted:
         console.print(
-            f"decision {result.written}"
-            + ("" if fitted.missing else f", answer_threshold {fitted.threshold:g}")
-            + f": written to {result.settings}"
+            f"decision {result.written} (answer threshold {fitted.threshold:g}): used for "
+            "this index from now on"
         )
+    elif dry_run:
+        console.print("Dry run: nothing written.")
     else:
-        console.print(f"answer_threshold would be {fitted.threshold:g} (now {result.current:g})")
+        console.print("The shipped decision stays in use.")

@@ -16,7 +16,15 @@ with the shipped fit as the prior:
   one sentence share a fold), the shipped fit itself (an infinite prior) among the choices:
   where refitting does not pay on held-out rows, the shipped weights stay;
 * the threshold is chosen by :func:`qa.trust.calibration.choose_threshold` on the
-  out-of-fold probabilities (in-sample ones would be perfect and useless).
+  out-of-fold probabilities (in-sample ones would be perfect and useless), never below the
+  shipped one.
+
+A fit is a candidate, not a decision: it is used only if it passes :func:`adoption_check`, which
+reads no label (#33). Generated questions are easier than real ones, so a fit on them is wrong
+in ways its own rows cannot show: the seed's refit of #26 kept its shipped threshold and still
+withheld half of the right answers on real questions, because its weights had moved. The check
+therefore asks only whether the candidate would tell users something else than the shipped
+decision on the corpus's own answers, and refuses it when it would.
 
 A rated answer is a real question from the user's own distribution, a generated one a proxy:
 each rating row weighs ``RATING_WEIGHT`` generated rows in the fit and in the threshold.
@@ -48,6 +56,8 @@ EXTRA_FEATURES = ("names_missing", "names_missing_passage")
 PRIORS = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
 """Prior strengths tried (besides the shipped fit itself, an infinite one)."""
 FOLDS = 5
+MAX_NEWLY_WITHHELD = 0.10
+"""The share of the answers the shipped decision shows that a candidate may withhold."""
 RATING_WEIGHT = 3
 """How many generated rows one rated answer weighs."""
 
@@ -96,6 +106,47 @@ class CorpusDecision:
     rows: int
     missing: int = 0
     """Decided answers still needed to place a threshold (0: enough; else the base's stays)."""
+    check: AdoptionCheck | None = None
+    """Whether the candidate may be used (:func:`adoption_check`)."""
+
+
+@dataclass(frozen=True)
+class AdoptionCheck:
+    """Whether a fitted decision may replace the shipped one, judged without labels: ``passed``
+    and, when not, why (``reasons``). ``newly_withheld`` is the share of the answers the
+    shipped decision shows on the corpus's questions that the candidate (out of fold) would
+    withhold; ``shown`` how many the shipped decision shows."""
+
+    passed: bool
+    reasons: tuple[str, ...]
+    newly_withheld: float
+    shown: int
+
+
+def adoption_check(
+    shipped_p: Sequence[float],
+    fitted_p: Sequence[float],
+    shipped_threshold: float,
+    fitted_threshold: float,
+    missing: int,
+) -> AdoptionCheck:
+    """May a candidate fitted on the corpus's generated questions replace the shipped decision?
+    Only if there were enough decided answers to fit it (``missing`` is 0) and it would
+    withhold at most ``MAX_NEWLY_WITHHELD`` of the answers the shipped decision shows
+    (``shipped_p`` and ``fitted_p``: each decided answer's P(right) under both, the
+    candidate's out of fold). No label is read: right and
+    wrong on generated questions is what the fit already overrates."""
+    shown = [f for s, f in zip(shipped_p, fitted_p, strict=True) if s >= shipped_threshold]
+    newly = sum(f < fitted_threshold for f in shown) / len(shown) if shown else 0.0
+    reasons = []
+    if missing:
+        reasons.append(f"too few decided answers ({missing} more needed)")
+    if newly > MAX_NEWLY_WITHHELD:
+        reasons.append(
+            f"it would withhold {newly:.0%} of the answers the shipped decision shows "
+            f"(at most {MAX_NEWLY_WITHHELD:.0%})"
+        )
+    return AdoptionCheck(not reasons, tuple(reasons), newly, len(shown))
 
 
 def auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
@@ -274,8 +325,16 @@ def fit_corpus_decision(
                 p_before[i] = preferred.probe.probability(x) if x is not None else None
     after_rows = _risk_rows(rows, p_after)
     missing = missing_rows(after_rows)
-    # Too few decided rows cannot place a threshold (none would put it at 0: show everything).
-    threshold = base.variants[0].threshold if missing else choose_threshold(after_rows)
+    shipped_threshold = base.variants[0].threshold
+    # Too few decided rows cannot place a threshold (none would put it at 0: show everything),
+    # and generated rows alone never make it less cautious than the shipped one (#33).
+    threshold = shipped_threshold if missing else choose_threshold(after_rows)
+    threshold = max(threshold, shipped_threshold)
+    both = [i for i in p_after if p_before.get(i) is not None]
+    judged_by = preferred.threshold if preferred is not None else shipped_threshold
+    check = adoption_check(
+        [p_before[i] for i in both], [p_after[i] for i in both], judged_by, threshold, missing
+    )
     fitted = Answerability(
         tuple(replace(v, threshold=threshold, curve=[]) for v in variants),
         base.verdict,
@@ -290,6 +349,7 @@ def fit_corpus_decision(
         risk_coverage(after_rows),
         len(rows),
         missing,
+        check,
     )
 
 

@@ -1,16 +1,20 @@
-"""The answer decision refitted to the user's documents in the background whenever they change
-(``Settings.auto_calibrate``, on by default): no labels, no command to remember.
+"""The corpus's regression set kept made and asked in the background whenever the documents
+change (``Settings.auto_calibrate``, on by default): no labels, no command to remember.
 
 ``qa chat`` and ``qa api`` start one :class:`BackgroundRefit`. Once the start-up is over, and
 again after each change to the index (an upload, a removal, a re-index from the page or the
-API), it compares the index's signature with the one the decision in effect was fitted on
+API), it compares the index's signature with the one recorded for it
 (:func:`qa.trust.synthetic.fitted_corpus`). When they differ it runs ``qa calibrate
---synthetic`` (:func:`qa.trust.synthetic.calibrate_synthetic`): questions generated from the
-documents, asked through the chain, the decision refitted. The chat goes first: before each
-generated candidate and each question it waits while a chat answer is written
-(:class:`qa.llm.queue.ChatFirst`), so a chat question waits at most for the item in progress.
-Documents changed while it runs make it start over once it is done. A refit that fails leaves
-the decision as it was and says why in :attr:`BackgroundRefit.error`.
+--synthetic`` without adopting (:func:`qa.trust.synthetic.calibrate_synthetic`): questions
+generated from the documents (``evals/generated/<folder>.jsonl``), asked through the chain, a
+decision fitted on the answers and checked. It never changes what users are told: a fit on
+generated questions halved the seed's right answers when it did (#33), so only an explicit
+``qa calibrate --synthetic`` may adopt one, and only when it passes its check.
+
+The chat goes first: before each generated candidate and each question it waits while a chat
+answer is written (:class:`qa.llm.queue.ChatFirst`), so a chat question waits at most for the
+item in progress. Documents changed while it runs make it start over once it is done. One that
+fails says why in :attr:`BackgroundRefit.error`.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ class BackgroundRefit:
             self._thread.join(timeout)
 
     def needed(self) -> str:
-        """The index's signature if the decision was fitted on other documents, else ""."""
+        """The index's signature if it was last asked with other documents, else ""."""
         corpus = self.assistant.store.signature()
         return corpus if corpus and corpus != fitted_corpus(self.assistant.settings) else ""
 
@@ -111,27 +115,24 @@ class BackgroundRefit:
 
     def _refit(self) -> None:
         self.error = ""
-        self.status = "Fitting the answer decision to your documents in the background…"
+        self.status = "Checking answers on questions made from your documents, in the background…"
         result = self.assistant.calibrate_synthetic(
-            count=self.count, progress=self._progress, proceed=self._proceed
+            count=self.count, adopt=False, progress=self._progress, proceed=self._proceed
         )
         self.fitted += 1
-        if result.fitted.missing:
-            log.info(
-                "%d generated questions were too few to place a threshold; it stays as it was",
-                result.questions,
-            )
-        else:
-            log.info(
-                "answer decision fitted to %d generated questions (%s); threshold %.2f",
-                result.questions,
-                result.gold,
-                result.fitted.threshold,
-            )
+        check = result.fitted.check
+        log.info(
+            "%d generated questions asked (%s); a decision fitted on them %s",
+            result.questions,
+            result.gold,
+            "would pass its check"
+            if check and check.passed
+            else "would be refused: " + "; ".join(check.reasons if check else ()),
+        )
 
     def _progress(self, done: int, total: int) -> None:
         self.status = (
-            "Fitting the answer decision to your documents in the background "
+            "Checking answers on questions made from your documents, in the background "
             f"({done} of {total}; your questions go first)…"
         )
 

@@ -4,16 +4,21 @@ and the answer decision refitted on the answers (:mod:`qa.trust.adapt`).
 The generated set is reused when it exists and every passage it was made from is still indexed
 (a user may have reviewed it), else generated and written, so a second calibration asks the
 same questions; a set made from passages no longer indexed is kept aside as
-``<name>.stale.jsonl``, never overwritten. Rated answers, where there are
-some, are asked too and weigh ``RATING_WEIGHT`` generated rows each. The fitted decision is
-written next to the index and named in ``qa.toml``, so every later answer uses it; nothing
-changes for anyone who does not run this. Which documents it was fitted on is recorded beside
-it (``refit.json``: the index's :meth:`~qa.documents.store.Store.signature`), so the background
-refit (:mod:`qa.trust.refit`) runs again only when they change.
+``<name>.stale.jsonl``, never overwritten. Rated answers, where there are some, are asked too
+and weigh ``RATING_WEIGHT`` generated rows each.
+
+A fitted decision belongs to the index it was fitted on (#33): it is written next to that
+index (:func:`decision_path`; with a Chroma server, in ``cache_dir`` under the server and
+collection's name), with the record of what it was fitted on (``refit.json``: the index's
+:meth:`~qa.documents.store.Store.signature`, the check's verdict), and only an Assistant over
+that same index reads it (:func:`fitted_decision`). It is written only when ``adopt`` is on and
+it passes :func:`qa.trust.adapt.adoption_check`; the background refit (:mod:`qa.trust.refit`)
+never adopts: it keeps the corpus's regression set made and asked, and records the verdict.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from qa.errors import QAError
-from qa.trust import calibration
 from qa.trust.adapt import RATING_WEIGHT, CorpusDecision, Row, fit_corpus_decision, write_decision
 from qa.trust.answerability import shipped_answerability
 
@@ -38,8 +42,12 @@ class SyntheticCalibration:
     current: float
     questions: int
     written: Path | None = None
-    settings: Path | None = None
     made: Any = None  # the GeneratedGold when it was generated now
+
+    @property
+    def adopted(self) -> bool:
+        """Whether the fitted decision now answers (written, and it passed the check)."""
+        return self.written is not None
 
 
 def rows_from_answers(
@@ -114,28 +122,46 @@ def gold_path(settings: Any) -> Path:
     return Path("evals/generated") / f"{settings.seeds_dir.name or 'documents'}.jsonl"
 
 
+def bound_folder(settings: Any) -> Path:
+    """Where what belongs to one index is kept: the index folder, or with a Chroma server a
+    folder in ``cache_dir`` named by the server and collection."""
+    if not settings.chroma_host:
+        return Path(settings.index_dir)
+    where = f"{settings.chroma_host}:{settings.chroma_port}/{settings.collection}"
+    return Path(settings.cache_dir) / "indexes" / hashlib.sha256(where.encode()).hexdigest()[:16]
+
+
 def decision_path(settings: Any) -> Path:
-    """Where a decision fitted to an index is kept: next to it, named by its fingerprint (in
-    ``cache_dir`` when a Chroma server holds the index)."""
+    """Where a decision fitted to an index is kept: next to it, named by its fingerprint (what
+    its vectors depend on), so an index rebuilt another way does not read it."""
     from qa.documents.client import fingerprint
 
-    folder = settings.cache_dir if settings.chroma_host else settings.index_dir
-    return folder / f"decision-{fingerprint(settings)}.json"
+    return bound_folder(settings) / f"decision-{fingerprint(settings)}.json"
 
 
 def record_path(settings: Any) -> Path:
-    """Where the signature of the documents the decision was last fitted on is kept."""
+    """Where the record of the last fit to an index is kept (what it was fitted on, the
+    check's verdict), next to the decision."""
     return decision_path(settings).with_name("refit.json")
 
 
-def fitted_corpus(settings: Any) -> str:
-    """The signature of the documents the decision in effect was fitted on ("" if none)."""
+def read_record(settings: Any) -> dict[str, Any]:
+    """The record of the last fit to this index ({} if none)."""
     try:
-        record = json.loads(record_path(settings).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""
-    named = settings.decision is not None and Path(settings.decision).exists()
-    return str(record.get("corpus", "")) if named else ""
+        return dict(json.loads(record_path(settings).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def fitted_corpus(settings: Any) -> str:
+    """The signature of the documents this index was last fitted on ("" if never)."""
+    return str(read_record(settings).get("corpus", ""))
+
+
+def fitted_decision(settings: Any) -> Path | None:
+    """The decision adopted for this index, if any (its file exists and passed the check)."""
+    path = decision_path(settings)
+    return path if path.exists() and read_record(settings).get("adopted") else None
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -163,6 +189,7 @@ def calibrate_synthetic(
     seed: int = 0,
     ratings: bool = True,
     write: bool = True,
+    adopt: bool = True,
     progress: Any = None,
     proceed: Any = None,
 ) -> SyntheticCalibration:
@@ -218,16 +245,26 @@ def calibrate_synthetic(
         f"qa calibrate --synthetic: the shipped decision refitted on {source}, index {index}"
     )
     fitted = fit_corpus_decision(rows, shipped_answerability(), provenance=provenance)
-    written = toml = None
+    check = fitted.check
+    adopted = write and adopt and check is not None and check.passed
+    written = None
     if write:
-        written = write_decision(fitted.answerability, decision_path(assistant.settings))
-        note = f"fitted on {source}"
-        toml = calibration.write_setting("decision", json.dumps(str(written)), note=note)
-        chosen = None if fitted.missing else fitted.threshold  # too few rows: keep the setting
-        if chosen is not None:
-            calibration.write_threshold(chosen, source=source)
-        assistant.use_answer_threshold(chosen, written)
-        record = {"corpus": corpus, "gold": str(path), "at": datetime.now(UTC).isoformat()}
-        record_path(assistant.settings).write_text(json.dumps(record) + "\n", encoding="utf-8")
+        target = decision_path(assistant.settings)
+        if adopted:
+            written = write_decision(fitted.answerability, target)
+        else:  # a decision fitted on earlier documents must not outlive them
+            target.unlink(missing_ok=True)
+        verdict = "passed" if check and check.passed else "; ".join(check.reasons if check else ())
+        record = {
+            "corpus": corpus,
+            "gold": str(path),
+            "at": datetime.now(UTC).isoformat(),
+            "adopted": adopted,
+            "check": verdict,
+        }
+        where = record_path(assistant.settings)
+        where.parent.mkdir(parents=True, exist_ok=True)
+        where.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        assistant.use_decision()
     asked = sum(a is not None for a in answers + rated_answers)
-    return SyntheticCalibration(fitted, path, generated, current, asked, written, toml, made)
+    return SyntheticCalibration(fitted, path, generated, current, asked, written, made)

@@ -100,13 +100,13 @@ class Startup:
 
 def startup_note(startup: Startup | None, refit: BackgroundRefit | None = None) -> str:
     """The line above the chat: what is still loading, or why getting ready failed; then what
-    the background refit of the answer decision is doing, or why it failed."""
+    the background refit (the corpus's questions asked) is doing, or why it failed."""
     if startup is not None and startup.error:
         return f"**Not ready:** {md_escape(startup.error)}"
     if startup is not None and not startup.ready:
         return md_escape(startup.status)
     if refit is not None and refit.error:
-        return md_escape(f"Answers use the decision they had: {refit.error}")
+        return md_escape(f"Checking questions made from your documents failed: {refit.error}")
     return md_escape(refit.status) if refit is not None else ""
 
 
