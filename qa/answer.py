@@ -10,8 +10,17 @@ Shape = Literal["short", "yesno", "list", "open", "overview"]
 and the reason), a ``list`` of cited items, ``open`` (1-5 sentences, each cited) or an
 ``overview`` of the documents (from their summaries)."""
 
+Status = Literal["answered", "unconfirmed", "not_found"]
+"""What a reply is: ``answered`` (the decision stands behind it), ``unconfirmed`` (a candidate
+was found in a passage but the decision cannot stand behind it: shown marked as such, with the
+sentence it came from, never asserted) or ``not_found`` (nothing relevant, no candidate)."""
+
 ABSTAIN_TEXT = "I don't know: the documents don't say."
-"""The one sentence qa answers with when the documents do not contain the answer."""
+"""The one sentence qa answers with when nothing in the documents holds an answer."""
+UNCONFIRMED_TEXT = "The documents don't confirm an answer."
+"""How an unconfirmed reply begins; the candidate and its sentence follow."""
+UNSETTLED_TEXT = "The documents don't settle yes or no."
+"""How an unconfirmed yes/no reply begins; the sentence that bears on it follows."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ class Answer:
     question: str
     text: str
     abstained: bool
+    """True unless the reply is answered (``status``): nothing is asserted."""
     citations: list[Citation] = field(default_factory=list)
     retrieved: list[Citation] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
@@ -123,6 +133,9 @@ class Answer:
     by its ``[n]`` markers."""
     dropped: list[str] = field(default_factory=list)
     """Sentences the model wrote that no passage supports: not shown, kept for evaluation."""
+    status: Status = "answered"
+    """``answered``, ``unconfirmed`` (``withheld`` holds the candidate, ``citations`` the
+    passage it came from, each with its sentence in ``quote``) or ``not_found``."""
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 
 from qa import ABSTAIN_TEXT, Assistant
+from qa.answer import UNCONFIRMED_TEXT
 from qa.answering.prompts import PREFILL, format_passages
 from qa.errors import InvalidQuestionError
 from qa.passages import Chunk, Hit
@@ -110,6 +113,7 @@ def test_invented_answer_becomes_the_abstention(settings, fake_embeddings) -> No
     reply = "Answer: a famous chef\nQuote: The bakery is owned by a famous chef."
     answer = _fake_assistant(settings, fake_embeddings, [reply]).ask("Who owns the bakery?")
     assert answer.abstained and answer.text == ABSTAIN_TEXT and answer.citations == []
+    assert answer.status == "not_found"  # no passage holds a candidate
 
 
 def test_follow_up_is_condensed_before_retrieval(settings, fake_embeddings) -> None:
@@ -168,6 +172,39 @@ class ProbabilityReportingFake(FakeListChatModel):
         yield ChatGenerationChunk(message=AIMessageChunk(content=text, response_metadata=meta))
 
 
+class TornFake(ProbabilityReportingFake):
+    """Says "none" while giving it only ``first_token_probs``' odds; with "none" banned it
+    gives its other reply (``responses[1]``), as the local model and qa's server do."""
+
+    bans_tokens: ClassVar[bool] = True
+    banned: list[list[str]] = []
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        self.banned.append(kwargs.get("ban", []))
+        text = self.responses[1] if kwargs.get("ban") == ["none"] else self.responses[0]
+        meta = {"first_token_probs": self.first_token_probs}
+        yield ChatGenerationChunk(message=AIMessageChunk(content=text, response_metadata=meta))
+
+
+@pytest.mark.parametrize(("p_none", "forced"), [(0.4, True), (0.6, False)])
+def test_a_torn_none_is_not_the_end_of_the_question(
+    settings, fake_embeddings, p_none: float, forced: bool
+) -> None:
+    settings = settings.model_copy(update={"top_k": 10, "answerability": "off"})
+    llm = TornFake(
+        responses=[" none\nQuote: none", " 1998\nQuote: The bakery opened in 1998."],
+        first_token_probs={" none": p_none, " 1998": 1 - p_none},
+        banned=[],
+    )
+    answer = _indexed(settings, fake_embeddings, llm).ask("When did the bakery open?")
+    assert llm.banned[-1] == (["none"] if forced else [])
+    assert answer.features.get("forced") == (1.0 if forced else None)
+    # Below the abstain line the model did not mean its "none": its candidate is judged (here
+    # with the learned decision off, shown); at or above it, nothing was found.
+    assert answer.status == ("answered" if forced else "not_found")
+    assert answer.text == ("1998 [1]" if forced else ABSTAIN_TEXT)
+
+
 def test_none_probability_sums_the_none_tokens() -> None:
     assert none_probability({" none": 0.2, " None": 0.1, " Marta": 0.7}) == pytest.approx(0.3)
     assert none_probability({}) is None
@@ -213,6 +250,25 @@ def test_the_checker_withdraws_answers_it_does_not_believe(
     )
     answer = _indexed(settings, fake_embeddings, llm).ask("When did the bakery open?")
     assert answer.abstained is abstains and answer.support == pytest.approx(p_yes)
+    assert answer.status == ("unconfirmed" if abstains else "answered")
+
+
+def test_a_candidate_the_decision_cannot_stand_behind_is_shown_unconfirmed_with_its_sentence(
+    settings, fake_embeddings
+) -> None:
+    settings = settings.model_copy(update={"support_threshold": 0.5, "top_k": 10})
+    llm = CheckedFake(
+        responses=[" 1998\nQuote: The bakery opened in 1998."],
+        first_token_probs={" 1998": 1.0},
+        p_yes=0.2,
+    )
+    answer = _indexed(settings, fake_embeddings, llm).ask("When did the bakery open?")
+    assert answer.abstained and answer.status == "unconfirmed" and answer.withheld == "1998"
+    cited = answer.citations[0]
+    assert answer.text == (
+        f'{UNCONFIRMED_TEXT} Unconfirmed: 1998, from "{cited.quote}" [{cited.n}]'
+    )
+    assert "1998" in cited.quote and "1998" in cited.text
 
 
 @pytest.mark.parametrize("question", ["", "   \n\t", "\x00\x01"])

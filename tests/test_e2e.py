@@ -42,7 +42,8 @@ def test_answers_factual_questions_with_a_citation_holding_the_fact(
 @pytest.mark.parametrize("question", NOT_IN_ARTICLE)
 def test_abstains_when_the_article_does_not_say(real_assistant: Assistant, question: str) -> None:
     answer = real_assistant.ask(question)
-    assert answer.abstained and answer.citations == []
+    assert answer.abstained  # nothing asserted: unconfirmed (quoted, cited) or not found
+    assert answer.status == "unconfirmed" or answer.citations == []
 
 
 def test_follow_up_question_uses_the_conversation(real_assistant: Assistant) -> None:

@@ -132,3 +132,19 @@ def test_requests_arriving_together_compute_their_common_prefix_once() -> None:
     results = run_together(llm, [(chat(q, f"{facts} ({q})"), OPTIONS) for q in QUESTIONS[:2]])
     evaluated = sorted(r["meta"]["usage"]["prompt_eval_tokens"] for r in results)
     assert evaluated[0] < 40 < 350 < evaluated[1]  # the second waited for the first's prefix
+
+
+def test_a_banned_word_is_never_generated_and_its_odds_are_still_reported() -> None:
+    """What the chain uses when the model says "none" without meaning it (#33 item 2): the
+    best reply without that word, from the same prompt (cached), with the original odds."""
+    llm = model()
+    messages = chat("Who founded the bakery?")
+    said = collect(llm.submit(messages, ["\n"], **OPTIONS))
+    probs = said["meta"]["first_token_probs"]
+    top = max(probs, key=probs.get)  # " Mart" of " Marta Kovacs"
+    forced = collect(llm.submit(messages, ["\n"], **OPTIONS, ban=[top.strip()]))
+    assert said["text"].startswith(top)
+    # The next best first token (" Martha") instead of the banned one.
+    assert forced["text"].split()[0] not in ("", said["text"].split()[0])
+    assert forced["meta"]["first_token_probs"][top] == pytest.approx(probs[top], rel=1e-3)
+    assert forced["meta"]["usage"]["prompt_eval_tokens"] <= 2  # the prompt was cached

@@ -16,7 +16,7 @@ from qa.ui import (
     new_chat,
     respond,
 )
-from qa.ui.render import highlight, md_escape
+from qa.ui.render import highlight, md_escape, render_answer, render_sources
 
 BAKERY_REPLY = "Answer: in 1998\nQuote: The bakery opened in 1998."
 
@@ -115,14 +115,41 @@ def test_highlight_escapes_around_the_mark() -> None:
     assert highlight("<x>", [(0, "nothing like it")]) == "&lt;x&gt;"
 
 
-def test_abstention_is_shown_as_a_note(settings, fake_embeddings):
+def test_not_found_is_shown_in_a_bubble_of_its_own(settings, fake_embeddings):
     reply = "Answer: a famous chef\nQuote: The bakery is owned by a famous chef."
     assistant = _assistant(settings, fake_embeddings, [reply])
     _, chat, turns, sources = _last(assistant, "Who owns the bakery?", [])
-    assert "qa-abstain" in chat[-1]["content"]
-    assert md_escape(ABSTAIN_TEXT) in chat[-1]["content"]
+    bubble = chat[-1]["content"]
+    assert "qa-not-found" in bubble and "Not found" in bubble
+    # Plain HTML: no Markdown escape shows as a backslash, and no emoji (an empty box without
+    # an emoji font).
+    assert html.escape(ABSTAIN_TEXT) in bubble and "\\" not in bubble
+    assert not any(ord(ch) > 0x2FFF for ch in bubble)
     assert "No passage supports an answer" in sources
     assert turns[-1]["text"] == ABSTAIN_TEXT
+
+
+def test_an_unconfirmed_candidate_is_shown_marked_with_its_clickable_source(
+    settings, fake_embeddings
+):
+    from qa.answer import UNCONFIRMED_TEXT, Answer, Citation
+
+    quote = "The bakery opened in 1998."
+    cited = Citation(2, "bakery.txt", "c2", f"Intro. {quote} More.", 0.5, quote=quote)
+    answer = Answer(
+        question="When did it open?",
+        text=f'{UNCONFIRMED_TEXT} Unconfirmed: 1998, from "{quote}" [2]',
+        abstained=True,
+        citations=[cited],
+        withheld="1998",
+        status="unconfirmed",
+    )
+    bubble = render_answer(answer, turn=3)
+    assert "qa-unconfirmed" in bubble and "Unconfirmed</span>" in bubble
+    assert "Unconfirmed: 1998, from &quot;The bakery opened in 1998.&quot;" in bubble
+    assert '<a class="qa-cite" href="#qa-3-0-2">[2]</a>' in bubble and "\\" not in bubble
+    assert "qa-not-found" not in bubble
+    assert '<mark data-s="0">The bakery opened in 1998.</mark>' in render_sources(answer)
 
 
 @pytest.mark.parametrize("question", ["", "   "])

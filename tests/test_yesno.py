@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.messages import BaseMessage
 
-from qa.answer import Answer
+from qa.answer import UNSETTLED_TEXT, Answer
 from qa.answering.chain import build_chain
 from qa.answering.decisions import Thresholds
 from qa.answering.yesno import Bearing, bearing, is_long, settle
@@ -113,7 +114,18 @@ def test_a_verdict_its_own_sentences_contradict_is_an_abstention() -> None:
     # "No." over the text and its bearing sentences, but each sentence read alone says yes:
     # "No." followed by a sentence that says yes is never shown.
     answer = _ask(_reads(NO, {"bearing": NO, NO_SENTENCE: YES, YES_SENTENCE: YES}))
-    assert answer.abstained
+    assert answer.abstained and answer.status == "unconfirmed"
+    # No verdict, only the sentence that bears on the question, quoted with its citation.
+    assert answer.text == (f'{UNSETTLED_TEXT} The sentence that bears on it: "{NO_SENTENCE}" [2]')
+
+
+def test_a_verdict_near_even_odds_is_unconfirmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("qa.answering.decisions.DECISIVE", 0.2)
+    near = {" Yes": 0.6, " No": 0.4}
+    answer = _ask(_reads(near, {}), LONG[:1], reading=False)
+    assert answer.status == "unconfirmed" and answer.abstained
+    assert answer.withheld.startswith("Yes.") and "Yes" not in answer.text.split(":")[0]
+    assert _ask(_reads(YES, {}), LONG[:1], reading=False).status == "answered"
 
 
 def test_a_paragraph_keeps_the_answering_verdict_and_a_sentence_that_agrees() -> None:

@@ -36,6 +36,7 @@ from qa.answering.decisions import (
     decide_short,
     decide_yesno,
     to_supported,
+    unconfirmed_reply,
 )
 from qa.answering.prompts import (
     PREFILL,
@@ -49,8 +50,10 @@ from qa.answering.prompts import (
 from qa.answering.shapes import INSTRUCTIONS, overview_topic, route
 from qa.answering.yesno import Reader, build_reader
 from qa.passages import Hit
+from qa.text import normalize, strip_citations
 from qa.trust.spotlight import neutral_hit, unmark
 from qa.trust.verify import (
+    NONE_WORDS,
     build_checker,
     none_probability,
     to_citation,
@@ -86,6 +89,8 @@ class _Models:
     checker: Callable[[str, str, str], float | None] | None
     guard: Guard
     read: Reader | None = None
+    forced: Runnable | None = None
+    """The short answer's generator with "none" banned (backends that can ban tokens)."""
 
 
 def build_chain(
@@ -119,6 +124,9 @@ def build_chain(
         checker=build_checker(llm) if checked else None,
         guard=guard,
         read=build_reader(llm, guard.datamark) if yesno_reading else None,
+        forced=prompt | llm.bind(**(binds | SHAPE_BINDS["short"] | {"ban": ["none"]}))
+        if getattr(llm, "bans_tokens", False)
+        else None,
     )
 
     def answer_events(inputs: Iterator[dict]) -> Iterator[Token | Answer]:
@@ -164,6 +172,7 @@ def _indexed_answer(x: dict, summary: list[Sentence]) -> Iterator[Token | Answer
         question=x["question"],
         text=supported.text if supported else ABSTAIN_TEXT,
         abstained=supported is None,
+        status="answered" if supported else "not_found",
         citations=supported.citations if supported else [],
         retrieved=supported.citations if supported else [],
         timings=Timings(x["retrieve_ms"], total_ms, total_ms),
@@ -182,19 +191,15 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
     t0 = x["t0"]
     timings = Timings(retrieve_ms=x["retrieve_ms"])
     generated, streamed = "", 0
-    probs: dict[str, float] = {}
-    states: dict[str, list[float]] = {}
-    logprobs: list[float] = []
+    reading = _Reading()
     # An overview of one aspect ("Summarize how the war ended") is an open question.
     shape_used = "open" if shape == "overview" and overview_topic(x["standalone"]) else shape
     question = x["standalone"] + INSTRUCTIONS[shape_used]
     passages = format_passages(hits, guard.datamark, x["standalone"])
-    for chunk in models.generate[shape_used].stream({"passages": passages, "question": question}):
+    prompt = {"passages": passages, "question": question}
+    for chunk in models.generate[shape_used].stream(prompt):
         meta = chunk.response_metadata
-        probs = probs or meta.get("first_token_probs", {})
-        logprobs = meta.get("token_logprobs", logprobs)
-        for position, key in (("first", "hidden_states"), ("end", "hidden_states_end")):
-            states |= {f"{layer}@{position}": v for layer, v in meta.get(key, {}).items()}
+        reading.add(meta)
         for key, value in meta.get("usage", {}).items():  # reported by the local model
             setattr(timings, key, value)
         generated += str(chunk.content)
@@ -207,11 +212,21 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
             streamed = len(visible)
     if guard.datamark:
         generated = unmark(generated)
-    signals = Signals(probs, logprobs, states)
+    signals = reading.signals()
+    probs = signals.first_token_probs
     if shape == "short":
         decision = decide_short(
             x["standalone"], generated, hits, signals, thresholds, models.checker
         )
+        if models.forced is not None and torn(generated, probs, thresholds.abstain):
+            # The model said "none" but put most of its odds elsewhere: its best candidate
+            # that is not "none", from the same prompt (cached: only decoding is paid).
+            forced = _Reading()
+            text = "".join(str(c.content) for c in _tapped(models.forced.stream(prompt), forced))
+            decision = decide_short(
+                x["standalone"], text, hits, forced.signals(), thresholds, models.checker
+            )
+            decision.features["forced"] = 1.0
     elif shape == "yesno":
         read = partial(models.read, passages) if models.read else None
         decision = decide_yesno(x["standalone"], generated, hits, signals, thresholds, read)
@@ -230,12 +245,23 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
         if reply:
             held = withhold(x["question"], reply, [h.chunk for h in x["hits"]], system=SYSTEM)
             shown = None if held else shown
+    # A candidate the decision cannot stand behind is shown as unconfirmed, never asserted.
+    candidate = decision.supported if not shown and not held else None
+    if held:
+        text, status = held.reason, "unconfirmed"
+    elif shown:
+        text, status = shown.text, "answered"
+    elif candidate:
+        text, status = unconfirmed_reply(candidate, shape), "unconfirmed"
+    else:
+        text, status = ABSTAIN_TEXT, "not_found"
+    cited = shown or candidate
     p_none = none_probability(probs)
     yield Answer(
         question=x["question"],
-        text=held.reason if held else shown.text if shown else ABSTAIN_TEXT,
+        text=text,
         abstained=shown is None,
-        citations=shown.citations if shown else [],
+        citations=cited.citations if cited else [],
         retrieved=sorted(
             (to_citation(i, h) for i, h in enumerate(hits, 1)), key=lambda c: -c.score
         ),
@@ -252,7 +278,41 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
         shape=shape,
         sentences=decision.sentences if shown else [],
         dropped=decision.dropped,
+        status=status,
     )
+
+
+class _Reading:
+    """The signals an answering pass reports in its chunks' metadata (:class:`Signals`)."""
+
+    def __init__(self) -> None:
+        self.probs: dict[str, float] = {}
+        self.logprobs: list[float] = []
+        self.states: dict[str, list[float]] = {}
+
+    def add(self, meta: dict) -> None:
+        self.probs = self.probs or meta.get("first_token_probs", {})
+        self.logprobs = meta.get("token_logprobs", self.logprobs)
+        for position, key in (("first", "hidden_states"), ("end", "hidden_states_end")):
+            self.states |= {f"{layer}@{position}": v for layer, v in meta.get(key, {}).items()}
+
+    def signals(self) -> Signals:
+        return Signals(self.probs, self.logprobs, self.states)
+
+
+def _tapped(chunks: Iterator, reading: _Reading) -> Iterator:
+    for chunk in chunks:
+        reading.add(chunk.response_metadata)
+        yield chunk
+
+
+def torn(generated: str, first_token_probs: dict[str, float], abstain: float) -> bool:
+    """Whether the model replied "none" while putting most of its first-token odds on other
+    answers: below ``abstain`` (``Settings.abstain_threshold``, the line at which qa takes the
+    model's "none" for an answer) it did not mean it."""
+    p_none = none_probability(first_token_probs)
+    said = normalize(strip_citations(answer_line(generated)))
+    return said in NONE_WORDS and p_none is not None and p_none < abstain
 
 
 class AnswerStream:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from qa.answer import Citation, Sentence, Shape, Signals
+from qa.answer import UNCONFIRMED_TEXT, UNSETTLED_TEXT, Citation, Sentence, Shape, Signals
 from qa.answering.prompts import PREFILL, answer_line
 from qa.answering.shapes import INSTRUCTIONS, list_items, overview_topic, sentences
-from qa.answering.yesno import Reader, bearing, bearing_verdict, settle
+from qa.answering.yesno import DECISIVE, Reader, bearing, bearing_verdict, settle
 from qa.passages import Hit
 from qa.text import normalize, split_sentences
 from qa.trust.answerability import YESNO_COVERAGE, Answerability, cheap_features, yes_probability
@@ -230,7 +230,8 @@ def decide_yesno(
     probabilities its word); over more than a paragraph, ``read`` re-reads it from the
     sentences that bear on the question. The sentence shown is the best bearing one whose own
     read agrees with the verdict. Abstains when no passage covers enough of the question, the
-    model answers "none", or no bearing sentence agrees with the verdict."""
+    model answers "none", or no bearing sentence agrees with the verdict; a verdict within
+    ``DECISIVE`` of even odds is not shown (the reply is unconfirmed, quoting the sentence)."""
     model = thresholds.answerability
     needed = model.yesno_coverage if model else YESNO_COVERAGE
     covered = [question_coverage(question, h.chunk.text) for h in hits]
@@ -251,17 +252,25 @@ def decide_yesno(
         p_yes = reread
         features["p_yes_bearing"] = p_yes
     settled = settle(asked, p_yes >= 0.5, candidates, read)
-    if settled is None:  # every bearing sentence read alone says the opposite
-        return Decision(None, False, features=features | {"p_yes_verdict": p_yes})
+    verdict = "Yes" if p_yes >= 0.5 else "No"
+    if settled is None:  # no sentence, or each one read alone says the opposite
+        if not candidates:
+            return Decision(None, False, features=features | {"p_yes_verdict": p_yes})
+        i, sentence = candidates[0].hit, candidates[0].text
+        kept = [Sentence(f"{verdict}. {sentence}", [to_citation(i + 1, hits[i], quote=sentence)])]
+        return Decision(
+            to_supported(kept, "yesno"), False, features=features | {"p_yes_verdict": p_yes}
+        )
     if settled.p_yes is not None:
         features["p_yes_sentence"] = settled.p_yes
     i, sentence = settled.sentence.hit, settled.sentence.text
-    verdict = "Yes" if p_yes >= 0.5 else "No"
     learned = judge(question, verdict, i, hits, signals, "yesno", thresholds)
     kept = [Sentence(f"{verdict}. {sentence}", [to_citation(i + 1, hits[i], quote=sentence)])]
+    # A verdict near even odds is not shown: the reply quotes the sentence, unconfirmed.
+    decisive = abs(p_yes - 0.5) >= DECISIVE
     return Decision(
         to_supported(kept, "yesno"),
-        learned.shown,
+        learned.shown and decisive,
         max(p_yes, 1 - p_yes),
         learned.p_right,
         learned.features | features | {"p_yes_verdict": p_yes},
@@ -277,3 +286,24 @@ def to_supported(kept: list[Sentence], shape: Shape) -> Supported:
     citations = list({c.n: c for s in reversed(kept) for c in s.citations}.values())[::-1]
     first = kept[0].citations[0]
     return Supported(kept[0].text, first.n - 1, text, sorted(citations, key=lambda c: c.n))
+
+
+QUOTE_CHARS = 300
+"""An unconfirmed reply quotes at most this much of its sentence."""
+
+
+def unconfirmed_reply(supported: Supported, shape: Shape) -> str:
+    """What a user reads when a candidate was found but the decision cannot stand behind it:
+    that the documents do not confirm an answer, the candidate marked as unconfirmed, and the
+    passage sentence it came from with its citation. A yes/no reply gives no verdict, only
+    the sentence that bears on the question."""
+    cited = supported.citations[0]
+    quote = " ".join((cited.quote or settling_sentence(supported.answer, cited.text)).split())
+    if len(quote) > QUOTE_CHARS:
+        quote = quote[: QUOTE_CHARS - 1].rsplit(" ", 1)[0] + "…"
+    source = f'"{quote}" [{cited.n}]'
+    if shape == "yesno":
+        return f"{UNSETTLED_TEXT} The sentence that bears on it: {source}"
+    if shape == "short":
+        return f"{UNCONFIRMED_TEXT} Unconfirmed: {supported.answer}, from {source}"
+    return f"{UNCONFIRMED_TEXT} Unconfirmed: {supported.text}"

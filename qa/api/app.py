@@ -215,8 +215,10 @@ def build_api(
     )
     async def chat_completions(request: Request, body: ChatRequest, who: Anyone) -> Any:
         """Answer the last message, a follow-up of the ones before it. The content is the
-        answer with its `[n]` marks (or "I don't know: the documents don't say."); `qa`
-        holds the citations, `abstained`, `answerability`, `decided_by`, `shape` and timings.
+        answer with its `[n]` marks; or, when the documents do not confirm one, the candidate
+        marked unconfirmed with the sentence it came from; or "I don't know: the documents
+        don't say." when nothing holds one. `qa` holds the `status` (answered, unconfirmed,
+        not_found), the citations, `answerability`, `decided_by`, `shape` and timings.
         """
         if body.stream:
             events = await chat.stream(body, who)

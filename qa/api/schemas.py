@@ -93,7 +93,11 @@ class TimingsOut(BaseModel):
 class QAExtra(BaseModel):
     """The ``qa`` field of a reply: what qa knows about its answer beyond the text."""
 
-    abstained: bool = Field(description="True when qa answered that the documents don't say.")
+    status: str = Field(
+        description="'answered' (the decision stands behind it), 'unconfirmed' (a candidate the "
+        "documents do not confirm, quoted with its sentence; never asserted) or 'not_found'."
+    )
+    abstained: bool = Field(description="True unless status is 'answered': nothing asserted.")
     answerability: float | None = Field(
         description="The learned decision's P(answer is right); null if it did not run."
     )
@@ -111,6 +115,7 @@ class QAExtra(BaseModel):
     def of(cls, answer: Answer, queued_s: float) -> QAExtra:
         t = answer.timings
         return cls(
+            status=answer.status,
             abstained=answer.abstained,
             answerability=answer.answerability,
             confidence=answer.confidence,

@@ -81,11 +81,20 @@ def index_with_progress(
     return report
 
 
+LABELS = {"unconfirmed": "[yellow]Unconfirmed[/yellow]", "not_found": "[dim]Not found[/dim]"}
+"""How a reply qa does not assert is marked in the terminal."""
+
+
 def print_answer(answer: Answer, *, streamed: bool) -> None:
-    if not streamed or answer.abstained:
-        console.print(escape(answer.text))
-    else:
+    if answer.abstained:
+        if streamed:
+            console.print()  # the streamed candidate was not an answer: a line of its own
+        label = "[yellow]Withheld[/yellow]" if answer.planted else LABELS.get(answer.status, "")
+        console.print(f"{label} {escape(answer.text)}".strip())
+    elif streamed:
         console.print()
+    else:
+        console.print(escape(answer.text))
     for c in answer.citations:
         console.print(
             f"[dim][{c.n}] {escape(c.location)}:[/dim] {escape(' '.join(c.text.split()))}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -24,7 +24,7 @@ from qa.errors import BackendError
 from qa.llm.llamacpp import chat_result, to_messages
 from qa.llm.served import server_errors
 
-_OPTIONS = ("grammar", "prefill", "hidden_state", "max_tokens")
+_OPTIONS = ("grammar", "prefill", "hidden_state", "max_tokens", "ban")
 
 
 class QAServerChat(BaseChatModel):
@@ -33,6 +33,9 @@ class QAServerChat(BaseChatModel):
     ``timeout`` bounds the silence between two pieces; a request waiting in the server's queue
     is kept alive by blank heartbeat lines, so a busy server is not mistaken for a dead one.
     """
+
+    bans_tokens: ClassVar[bool] = True
+    """It takes ``ban=[words]`` (the chain draws a candidate other than "none" with it)."""
 
     base_url: str
     timeout: float = 60.0

@@ -328,10 +328,18 @@ class Engine:
         self._running.append(seq)
 
     def _sampler(self, job: Job) -> Any:
-        """A llama.cpp sampler chain for one request: its grammar, then greedy or sampled."""
+        """A llama.cpp sampler chain for one request: its banned tokens, its grammar, then
+        greedy or sampled."""
         import llama_cpp
 
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        if job.ban:
+            biases = (llama_cpp.llama_logit_bias * len(job.ban))(
+                *(llama_cpp.llama_logit_bias(token, -math.inf) for token in job.ban)
+            )
+            llama_cpp.llama_sampler_chain_add(
+                chain, llama_cpp.llama_sampler_init_logit_bias(self._n_vocab, len(job.ban), biases)
+            )
         if job.grammar:
             grammar = llama_cpp.llama_sampler_init_grammar(
                 self._vocab, job.grammar.encode(), b"root"

@@ -22,6 +22,8 @@ class Job:
     hidden: bool = False
     stop: tuple[str, ...] = ()
     temperature: float = 0.0
+    ban: tuple[int, ...] = ()
+    """Token ids never generated (their probabilities are still reported)."""
 
 
 _DONE = object()

@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -60,7 +60,9 @@ class LlamaCppChat(BaseChatModel):
 
     Extra call options (e.g. via ``.bind``): ``grammar=<GBNF>`` constrains the output;
     ``prefill=<text>`` starts the assistant's reply with that text (the grammar applies to what
-    follows it); ``hidden_state=True`` also reports hidden states. The first chunk's
+    follows it); ``hidden_state=True`` also reports hidden states; ``ban=["none"]`` never
+    generates those words' tokens (as a word of their own, either case; their probabilities are
+    still reported). The first chunk's
     ``response_metadata`` carries ``first_token_probs`` (the most likely first tokens and their
     probabilities) and, if asked, ``hidden_states`` (``{"final": [...], "l14": [...], ...}``,
     the final and ``TAPPED_LAYERS`` states at the position predicting the first token); the
@@ -68,6 +70,9 @@ class LlamaCppChat(BaseChatModel):
     if asked, ``hidden_states_end`` (the same at the last output token, which predicted the
     end). These are confidence signals for the caller.
     """
+
+    bans_tokens: ClassVar[bool] = True
+    """It takes ``ban=[words]`` (the chain draws a candidate other than "none" with it)."""
 
     model_path: str
     n_ctx: int = 4096
@@ -184,8 +189,21 @@ class LlamaCppChat(BaseChatModel):
             hidden=bool(options.get("hidden_state")),
             stop=tuple(stop or ()),
             temperature=self.temperature,
+            ban=self._token_ids(tuple(options.get("ban") or ())),
         )
         return self.engine.submit(job)
+
+    def _token_ids(self, words: tuple[str, ...]) -> tuple[int, ...]:
+        """The tokens that spell each of ``words`` alone, with or without a leading space, in
+        lower case and capitalized."""
+        ids = set()
+        for word in words:
+            for form in (word, word.capitalize()):
+                for spelled in (form, " " + form):
+                    tokens = self.llama.tokenize(spelled.encode(), add_bos=False, special=False)
+                    if len(tokens) == 1:
+                        ids.add(tokens[0])
+        return tuple(sorted(ids))
 
     def _generate(
         self,

@@ -7,7 +7,7 @@ a crash or kill of the model server costs only the answers being generated (the 
 them as failed, chats already saved stay saved), and the supervisor starts it again.
 
 The protocol is one endpoint: ``POST /v1/generate`` with ``{"messages": [...], "stop": [...],
-"max_tokens", "grammar", "prefill", "hidden_state"}`` answers a stream of JSON lines
+"max_tokens", "grammar", "prefill", "hidden_state", "ban"}`` answers a stream of JSON lines
 ``{"text": ..., "meta": {...}}`` (the pieces :class:`~qa.llm.llamacpp.LlamaCppChat` yields, with
 every signal the answer decision reads), blank lines while the request waits for a free
 sequence, or ``{"error": ...}``. ``GET /health`` says when the model is loaded.
@@ -57,7 +57,9 @@ def build_app(settings: Settings) -> Any:
     async def generate(request: Request) -> Any:
         body = await request.json()
         options = {
-            k: body[k] for k in ("grammar", "prefill", "hidden_state", "max_tokens") if k in body
+            k: body[k]
+            for k in ("grammar", "prefill", "hidden_state", "max_tokens", "ban")
+            if k in body
         }
         try:
             ticket = llm.submit(body["messages"], body.get("stop"), **options)

@@ -22,10 +22,10 @@ from qa.answer import Citation
 from qa.passages import Hit
 from qa.text import contains, escape_braces, normalize, split_sentences, strip_citations
 
-# Compared after normalize(), so stored the same way ("n/a" becomes "n a").
-_NONE = frozenset(
+NONE_WORDS = frozenset(
     normalize(s) for s in ("none", "n/a", "unknown", "not stated", "not mentioned", "no answer", "")
 )
+"""Replies that say there is no answer, ``normalize``d ("n/a" is stored as "n a")."""
 _STOPWORDS = frozenset(
     "a an the of in on at to for by with and or is was were are be been it its this that "
     "he she they his her their as from about years year old".split()
@@ -151,7 +151,7 @@ def verify(question: str, reply: str, hits: list[Hit]) -> Supported | None:
     """The cited answer, or None when the reply is unsupported by the retrieved chunks."""
     parsed = parse_reply(reply)
     answer = strip_citations(parsed.answer).strip()
-    if normalize(answer) in _NONE:
+    if normalize(answer) in NONE_WORDS:
         return None
     if not content_words(answer) - content_words(question):
         return None  # the answer only repeats the question's words: it says nothing new
@@ -237,7 +237,7 @@ def says_something(question: str, sentence: str, min_words: int = 1) -> bool:
     (and is not a "none"-like reply)."""
     return (
         len(sentence.split()) >= min_words
-        and normalize(sentence) not in _NONE
+        and normalize(sentence) not in NONE_WORDS
         and bool(content_words(sentence) - content_words(question))
     )
 

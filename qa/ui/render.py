@@ -48,7 +48,10 @@ CSS = """
 .qa-chunk mark.qa-active { outline: 2px solid var(--color-accent); font-weight: 600; }
 a.qa-cite { text-decoration: none; font-size: 0.85em; margin-left: 2px; }
 .qa-empty, .qa-note { color: var(--body-text-color-subdued); font-size: 0.9em; }
-.qa-abstain { border-left: 3px solid #d97706; padding-left: 8px; }
+.qa-reply { border-left: 3px solid; padding-left: 8px; }
+.qa-unconfirmed { border-color: #d97706; }
+.qa-not-found { border-color: #9ca3af; }
+.qa-label { font-weight: 600; font-size: 0.85em; text-transform: uppercase; }
 #qa-status table, #qa-documents table { font-size: 0.85em; }
 #qa-documents th { white-space: nowrap; }
 .qa-flip { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 6px 10px;
@@ -215,12 +218,7 @@ def render_answer(answer: Answer, turn: int = 0) -> str:
         f"total {t.total_ms / 1000:.1f} s</small></span>"
     )
     if answer.abstained:
-        body = (
-            f'<div class="qa-abstain">🤷 <em>{md_escape(answer.text)}</em><br>'
-            '<span class="qa-note">The documents don\'t say; try rephrasing or upload a '
-            "document that covers it.</span></div>"
-        )
-        return f"{body}\n\n{timing}"
+        return f"{_not_asserted(answer, turn)}\n\n{timing}"
     shown = [_sentence(s, i, turn) for i, s in enumerate(answer.sentences)]
     if not shown:  # an answer without per-sentence citations: its text as it is
         text = md_escape(answer.text)
@@ -230,6 +228,31 @@ def render_answer(answer: Answer, turn: int = 0) -> str:
         text = " ".join(shown)
     sources = " · ".join(f"[{c.n}] {c.location}" for c in answer.citations)
     return f"{text}\n\n<small>Sources: {md_escape(sources)}</small> {timing}"
+
+
+_MARKS = re.compile(r"\s*\[(\d+)\]")
+
+
+def _not_asserted(answer: Answer, turn: int) -> str:
+    """The bubble of a reply qa does not assert: *unconfirmed* (the candidate and the sentence
+    it came from, its ``[n]`` clickable) or *not found*. Plain HTML, escaped as such: inside an
+    HTML block Markdown escapes would show as backslashes."""
+    if answer.status == "unconfirmed":
+        text = _MARKS.sub("", answer.text)
+        links = "".join(
+            f' <a class="qa-cite" href="#qa-{turn}-0-{n}">[{n}]</a>'
+            for n in dict.fromkeys(_MARKS.findall(answer.text))
+        )
+        label = "Withheld" if answer.planted else "Unconfirmed"
+        return (
+            f'<div class="qa-reply qa-unconfirmed"><span class="qa-label">{label}</span><br>'
+            f"{html.escape(text)}{links}</div>"
+        )
+    return (
+        '<div class="qa-reply qa-not-found"><span class="qa-label">Not found</span><br>'
+        f"{html.escape(answer.text)}<br>"
+        '<span class="qa-note">Try rephrasing, or upload a document that covers it.</span></div>'
+    )
 
 
 def render_error(message: str) -> str:
