@@ -12,7 +12,7 @@ from langchain_core.language_models import FakeListChatModel
 from qa import Assistant, Settings
 from qa.answer import ABSTAIN_TEXT, Answer, Citation, Timings
 from qa.evaluation.evaluate import EvalReport, ItemResult, TurnResult, run_eval
-from qa.evaluation.gold import load_gold, parse_gold_item, stratified_sample
+from qa.evaluation.gold import GoldTurn, load_gold, parse_gold_item, stratified_sample
 from qa.evaluation.reports import (
     Baseline,
     check_gate,
@@ -22,7 +22,13 @@ from qa.evaluation.reports import (
     update_baseline,
     write_reports,
 )
-from qa.evaluation.scoring import facts_present, gold_token_recall, squad_em, squad_f1
+from qa.evaluation.scoring import (
+    facts_present,
+    gold_token_recall,
+    outcome,
+    squad_em,
+    squad_f1,
+)
 from qa.text import contains, normalize, strip_citations
 
 from .conftest import ROOT
@@ -163,6 +169,7 @@ class FakeAssistant:
             question=question,
             text=text,
             abstained=abstained,
+            status="not_found" if abstained else "answered",
             citations=[] if abstained else [self.chunks[1]],
             retrieved=self.chunks,
             timings=Timings(retrieve_ms=5, first_token_ms=100, total_ms=200),
@@ -395,3 +402,63 @@ def test_a_small_set_may_move_by_one_item_and_a_large_one_by_the_default() -> No
     assert one_item(_scored([1.0] * 100), "fact_recall") == pytest.approx(0.01)
     assert check_gate(_scored([1.0] * 95 + [0.0] * 5), base).ok  # the 0.05 default
     assert not check_gate(_scored([1.0] * 94 + [0.0] * 6), base).ok
+
+
+def _turn(**expectation) -> GoldTurn:
+    return parse_gold_item({"id": "t", "question": "When did it open?", **expectation}).turns[0]
+
+
+def _reply(status: str, text: str = "", withheld: str = "", quote: str = "") -> Answer:
+    cited = [Citation(1, "d.txt", "c1", f"Intro. {quote}", 0.5, quote=quote)] if quote else []
+    return Answer("When did it open?", text, status != "answered", cited, withheld=withheld,
+                  status=status)  # fmt: skip
+
+
+def test_each_reply_comes_to_one_of_five_outcomes() -> None:
+    dated = _turn(answers=["1998"])
+    assert outcome(dated, _reply("answered", "in 1998 [1]")) == "answered_right"
+    assert outcome(dated, _reply("answered", "in 2004 [1]")) == "answered_wrong"
+    held = _reply("unconfirmed", "…", withheld="1998", quote="It opened in 1998.")
+    assert outcome(dated, held) == "unconfirmed_holds"
+    # The candidate is wrong, but the sentence it came from holds the answer.
+    near = _reply("unconfirmed", "…", withheld="2004", quote="It opened in 1998.")
+    assert outcome(dated, near) == "unconfirmed_holds"
+    far = _reply("unconfirmed", "…", withheld="2004", quote="It moved in 2004.")
+    assert outcome(dated, far) == "unconfirmed_without"
+    assert outcome(dated, _reply("not_found", ABSTAIN_TEXT)) == "not_found"
+    # Every asserted reply to an unanswerable question is a wrong claim.
+    none = _turn(unanswerable=True)
+    assert outcome(none, _reply("answered", "in 1998 [1]")) == "answered_wrong"
+    assert outcome(none, held) == "unconfirmed_without"
+    # A yes/no verdict holds only if the withheld verdict was right: a sentence has no verdict.
+    yes = _turn(yes=True)
+    assert outcome(yes, _reply("unconfirmed", "…", "Yes. It opened.", "It opened.")) == (
+        "unconfirmed_holds"
+    )
+    assert outcome(yes, _reply("unconfirmed", "…", "No. It opened.", "It opened.")) == (
+        "unconfirmed_without"
+    )
+
+
+def test_reports_count_the_outcomes_and_the_gate_fails_when_wrong_claims_rise(
+    tmp_path: Path,
+) -> None:
+    unanswerable = ["Who directs?", "Who flew?", "Who paid?", "Who wrote?"]
+    gold = [{"id": "a", "question": "Who stars?", "answers": ["Yulia Peresild"]}]
+    gold += [{"id": q, "question": q, "unanswerable": True} for q in unanswerable]
+    path = _write_gold(tmp_path / "g.jsonl", gold)
+    right = {"Who stars?": "Yulia Peresild [2]"}
+    careful = run_eval(FakeAssistant(right | dict.fromkeys(unanswerable, ABSTAIN_TEXT)), path)
+    m = careful.metrics
+    assert (m["answered_right"], m["answered_wrong"], m["not_found"]) == (0.2, 0.0, 0.8)
+    assert m["asserted_precision"] == 1.0 and m["unanswerable_claim"] == 0.0
+    claims = dict.fromkeys(unanswerable[:2], "Yulia Peresild [2]")
+    claiming = run_eval(
+        FakeAssistant(right | dict.fromkeys(unanswerable, ABSTAIN_TEXT) | claims), path
+    )
+    assert claiming.metrics["asserted_precision"] == pytest.approx(1 / 3)
+    assert claiming.metrics["unanswerable_claim"] == 0.5
+    gate = check_gate(claiming, Baseline(dict(careful.metrics), []))
+    assert not gate.ok
+    assert {r.split(":")[0] for r in gate.regressions} >= {"answered_wrong", "unanswerable_claim"}
+    assert "answered_wrong" in dict(summary_table(claiming))

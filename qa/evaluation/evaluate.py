@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from qa.answer import Answer, Citation
 from qa.evaluation.gold import GoldItem, GoldTurn, load_gold
 from qa.evaluation.scoring import (
+    OUTCOMES,
     grounded_flags,
     reply_right,
     score_turn,
@@ -61,6 +62,7 @@ class TurnResult:
     standalone: str = ""
     answer: str = ""
     abstained: bool = False
+    status: str = ""
     passed: bool = False
     citations: list[dict[str, Any]] = field(default_factory=list)
     retrieved: list[dict[str, Any]] = field(default_factory=list)
@@ -143,7 +145,7 @@ def _run_item(assistant: Asker, item: GoldItem, ks: list[int]) -> ItemResult:
                 {"role": "assistant", "content": ans.text},
             ]
             res.timings = asdict(ans.timings)
-        res.answer, res.abstained = ans.text, ans.abstained
+        res.answer, res.abstained, res.status = ans.text, ans.abstained, ans.status
         res.standalone = ans.standalone_question
         res.confidence, res.support = ans.confidence, ans.support
         res.answerability, res.withheld = ans.answerability, ans.withheld
@@ -161,6 +163,8 @@ def _run_item(assistant: Asker, item: GoldItem, ks: list[int]) -> ItemResult:
 
 
 _MEAN_ORDER = [
+    *OUTCOMES,
+    "unanswerable_claim",
     "fact_recall",
     "contains_gold",
     "candidate_acc",
@@ -200,6 +204,9 @@ def _aggregate(items: list[ItemResult]) -> dict[str, float]:
         values = [t.scores[key] for t in turns if key in t.scores]
         if values:
             metrics[key] = sum(values) / len(values)
+    asserted = [t.scores["answered_right"] for t in turns if not t.abstained and not t.error]
+    if asserted:
+        metrics["asserted_precision"] = sum(asserted) / len(asserted)
     # Pooled over sentences: an answer of five sentences weighs five times one of one.
     grounded = [s["grounded"] for t in turns for s in t.sentences]
     if grounded:

@@ -19,14 +19,34 @@ from qa.evaluation.evaluate import EvalReport, ItemResult, TurnResult
 DEFAULT_TOLERANCE = 0.05
 """How much (absolute) a quality metric may drop below its baseline."""
 LOWER_IS_BETTER = frozenset(
-    {"false_abstain_rate", "errors", "injection_success", "unsupported_claims"}
+    {
+        "false_abstain_rate",
+        "errors",
+        "injection_success",
+        "unsupported_claims",
+        "answered_wrong",
+        "unanswerable_claim",
+    }
 )
 TOLERANCES = {"errors": 0.0, "injection_success": 0.0, "unsupported_claims": 0.25}
 """Metrics with a tolerance of their own; ``unsupported_claims`` counts sentences, not a rate."""
 CEILINGS = {"injection_success": 0.0}
 """Metrics gated against a fixed ceiling whatever the baseline says: one planted string that
 reaches a user fails the gate."""
-NOT_GATED = frozenset({"n_items", "n_questions", "answer_words", "answer_sentences"})
+NOT_GATED = frozenset(
+    {
+        "n_items",
+        "n_questions",
+        "answer_words",
+        "answer_sentences",
+        # How the replies not asserted split, and a ratio over a handful of asserted answers:
+        # reported, while the gate reads the wrong claims and the right answers themselves.
+        "unconfirmed_holds",
+        "unconfirmed_without",
+        "not_found",
+        "asserted_precision",
+    }
+)
 """Besides these, latency metrics (``*_ms``) are not gated."""
 _COUNTS = frozenset({"errors", "n_items", "n_questions"})
 _NOT_RATES = _COUNTS | {"unsupported_claims", "answer_words", "answer_sentences"}

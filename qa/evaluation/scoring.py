@@ -218,6 +218,31 @@ def _answerable(turn: GoldTurn, ans: Answer, sources: list[str], ks: list[int]) 
     return scores
 
 
+OUTCOMES = (
+    "answered_right",
+    "answered_wrong",
+    "unconfirmed_holds",
+    "unconfirmed_without",
+    "not_found",
+)
+"""What a reply came to, one of these per question (#33): asserted and right; asserted and
+wrong (a claim the documents do not back: every asserted reply to an unanswerable question);
+unconfirmed with a candidate or quote that holds the gold answer; unconfirmed without it; and
+not found."""
+
+
+def outcome(turn: GoldTurn, ans: Answer) -> str:
+    """Which of ``OUTCOMES`` the reply ``ans`` to ``turn`` came to."""
+    if not ans.abstained:
+        return "answered_right" if reply_right(turn, ans.text) else "answered_wrong"
+    if ans.status != "unconfirmed" or turn.unanswerable:
+        return "unconfirmed_without" if ans.status == "unconfirmed" else "not_found"
+    holds = bool(ans.withheld) and reply_right(turn, ans.withheld)
+    if (turn.answers or turn.facts) and turn.yes is None:  # a bare verdict has no words to quote
+        holds = holds or any(_supports(turn, c.quote) for c in ans.citations if c.quote)
+    return "unconfirmed_holds" if holds else "unconfirmed_without"
+
+
 def score_turn(turn: GoldTurn, ans: Answer, sources: list[str], ks: list[int]) -> dict[str, float]:
     """Every metric that applies to this question, keyed by metric name (``evals/README.md``).
 
@@ -226,11 +251,17 @@ def score_turn(turn: GoldTurn, ans: Answer, sources: list[str], ks: list[int]) -
     """
     shown = shown_sentences(ans)
     if turn.unanswerable:
-        scores = {"abstain_acc": float(ans.abstained), "unsupported_claims": float(len(shown))}
+        scores = {
+            "abstain_acc": float(ans.abstained),
+            "unsupported_claims": float(len(shown)),
+            "unanswerable_claim": float(not ans.abstained),
+        }
         if turn.gold_shape != "short":
             scores["open_abstain_acc"] = float(ans.abstained)
     else:
         scores = _answerable(turn, ans, sources, ks)
+    came_to = outcome(turn, ans)
+    scores |= {name: float(name == came_to) for name in OUTCOMES}
     if turn.shape is not None:
         scores["shape_acc"] = float(ans.shape == turn.shape)
     if shown:

@@ -149,6 +149,9 @@ HEADLINE = (
     "candidate_acc",
     "abstain_acc",
     "false_abstain_rate",
+    "answered_wrong",
+    "asserted_precision",
+    "unconfirmed_holds",
     "injection_success",
 )
 """The metrics a finished run leads with, those the set has, in this order."""

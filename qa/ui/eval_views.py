@@ -28,6 +28,13 @@ HEADLINE = (
     "contains_gold",
     "abstain_acc",
     "false_abstain_rate",
+    "answered_right",
+    "answered_wrong",
+    "unconfirmed_holds",
+    "unconfirmed_without",
+    "not_found",
+    "unanswerable_claim",
+    "asserted_precision",
     "citation_grounding",
     "sentence_grounding",
     "fact_coverage",
@@ -98,13 +105,17 @@ def metrics_frame(report: EvalReport, baseline: Baseline | None, gate: GateResul
 
 
 def outcome(turn: TurnResult) -> str:
-    """right, wrong, rightly abstained, falsely abstained or error."""
+    """right, wrong, rightly abstained, falsely abstained or error; a reply not asserted says
+    whether it was unconfirmed (``falsely abstained (unconfirmed, holds the answer)``)."""
     if turn.error:
         return "error"
+    unconfirmed = " (unconfirmed)" if turn.status == "unconfirmed" else ""
     if turn.expected == "abstain":
-        return "rightly abstained" if turn.abstained else "wrong"
+        return f"rightly abstained{unconfirmed}" if turn.abstained else "wrong"
     if turn.abstained:
-        return "falsely abstained"
+        if turn.scores.get("unconfirmed_holds"):
+            return "falsely abstained (unconfirmed, holds the answer)"
+        return f"falsely abstained{unconfirmed}"
     return "right" if turn.passed else "wrong"
 
 
@@ -112,8 +123,8 @@ def _shown(kind: str, show: Show) -> bool:
     if show == "wrong":
         return kind in ("wrong", "error")
     if show == "abstained":
-        return kind.endswith("abstained")
-    return show == "all" or kind == show
+        return "abstained" in kind
+    return show == "all" or kind.split(" (")[0] == show
 
 
 def _citations(turn: TurnResult) -> str:
