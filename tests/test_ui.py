@@ -42,7 +42,9 @@ def test_answer_streams_then_shows_the_cited_answer_and_its_source(settings, fak
     assistant = _assistant(settings, fake_embeddings, [BAKERY_REPLY])
     steps = list(respond(assistant, "When did the bakery open?", []))
     box, chat, turns, sources = steps[-1]
-    assert box == "" and len(steps) > 2  # the question appears first, then tokens stream in
+    assert steps[0][0] == "" and len(steps) > 2  # the question appears first, then tokens
+    # After the first step the box is left alone: a next question typed meanwhile stays.
+    assert all(s[0] == {"__type__": "update"} for s in steps[1:])
     assert any("in 1998" in s[1][-1]["content"] for s in steps[1:-1])
     assert chat[0] == {"role": "user", "content": "When did the bakery open?"}
     reply = chat[-1]["content"]

@@ -274,3 +274,36 @@ def test_the_page_follows_the_background_refit_and_the_chat_is_not_held_by_it(
         expect(page.locator(BOT).first).to_contain_text("in 1998", timeout=TIMEOUT_MS)
         refit.gate.set()
         expect(note).to_have_text("", timeout=TIMEOUT_MS)
+
+
+class SlowFakeLLM(RoutedFakeLLM):
+    """Streams its replies a character every 50 ms, so a user can type while one comes in."""
+
+    def _stream(
+        self, messages: list[BaseMessage], *args: Any, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        import time
+
+        for chunk in super()._stream(messages, *args, **kwargs):
+            time.sleep(0.05)
+            yield chunk
+
+
+def test_a_question_typed_while_an_answer_streams_in_is_kept_and_answered(
+    page, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    assistant = _bakery(tmp_path, SlowFakeLLM())
+    assistant.index()
+    for url in serve_ui(assistant):
+        _open(page, url)
+        page.fill(INPUT, "When did the bakery open?")
+        page.press(INPUT, "Enter")
+        expect(page.locator(BOT).first).to_contain_text("in", timeout=TIMEOUT_MS)
+        page.fill(INPUT, "How many loaves does it sell?")  # while the first answer streams
+        page.wait_for_timeout(500)
+        expect(page.locator(INPUT)).to_have_value("How many loaves does it sell?")
+        page.press(INPUT, "Enter")
+        expect(page.locator(BOT).nth(1)).to_contain_text("about 400 loaves", timeout=TIMEOUT_MS)
+        expect(page.locator(BOT).first).to_contain_text("in 1998", timeout=TIMEOUT_MS)

@@ -66,7 +66,8 @@ def respond(
     assistant: Assistant, question: str, turns: list[Turn] | None
 ) -> Iterator[tuple[str, list[Message], list[Turn], str]]:
     """Answer ``question`` as a follow-up of ``turns``, yielding
-    (textbox, chatbot, turns, sources) as the answer streams in."""
+    (textbox, chatbot, turns, sources) as the answer streams in; the textbox is cleared
+    once, then left as the user types."""
     turns = list(turns or [])
     history = model_history(turns)
     # Lone surrogates (invalid unicode) cannot be sent to the browser as UTF-8.
@@ -80,13 +81,16 @@ def respond(
     }
     turns.append(turn)
     yield "", chat_messages(turns), turns, sources_panel(turns)
+    # The box is cleared once, above: what the user types next while this answer streams in
+    # must not be wiped by every token (their next question would vanish).
+    keep = gr.update()
     try:
         stream = assistant.stream(question, history)
         text = ""
         for token in stream:
             text += token
             turn["message"] = md_escape(text) + CURSOR
-            yield "", chat_messages(turns), turns, sources_panel(turns)
+            yield keep, chat_messages(turns), turns, sources_panel(turns)
         answer = stream.answer
         if answer is None:
             raise RuntimeError("the answer stream ended without an answer")
@@ -105,7 +109,7 @@ def respond(
     except Exception:
         log.exception("answering %r failed", question[:200])
         turn["message"] = render_error(GENERIC_ERROR)
-    yield "", chat_messages(turns), turns, sources_panel(turns)
+    yield keep, chat_messages(turns), turns, sources_panel(turns)
 
 
 def wait_for(
@@ -349,6 +353,9 @@ def build_app(
             "concurrency_limit": assistant.settings.parallel
             + (model_queue.max_waiting if model_queue else 0),
             "concurrency_id": "chat",
+            # A question sent while an answer streams in is asked after it, with the
+            # conversation as it then is (Gradio's default drops it).
+            "trigger_mode": "always_last",
         }
         save_io: dict[str, Any] = {
             "fn": save_fn,
