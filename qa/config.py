@@ -74,9 +74,10 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=1,
-        description="Abstain when the learned P(answer is right) is below this: higher abstains "
-        "more and is wrong less (docs/benchmarks.md has the curve). Unset: the shipped operating "
-        "point of the decision the backend allows. `qa calibrate` fits it to your ratings.",
+        description="A candidate whose learned P(answer is right) is below this is shown "
+        "unconfirmed, not asserted: higher asserts less and is wrong less (docs/benchmarks.md "
+        "has the curve). Unset: the shipped line of the decision the backend allows "
+        "(fit/precision_line.py). `qa calibrate` fits it to your ratings.",
     )
     auto_calibrate: bool = Field(
         True,

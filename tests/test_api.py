@@ -88,7 +88,7 @@ def test_a_reply_is_the_cited_answer_with_qas_judgement_beside_it(assistant) -> 
     assert reply["choices"][0]["finish_reason"] == "stop"
     assert set(reply["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}
     qa = reply["qa"]
-    assert qa["abstained"] is False and qa["shape"] == "short"
+    assert qa["abstained"] is False and qa["shape"] == "short" and qa["status"] == "answered"
     assert qa["decided_by"] == "unavailable"  # a fake model reports no probabilities
     assert "answerability" in qa and "confidence" in qa
     [cite] = qa["citations"]
@@ -103,6 +103,7 @@ def test_an_abstention_is_a_normal_reply(assistant) -> None:
     assert r.status_code == 200
     assert r.json()["choices"][0]["message"]["content"] == ABSTAIN_TEXT
     assert r.json()["qa"]["abstained"] is True and r.json()["qa"]["citations"] == []
+    assert r.json()["qa"]["status"] == "not_found"
 
 
 def test_the_messages_are_the_conversation(assistant) -> None:
