@@ -46,12 +46,18 @@ class RecordingLLM(FakeListChatModel):
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A project root (the working directory) with seeds/ holding the lighthouse."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    # chromadb caches embedded clients by path as given: relative paths ("index") name another
+    # folder in each test's working directory.
+    SharedSystemClient.clear_system_cache()
     monkeypatch.chdir(tmp_path)
     (tmp_path / "seeds").mkdir()
     (tmp_path / "seeds" / "light.md").write_text(LIGHT)
-    return tmp_path
+    yield tmp_path
+    SharedSystemClient.clear_system_cache()
 
 
 @pytest.fixture
@@ -252,3 +258,46 @@ def test_workspaces_made_on_demand_share_the_models(base: Assistant, project: Pa
     assert shelf.get("ferries").llm is base.llm
     with pytest.raises(WorkspaceNotFoundError):
         shelf.get("nope")
+
+
+def test_cli_creates_lists_uses_and_removes_workspaces(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import qa.assistant
+    from qa.cli import app
+
+    embeddings = DeterministicFakeEmbedding(size=32)
+    monkeypatch.setattr(qa.assistant, "make_embeddings", lambda settings: embeddings)
+    monkeypatch.delenv("QA_WORKSPACE", raising=False)
+    run = CliRunner().invoke
+    elsewhere = project / "piers"
+    elsewhere.mkdir()
+    (elsewhere / "pier.md").write_text("# Pier\n\nThe pier opened in 1911.\n")
+    assert run(app, ["workspace", "create", "piers", "--docs", str(elsewhere)]).exit_code == 0
+    assert run(app, ["workspace", "create", "ferries"]).exit_code == 0
+    (project / "workspaces/ferries/docs/ferry.md").write_text(FERRY)
+    assert run(app, ["index"]).exit_code == 0  # the project root, as before
+    assert run(app, ["-w", "piers", "index"]).exit_code == 0
+    env = {"QA_WORKSPACE": "ferries"}
+    assert run(app, ["index"], env=env).exit_code == 0
+    listed = run(app, ["-w", "ferries", "docs", "list"]).output
+    assert "ferry.md" in listed and "pier.md" not in listed and "light.md" not in listed
+    assert "pier.md" in run(app, ["docs", "list"], env={"QA_WORKSPACE": "piers"}).output
+    assert "light.md" in run(app, ["docs", "list"]).output  # -w does not outlive its call
+    table = run(app, ["workspace", "list"], terminal_width=200).output
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines()]
+    rows = {row[0]: row[1:] for row in cells if row}
+    assert all(rows[name][0] == "1" for name in ("qa", "piers", "ferries"))
+    assert "shipped" in table
+    bad = run(app, ["-w", "../x", "docs", "list"])
+    assert bad.exit_code == 1 and "not a workspace name" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
+    assert run(app, ["-w", "nope", "ask", "hi"]).exit_code == 1
+    assert run(app, ["workspace", "remove", "piers"], input="n\n").exit_code == 1
+    assert (project / "workspaces/piers").exists()
+    assert run(app, ["workspace", "remove", "piers", "--yes"]).exit_code == 0
+    assert not (project / "workspaces/piers").exists()
+    assert (elsewhere / "pier.md").exists()  # documents kept where they were
+    assert run(app, ["workspace", "remove", "qa", "--yes"]).exit_code == 1
