@@ -301,3 +301,40 @@ def test_cli_creates_lists_uses_and_removes_workspaces(
     assert not (project / "workspaces/piers").exists()
     assert (elsewhere / "pier.md").exists()  # documents kept where they were
     assert run(app, ["workspace", "remove", "qa", "--yes"]).exit_code == 1
+
+
+def test_the_api_picks_the_workspace_by_model(base: Assistant, project: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from qa.api.app import build_api
+
+    ferry_workspace()
+    api = TestClient(build_api(base), client=("127.0.0.1", 50000))
+    listed = api.get("/v1/models").json()["data"]
+    assert [m["id"] for m in listed] == ["qa", "ferries"]
+    assert api.get("/v1/models/ferries").status_code == 200
+    ask = {"messages": [{"role": "user", "content": "How often does the ferry cross?"}]}
+    llm = base.llm
+    assert isinstance(llm, RecordingLLM)
+    api.post("/v1/documents?workspace=ferries", files={"file": ("f.md", FERRY.encode())})
+    llm.prompts.clear()
+    reply = api.post("/v1/chat/completions", json=ask | {"model": "ferries"})
+    assert reply.status_code == 200 and reply.json()["model"] == "ferries"
+    assert any("1961" in p for p in llm.prompts)
+    assert not any("Vantongeren" in p for p in llm.prompts)
+    rated = api.post("/v1/feedback", json={"id": reply.json()["id"], "verdict": "up"})
+    assert rated.status_code == 201
+    assert Path("workspaces/ferries/evals/feedback.jsonl").exists()
+    assert not Path("evals/feedback.jsonl").exists()
+    llm.prompts.clear()
+    assert api.post("/v1/chat/completions", json=ask | {"model": "qa"}).status_code == 200
+    assert not any("1961" in p for p in llm.prompts)
+    docs = {n: api.get(f"/v1/documents?workspace={n}").json()["data"] for n in ("qa", "ferries")}
+    assert [d["name"] for d in docs["qa"]] == ["light.md"]
+    assert [d["name"] for d in docs["ferries"]] == ["f.md"]
+    for model in ("nope", "../x"):
+        missing = api.post("/v1/chat/completions", json=ask | {"model": model})
+        assert missing.status_code == 404
+        error = missing.json()["error"]
+        assert error["code"] == "model_not_found" and "'qa', 'ferries'" in error["message"]
+    assert api.get("/v1/documents?workspace=nope").status_code == 404
