@@ -338,3 +338,48 @@ def test_the_api_picks_the_workspace_by_model(base: Assistant, project: Path) ->
         error = missing.json()["error"]
         assert error["code"] == "model_not_found" and "'qa', 'ferries'" in error["message"]
     assert api.get("/v1/documents?workspace=nope").status_code == 404
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_on_a_chroma_server_each_workspace_is_a_collection_and_remove_drops_it(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    from qa.trust.synthetic import bound_folder
+
+    from .conftest import free_port
+    from .test_documents import chunks_of
+    from .test_servers import chroma
+
+    port = free_port()
+    monkeypatch.setenv("QA_CHROMA_HOST", "localhost")
+    monkeypatch.setenv("QA_CHROMA_PORT", str(port))
+    monkeypatch.setenv("QA_CACHE_DIR", str(project / "cache"))
+    with chroma(project / "chroma-data", port):
+        embeddings = DeterministicFakeEmbedding(size=32)
+        base = Assistant(Settings(**SMALL), embeddings=embeddings, llm=RecordingLLM(prompts=[]))
+        base.index()
+        ferry_workspace()
+        ferries = base.for_workspace("ferries")
+        ferries.index()
+        assert ferries.settings.chroma_host == "localhost"  # the install's server, shared
+        for question in ("How often does the ferry cross?", "When was the lighthouse lit?"):
+            assert {h.chunk.source for h in ferries.retrieve(question)} == {"ferry.md"}
+            assert {h.chunk.source for h in base.retrieve(question)} == {"light.md"}
+        client = chromadb.HttpClient(
+            host="localhost", port=port, settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        assert any(c.name.startswith("ws-ferries") for c in client.list_collections())
+        assert chunks_of(client, "ferry.md")
+        # Chats too stay in the workspace (the root's go to cache_dir with a server).
+        assert ferries.history.path == Path("workspaces/ferries/history.sqlite3")
+        bound = bound_folder(ferries.settings)
+        bound.mkdir(parents=True, exist_ok=True)
+        Workspace.open("ferries").remove()
+        assert chunks_of(client, "ferry.md") == {}  # in no collection, builds included
+        assert not any(c.name.startswith("ws-ferries") for c in client.list_collections())
+        assert not bound.exists() and not Path("workspaces/ferries").exists()
+        assert [d.source for d in base.documents()] == ["light.md"]
