@@ -314,7 +314,11 @@ class Workspaces:
         """
         if name.lower() in RESERVED:
             return self.base
-        workspace = Workspace.open(name, base=self.base.settings)
+        try:
+            workspace = Workspace.open(name, base=self.base.settings)
+        except WorkspaceNotFoundError:
+            self._made.pop(name, None)  # removed: one made again under its name starts afresh
+            raise
         with self._lock:
             made = self._made.get(name)
             if made is None:

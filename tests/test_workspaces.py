@@ -258,6 +258,12 @@ def test_workspaces_made_on_demand_share_the_models(base: Assistant, project: Pa
     assert shelf.get("ferries").llm is base.llm
     with pytest.raises(WorkspaceNotFoundError):
         shelf.get("nope")
+    first = shelf.get("ferries")
+    Workspace.open("ferries").remove()
+    with pytest.raises(WorkspaceNotFoundError):
+        shelf.get("ferries")
+    ferry_workspace()
+    assert shelf.get("ferries") is not first  # made again: a fresh Assistant
 
 
 def test_cli_creates_lists_uses_and_removes_workspaces(
