@@ -147,6 +147,18 @@ class Assistant:
         settings = self.settings.model_copy(update=update)
         return Assistant(settings, embeddings=self.embeddings, llm=self.llm)
 
+    def for_workspace(self, name: str) -> Assistant:
+        """A new Assistant over the workspace ``name`` (:mod:`qa.workspaces`; ``qa``: the
+        project root's) that shares this one's models: its own documents, index, decision,
+        gold sets, chats, ratings and ``qa.toml``.
+
+        Raises:
+            WorkspaceError: a bad name; WorkspaceNotFoundError: no such workspace.
+        """
+        from qa.workspaces import Workspace
+
+        return Workspace.open(name, base=self.settings).assistant(self)
+
     def index(
         self,
         paths: Sequence[Path] | None = None,

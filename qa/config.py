@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -25,7 +26,8 @@ class Settings(BaseSettings):
     """Everything qa can be configured with.
 
     Precedence: keyword arguments, then ``QA_<FIELD>`` environment variables, then
-    ``qa.toml`` in the working directory, then the defaults below.
+    ``qa.toml`` in the working directory (``config_file``, when given as a keyword: a
+    workspace's own, see :mod:`qa.workspaces`), then the defaults below.
 
     Example:
         >>> Settings(top_k=3).top_k
@@ -37,6 +39,19 @@ class Settings(BaseSettings):
     seeds_dir: Path = Field(Path("seeds"), description="Folder of documents to index.")
     index_dir: Path = Field(Path("index"), description="Where the embedded Chroma index lives.")
     collection: str = Field("documents", description="Chroma collection name.")
+    config_file: Path = Field(
+        Path("qa.toml"),
+        description="The settings file read (as a keyword argument only) and written by "
+        "`qa calibrate`; a workspace's is workspaces/<name>/qa.toml.",
+    )
+    evals_dir: Path = Field(
+        Path("evals"),
+        description="Where gold sets, generated sets (generated/), reports and baselines are.",
+    )
+    workspaces_dir: Path = Field(
+        Path("workspaces"),
+        description="Where named workspaces live, one folder each (`qa workspace create`).",
+    )
     chunk_size: int = Field(500, ge=100, le=8000, description="Target chunk length (characters).")
     chunk_overlap: int = Field(100, ge=0, le=2000, description="Overlap between chunks (chars).")
     top_k: int = Field(4, ge=1, le=20, description="Chunks given to the LLM per question.")
@@ -253,4 +268,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        own = isinstance(init_settings, InitSettingsSource) and init_settings.init_kwargs.get(
+            "config_file"
+        )
+        toml = TomlConfigSettingsSource(settings_cls, own or cls.model_config.get("toml_file"))
+        return (init_settings, env_settings, toml)

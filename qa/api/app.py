@@ -14,13 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from qa.api import errors
-from qa.api.chat import ChatService, Replies
+from qa.api.chat import ChatService, Replies, pick
 from qa.api.errors import ApiError
 from qa.api.keys import Caller, KeyFile
 from qa.api.schemas import (
@@ -39,6 +39,7 @@ from qa.api.schemas import (
 )
 from qa.llm.queue import ModelQueue
 from qa.uploads import add_uploads
+from qa.workspaces import Workspaces
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -53,6 +54,9 @@ NO_KEYS = (
     "No API keys are set, so the API answers only on this machine (127.0.0.1); create keys "
     "with `qa api keys add NAME` and point QA_API_KEYS_FILE at their file"
 )
+Workspace = Annotated[
+    str, Query(description="The workspace (a model of GET /v1/models); `qa` by default.")
+]
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 413, 415, 429)
 }
@@ -169,7 +173,8 @@ def build_api(
     line = line or ModelQueue(s.parallel, s.api_max_queue)
     keys = keys or KeyFile(s.api_keys_file, s.admins)
     replies = Replies()
-    chat = ChatService(assistant, line, replies, startup.wait if startup else None)
+    workspaces = Workspaces(assistant)
+    chat = ChatService(assistant, line, replies, startup.wait if startup else None, workspaces)
     app = FastAPI(
         title="qa",
         summary="Cited answers from your documents, or an honest 'the documents don't say'.",
@@ -194,15 +199,13 @@ def build_api(
 
     @app.get("/v1/models", response_model=ModelList, responses=ERRORS, tags=["chat"])
     def models(_: Anyone) -> ModelList:
-        """The one model qa serves."""
-        return ModelList(data=[ModelCard()])
+        """The workspaces, each a model: `qa` (the one the server was started with) first."""
+        return ModelList(data=[ModelCard(id=name) for name in workspaces.names()])
 
     @app.get("/v1/models/{model}", response_model=ModelCard, responses=ERRORS, tags=["chat"])
     def model(model: str, _: Anyone) -> ModelCard:
-        if model != MODEL_ID:
-            msg = f"No model {model!r}; qa serves {MODEL_ID!r}"
-            raise ApiError(404, msg, code="model_not_found", param="model")
-        return ModelCard()
+        pick(workspaces, model)
+        return ModelCard(id=model)
 
     @app.post(
         "/v1/chat/completions",
@@ -231,8 +234,8 @@ def build_api(
         return reply if reply is not None else JSONResponse({}, status_code=499)
 
     @app.get("/v1/documents", response_model=DocumentList, responses=ERRORS, tags=["documents"])
-    def documents(_: Anyone) -> DocumentList:
-        """Every indexed document."""
+    def documents(_: Anyone, workspace: Workspace = MODEL_ID) -> DocumentList:
+        """Every indexed document (of the workspace named, default `qa`)."""
         return DocumentList(
             data=[
                 DocumentOut(
@@ -243,7 +246,7 @@ def build_api(
                     indexed_at=d.indexed_at,
                     flagged=d.flagged,
                 )
-                for d in assistant.documents()
+                for d in pick(workspaces, workspace).documents()
             ]
         )
 
@@ -255,11 +258,14 @@ def build_api(
         tags=["documents"],
     )
     async def upload(
-        file: Annotated[list[UploadFile], File(description="One or more documents.")], _: Admin
+        file: Annotated[list[UploadFile], File(description="One or more documents.")],
+        _: Admin,
+        workspace: Workspace = MODEL_ID,
     ) -> UploadResult:
-        """Add documents (multipart field `file`, repeatable) with the browser's checks:
-        type, size, empty or binary files are refused; a different file of the same name is
-        kept and the upload renamed."""
+        """Add documents (multipart field `file`, repeatable) to the workspace named (default
+        `qa`) with the browser's checks: type, size, empty or binary files are refused; a
+        different file of the same name is kept and the upload renamed."""
+        target = pick(workspaces, workspace)
         with tempfile.TemporaryDirectory(prefix="qa-upload-") as tmp:
             paths = []
             for i, part in enumerate(file):
@@ -270,7 +276,7 @@ def build_api(
                     while block := await part.read(1 << 20):
                         out.write(block)
                 paths.append(path)
-            done = await run_in_threadpool(add_uploads, assistant, paths, None, log.warning)
+            done = await run_in_threadpool(add_uploads, target, paths, None, log.warning)
         if done.report is None:
             reasons = "; ".join(done.refused) or "no file given"
             raise ApiError(415, f"Nothing was added: {reasons}", code="unsupported_file")
@@ -285,9 +291,13 @@ def build_api(
     @app.delete(
         "/v1/documents/{name:path}", response_model=Removed, responses=ERRORS, tags=["documents"]
     )
-    def remove(name: str, _: Admin, delete_file: bool = False) -> Removed:
-        """Take a document out of the index (its file stays unless `delete_file=true`)."""
-        report = assistant.remove(name, delete_file=delete_file, on_wait=log.warning)
+    def remove(
+        name: str, _: Admin, delete_file: bool = False, workspace: Workspace = MODEL_ID
+    ) -> Removed:
+        """Take a document out of the workspace's index (its file stays unless
+        `delete_file=true`)."""
+        target = pick(workspaces, workspace)
+        report = target.remove(name, delete_file=delete_file, on_wait=log.warning)
         return Removed(name=name, chunks_removed=report.removed)
 
     @app.post(
@@ -309,7 +319,7 @@ def build_api(
                 code="reply_not_found",
                 param="id",
             )
-        item = assistant.feedback(
+        item = pick(workspaces, reply.workspace).feedback(
             reply.answer,
             body.verdict,
             body.correction or None,

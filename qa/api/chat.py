@@ -11,8 +11,10 @@ What it guards against:
 * **A slow model holding sockets.** A request takes a place in the :class:`ModelQueue` before
   any work (429 when full); one whose client disconnects gives its place up, and the answer
   being written stops at its next token.
-* **Requests qa cannot honour** (another ``model``, ``n > 1``, tools, a JSON response format)
-  are refused with 4xx before they queue; habitual sampling fields are accepted and ignored.
+* **Requests qa cannot honour** (a ``model`` that names no workspace, ``n > 1``, tools, a JSON
+  response format) are refused with 4xx before they queue; habitual sampling fields are
+  accepted and ignored. The ``model`` picks the workspace (:mod:`qa.workspaces`): ``qa`` is
+  the one the server was started with.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from qa.api.schemas import (
 )
 from qa.errors import QAError
 from qa.llm.queue import ModelQueue, Place
+from qa.workspaces import WorkspaceError, Workspaces
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -60,10 +63,12 @@ KEEPALIVE_S = 5.0
 
 @dataclass(frozen=True)
 class Reply:
-    """A reply kept for rating: the answer (without raw model signals) and who asked."""
+    """A reply kept for rating: the answer (without raw model signals), who asked, and the
+    workspace that answered (its ratings file takes the rating)."""
 
     answer: Answer
     user: str
+    workspace: str = MODEL_ID
 
 
 class Replies:
@@ -74,12 +79,12 @@ class Replies:
         self._items: OrderedDict[str, Reply] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, reply_id: str, answer: Answer, user: str) -> None:
+    def add(self, reply_id: str, answer: Answer, user: str, workspace: str = MODEL_ID) -> None:
         # Without the passages searched and the hidden states: a rating needs neither, and
         # they would make each kept reply hundreds of kilobytes.
         light = replace(answer, retrieved=[], signals=None)
         with self._lock:
-            self._items[reply_id] = Reply(light, user)
+            self._items[reply_id] = Reply(light, user, workspace)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
@@ -118,14 +123,8 @@ def conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, str]]
 
 
 def check(body: ChatRequest) -> None:
-    """Refuse what qa cannot honour (see the module docstring)."""
-    if body.model != MODEL_ID:
-        raise ApiError(
-            404,
-            f"The model {body.model!r} does not exist here; qa serves one model, {MODEL_ID!r}",
-            code="model_not_found",
-            param="model",
-        )
+    """Refuse what qa cannot honour (see the module docstring); the model is checked by
+    :func:`pick`."""
     if body.n not in (None, 1):
         raise ApiError(400, "qa gives one answer per question: n must be 1", param="n")
     if body.tools or body.functions:
@@ -154,8 +153,11 @@ class Answering:
         question: str,
         history: list[dict[str, str]],
         ready: Callable[[], object] | None = None,
+        model: str = MODEL_ID,
     ) -> None:
         self.assistant = assistant
+        self.model = model
+        """The workspace answering (the request's ``model``)."""
         self.place = place
         self.line = line
         self.question = question
@@ -199,6 +201,21 @@ class Answering:
             self._put("error", err)
 
 
+def pick(workspaces: Workspaces, model: str) -> Assistant:
+    """The Assistant of the workspace a request's ``model`` names; 404 if none has it."""
+    try:
+        return workspaces.get(model)
+    except WorkspaceError as err:
+        names = ", ".join(repr(n) for n in workspaces.names())
+        raise ApiError(
+            404,
+            f"The model {model!r} does not exist here: the models are the workspaces "
+            f"({names}; GET /v1/models, `qa workspace create` makes one)",
+            code="model_not_found",
+            param="model",
+        ) from err
+
+
 def _error(err: BaseException) -> ApiError:
     if isinstance(err, ApiError):
         return err
@@ -208,7 +225,8 @@ def _error(err: BaseException) -> ApiError:
 
 
 class ChatService:
-    """Answers chat completions over ``assistant``, one place in ``line`` each."""
+    """Answers chat completions over the workspace each request's ``model`` names (``qa``:
+    ``assistant``), one place in ``line`` each."""
 
     def __init__(
         self,
@@ -216,8 +234,10 @@ class ChatService:
         line: ModelQueue,
         replies: Replies,
         ready: Callable[[], object] | None = None,
+        workspaces: Workspaces | None = None,
     ) -> None:
         self.assistant = assistant
+        self.workspaces = workspaces or Workspaces(assistant)
         self.line = line
         self.replies = replies
         self.ready = ready
@@ -232,20 +252,23 @@ class ChatService:
         from qa.text import clean_question
 
         check(body)
+        assistant = pick(self.workspaces, body.model)
         question, history = conversation(body.messages)
-        question = clean_question(question, self.assistant.settings.max_question_chars)
+        question = clean_question(question, assistant.settings.max_question_chars)
         place = self.line.enter()
-        return Answering(self.assistant, place, self.line, question, history, self.ready).start()
+        work = Answering(assistant, place, self.line, question, history, self.ready, body.model)
+        return work.start()
 
     def reply(
         self, work: Answering, answer: Answer, caller: Caller, reply_id: str | None = None
     ) -> ChatCompletion:
         """The completion for ``answer``, remembered for rating."""
         reply_id = reply_id or new_id()
-        self.replies.add(reply_id, answer, caller.name)
+        self.replies.add(reply_id, answer, caller.name, work.model)
         return ChatCompletion(
             id=reply_id,
             created=int(time.time()),
+            model=work.model,
             choices=[Choice(message=ReplyMessage(content=answer.text))],
             usage=Usage.of(answer),
             qa=QAExtra.of(answer, work.place.waited_s),
@@ -282,7 +305,7 @@ class ChatService:
 
     async def _events(self, work: Answering, body: ChatRequest, caller: Caller):
         created = int(time.time())
-        head = {"object": "chat.completion.chunk", "created": created, "model": MODEL_ID}
+        head = {"object": "chat.completion.chunk", "created": created, "model": body.model}
 
         def chunk(reply_id: str, delta: dict, finish: str | None = None, **extra: Any) -> str:
             choice = {"index": 0, "delta": delta, "finish_reason": finish}

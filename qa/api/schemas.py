@@ -51,7 +51,9 @@ class ChatRequest(BaseModel):
             ]
         },
     )
-    model: str = Field(MODEL_ID, description="Must be 'qa' (GET /v1/models).")
+    model: str = Field(
+        MODEL_ID, description="The workspace to answer from: 'qa' or another of GET /v1/models."
+    )
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None

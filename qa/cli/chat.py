@@ -21,6 +21,7 @@ from qa.cli.common import (
     fail,
     index_with_progress,
     print_answer,
+    settings_for,
 )
 from qa.config import Settings
 from qa.errors import QAError
@@ -128,8 +129,7 @@ def serve(
     from qa.llm.server import ModelServer
 
     try:
-        overrides = {"seeds_dir": docs, "index_dir": index, "parallel": parallel}
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = settings_for(docs, index, parallel=parallel)
         server = ModelServer(settings, llm_port)
         indexer = Assistant(settings)
         index_with_progress(indexer)

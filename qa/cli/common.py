@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from qa.config import Settings
 from qa.errors import QAError
+from qa.workspaces import Workspace
 
 if TYPE_CHECKING:
     from qa.answer import Answer, IndexReport
@@ -34,13 +35,55 @@ IndexOpt = Annotated[Path | None, typer.Option(help="Index folder (default: inde
 TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Chunks shown to the LLM.")]
 
 
+@app.callback()
+def main(
+    ctx: typer.Context,
+    workspace: Annotated[
+        str | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            envvar="QA_WORKSPACE",
+            help="Workspace every command works in (`qa workspace list`); default: the "
+            "project root's (seeds/, index/, evals/, qa.toml).",
+        ),
+    ] = None,
+) -> None:
+    """Ask questions about your documents, offline, with cited answers."""
+    _chosen.clear()  # set on every invocation: one in a test never leaks into the next
+    _chosen.append(workspace or None)
+    if ctx.invoked_subcommand != "workspace":  # which names its workspaces itself
+        try:
+            current_workspace()
+        except QAError as err:
+            raise fail(err) from err
+
+
+_chosen: list[str | None] = []
+"""The ``--workspace`` of this invocation (see :func:`main`)."""
+
+
+def current_workspace() -> Workspace:
+    """The workspace named by ``--workspace``/``QA_WORKSPACE``, else the project root's.
+
+    Raises:
+        WorkspaceError: a bad name, or no workspace has it.
+    """
+    return Workspace.open(_chosen[0] if _chosen else None)
+
+
+def settings_for(docs: Path | None = None, index: Path | None = None, **options: Any) -> Settings:
+    """The command's workspace's settings, with the options given on the command line."""
+    overrides = {"seeds_dir": docs, "index_dir": index, **options}
+    return current_workspace().settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
 def assistant_for(
     docs: Path | None = None, index: Path | None = None, top_k: int | None = None
 ) -> Assistant:
     from qa.assistant import Assistant  # langchain and Chroma load only for commands that ask
 
-    overrides = {"seeds_dir": docs, "index_dir": index, "top_k": top_k}
-    return Assistant(Settings(**{k: v for k, v in overrides.items() if v is not None}))
+    return Assistant(settings_for(docs, index, top_k=top_k))
 
 
 def fail(err: QAError) -> typer.Exit:

@@ -17,8 +17,8 @@ from qa.cli.common import (
     fail,
     index_with_progress,
     progress_bar,
+    settings_for,
 )
-from qa.config import Settings
 from qa.errors import QAError
 
 if TYPE_CHECKING:
@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 @app.command("eval")
 def eval_(
-    gold: Annotated[Path, typer.Option(help="Gold set (JSONL).")] = Path("evals/gold.jsonl"),
+    gold: Annotated[
+        Path | None, typer.Option(help="Gold set (JSONL; default: evals/gold.jsonl).")
+    ] = None,
     docs: Annotated[
         Path | None,
         typer.Option(help="Evaluate on this folder of documents, indexed into a temporary index."),
@@ -45,7 +47,9 @@ def eval_(
     update_baseline: Annotated[
         bool, typer.Option("--update-baseline", help="Accept this run as the new baseline.")
     ] = False,
-    baseline: Annotated[Path, typer.Option(help="Baseline file.")] = Path("evals/baseline.json"),
+    baseline: Annotated[
+        Path | None, typer.Option(help="Baseline file (default: evals/baseline.json).")
+    ] = None,
     per_document: Annotated[
         bool,
         typer.Option(
@@ -66,13 +70,16 @@ def eval_(
     from qa.evaluation import runs
 
     try:
+        assistant = assistant_for()
+        evals = assistant.settings.evals_dir  # the workspace's: evals/ for the project root
+        gold = gold or evals / "gold.jsonl"
+        baseline = baseline or evals / "baseline.json"
         sets = (
             runs.load_gate(manifest)
             if manifest
             else [runs.GateSet(gold, docs, sample, per_document)]
         )
         out = None if manifest else out  # each set of a manifest has its own report folder
-        assistant = assistant_for()
     except QAError as err:
         raise fail(err) from err
     failed: list[str] = []
@@ -110,7 +117,7 @@ def _run_set(
     from qa.evaluation import reports, runs
 
     name = gate_set.name
-    out = out or runs.report_dir(runs.EvalPaths().reports, name)
+    out = out or runs.report_dir(runs.EvalPaths(assistant.settings.evals_dir).reports, name)
     t0 = time.perf_counter()
     try:
         with progress_bar() as bar:
@@ -171,7 +178,7 @@ def bench(
     from qa.evaluation import evaluate as evaluation
 
     try:
-        settings = Settings()
+        settings = settings_for()
         items = evaluation.load_gold(gold)
         asked = [it.turns[0].question for it in items][:questions]
         result = benchmarks.run(

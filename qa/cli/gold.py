@@ -23,7 +23,8 @@ def generate(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Gold file to write (default: evals/generated/<documents folder>.jsonl)."
+            help="Gold file to write (default: the workspace's "
+            "evals/generated/<documents folder>.jsonl)."
         ),
     ] = None,
 ) -> None:
@@ -33,9 +34,9 @@ def generate(
     fit the decision to it with `qa calibrate --synthetic`."""
     from qa.trust.synthetic import gold_path
 
-    assistant = assistant_for()
-    out = out or gold_path(assistant.settings)
     try:
+        assistant = assistant_for()
+        out = out or gold_path(assistant.settings)
         with progress_bar() as bar:
             task = bar.add_task("Generating questions", total=count)
             made = assistant.generate_gold(

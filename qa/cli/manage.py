@@ -9,8 +9,16 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from qa.cli.common import IndexOpt, SeedsOpt, app, assistant_for, console, err_console, fail
-from qa.config import Settings
+from qa.cli.common import (
+    IndexOpt,
+    SeedsOpt,
+    app,
+    assistant_for,
+    console,
+    err_console,
+    fail,
+    settings_for,
+)
 from qa.errors import QAError
 from qa.evaluation.feedback import FeedbackStore
 
@@ -69,12 +77,13 @@ feedback_app = typer.Typer(
 )
 app.add_typer(feedback_app, name="feedback")
 FeedbackOpt = Annotated[
-    Path | None, typer.Option("--file", help="Feedback file (default: evals/feedback.jsonl).")
+    Path | None,
+    typer.Option("--file", help="Feedback file (default: the workspace's evals/feedback.jsonl)."),
 ]
 
 
 def _feedback_store(path: Path | None) -> FeedbackStore:
-    return FeedbackStore(path or Settings().feedback_path)
+    return FeedbackStore(path or settings_for().feedback_path)
 
 
 @feedback_app.command("list")
@@ -106,9 +115,10 @@ def feedback_export(
     ids: Annotated[
         list[str] | None, typer.Argument(help="Ids to promote (see `qa feedback list`).")
     ] = None,
-    to: Annotated[Path, typer.Option("--to", help="Gold file to append them to.")] = Path(
-        "evals/gold.jsonl"
-    ),
+    to: Annotated[
+        Path | None,
+        typer.Option("--to", help="Gold file to append them to (default: evals/gold.jsonl)."),
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Promote every rating.")] = False,
     file: FeedbackOpt = None,
 ) -> None:
@@ -118,6 +128,7 @@ def feedback_export(
         err_console.print("[red]Error:[/red] name the ids to export, or pass --all")
         raise typer.Exit(code=1)
     try:
+        to = to or settings_for().evals_dir / "gold.jsonl"
         added = _feedback_store(file).export(None if all_ else ids, to)
     except QAError as err:
         raise fail(err) from err

@@ -199,9 +199,10 @@ def calibrate(
     source: str,
     write: bool = True,
     progress: Any = None,
+    config: Path = CONFIG_FILE,
 ) -> Calibration:
     """Ask ``items`` (gold items: rated answers, gold sets) of ``asker`` again and choose the
-    threshold that fits them; write it to ``qa.toml`` unless ``write`` is off."""
+    threshold that fits them; write it to ``config`` (``qa.toml``) unless ``write`` is off."""
     from qa.evaluation.evaluate import run_eval
 
     report = run_eval(asker, items, name="calibration", progress=progress)
@@ -211,7 +212,7 @@ def calibrate(
     if missing:
         return Calibration(len(rows), missing, current, None, curve)
     chosen = choose_threshold(rows)
-    written = write_threshold(chosen, source=source) if write else None
+    written = write_threshold(chosen, source=source, path=config) if write else None
     return Calibration(len(rows), 0, current, chosen, curve, written)
 
 
@@ -242,7 +243,13 @@ def calibrate_assistant(
     items = [item for path in paths for item in load_gold(path)]
     source = " + ".join(str(p) for p in paths)
     result = calibrate(
-        assistant, items, current=current, source=source, write=write, progress=progress
+        assistant,
+        items,
+        current=current,
+        source=source,
+        write=write,
+        progress=progress,
+        config=assistant.settings.config_file,
     )
     if result.chosen is not None and write:
         assistant.use_answer_threshold(result.chosen)

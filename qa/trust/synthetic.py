@@ -118,8 +118,11 @@ def ask_items(
 
 
 def gold_path(settings: Any) -> Path:
-    """Where a corpus's generated set is kept: ``evals/generated/<documents folder>.jsonl``."""
-    return Path("evals/generated") / f"{settings.seeds_dir.name or 'documents'}.jsonl"
+    """Where a corpus's generated set is kept: ``<evals_dir>/generated/<documents folder>.jsonl``
+    (``evals/generated/seeds.jsonl`` for the project root; a workspace's own ``evals/``)."""
+    return (
+        Path(settings.evals_dir) / "generated" / f"{settings.seeds_dir.name or 'documents'}.jsonl"
+    )
 
 
 def bound_folder(settings: Any) -> Path:

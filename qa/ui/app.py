@@ -341,7 +341,9 @@ def build_app(
                             )
                             report = gr.Markdown(elem_id="qa-report")
             with gr.Tab("Evaluate", elem_id="qa-tab-evaluate"):
-                build_evaluate_tab(demo, assistant, evals or EvalPaths(), first)
+                build_evaluate_tab(
+                    demo, assistant, evals or EvalPaths(assistant.settings.evals_dir), first
+                )
 
         doc_panel = [status, documents, pick]
         chat_io: dict[str, Any] = {

@@ -306,7 +306,9 @@ def apply_threshold(assistant: Assistant, curve: Curve, value: float, source: st
     try:
         if not 0 <= value <= 1:
             raise QAError(f"answer_threshold must be between 0 and 1, not {value:g}")
-        path = calibration.write_threshold(value, source=source)
+        path = calibration.write_threshold(
+            value, source=source, path=assistant.settings.config_file
+        )
     except Exception as err:
         return _failed("writing the threshold", err)
     assistant.use_answer_threshold(value)
