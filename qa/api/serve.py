@@ -85,9 +85,9 @@ def serve(
     startup: Startup | None = None,
     early: EarlyApp | None = None,
 ) -> None:
-    """Serve until interrupted (see the module docstring); with ``early``, the server that
-    has been showing the progress page (:mod:`qa.ui.early`) serves the app from now on and this
-    returns at once."""
+    """Serve until interrupted (see the module docstring); with ``early``, hand the app to the
+    server that has been showing the progress page (:mod:`qa.ui.early`) and return once it
+    serves it."""
     import uvicorn
 
     s = assistant.settings
