@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from qa.assistant import Assistant
+    from qa.ui.early import EarlyApp
+    from qa.ui.startup import Startup
 
 
 def build_server(
@@ -31,17 +33,18 @@ def build_server(
     auth: object = None,
     host: str = "127.0.0.1",
     port: int = 7860,
+    startup: Startup | None = None,
 ) -> FastAPI:
     """The API app, with the browser UI mounted at ``/`` when ``ui``; the documents folder is
-    indexed (unless ``index`` is off) and the models warmed up in the background, and then the
-    answer decision is refitted to the documents whenever they change
-    (:mod:`qa.trust.refit`)."""
+    indexed (unless ``index`` is off) and the models warmed up in the background (by
+    ``startup`` when given, not started yet), and then the answer decision is refitted to the
+    documents whenever they change (:mod:`qa.trust.refit`)."""
     from qa.trust.refit import BackgroundRefit
     from qa.ui.startup import Startup
 
     s = assistant.settings
     line = ModelQueue(s.parallel, s.api_max_queue)
-    startup = Startup(assistant, index=index)
+    startup = startup or Startup(assistant, index=index)
     refit = BackgroundRefit(assistant, line.chat_first, ready=startup.wait)
     assistant.on_change.append(refit.start)
     refit.start()
@@ -79,8 +82,12 @@ def serve(
     index: bool = True,
     auth: object = None,
     say: Callable[[str], None] = print,
+    startup: Startup | None = None,
+    early: EarlyApp | None = None,
 ) -> None:
-    """Serve until interrupted (see the module docstring)."""
+    """Serve until interrupted (see the module docstring); with ``early``, hand the app to the
+    server that has been showing the progress page (:mod:`qa.ui.early`) and return once it
+    serves it."""
     import uvicorn
 
     s = assistant.settings
@@ -96,7 +103,9 @@ def serve(
             say(f"No API keys (QA_API_KEYS_FILE): listening on 127.0.0.1 only, not {host}")
         host = "127.0.0.1"
         note = "No API keys (QA_API_KEYS_FILE): listening on 127.0.0.1 only"
-    app = build_server(assistant, ui=ui, index=index, auth=auth, host=host, port=port)
+    app = build_server(
+        assistant, ui=ui, index=index, auth=auth, host=host, port=port, startup=startup
+    )
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     base = f"http://{shown}:{port}"
     if ui:
@@ -104,4 +113,7 @@ def serve(
     else:
         say(f"qa API at {base}/v1 (OpenAPI page: {base}/docs)")
     say(note)
+    if early is not None:
+        early.mount(app)
+        return
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -28,6 +28,7 @@ from qa.errors import QAError
 
 if TYPE_CHECKING:
     from qa.assistant import Assistant
+    from qa.ui.early import EarlyApp
 
 
 @app.command()
@@ -95,20 +96,35 @@ def chat(
 ) -> None:
     """Chat in the browser: cited answers, 👍/👎 ratings, documents, past chats; QA_AUTH=user:pass
     adds a login (ann:pw1,bob:pw2 for several users). The HTTP API is served beside it (/v1)."""
-    try:
-        assistant = assistant_for(docs, index)
-        if terminal:
-            index_with_progress(assistant)
-    except QAError as err:
-        raise fail(err) from err
     if terminal:
+        try:
+            assistant = assistant_for(docs, index)
+            index_with_progress(assistant)
+        except QAError as err:
+            raise fail(err) from err
         _terminal_chat(assistant)
         return
-    from qa.api.serve import serve  # gradio is slow to import; load it only for the UI
+    from qa.ui.early import serve_at_once
 
-    # The page comes first: indexing and the models' warm-up follow behind it, with a status.
-    # The HTTP API is served beside it (/v1, /docs), sharing the model's line.
-    serve(assistant, host=host, port=port, say=_say)
+    def build(early: EarlyApp) -> None:
+        # Behind the progress page: langchain, FastAPI and gradio load, then indexing and the
+        # models' warm-up follow behind the app, with a status. The HTTP API is served beside
+        # it (/v1, /docs), sharing the model's line.
+        from qa.ui.startup import STARTING, Startup
+
+        assistant = assistant_for(docs, index)
+        startup = Startup(assistant)
+        early.follow = lambda: "" if startup.status == STARTING else startup.status
+        from qa.api.serve import serve  # gradio is slow to import; load it only for the UI
+
+        serve(assistant, host=host, port=port, say=_say, startup=startup, early=early)
+
+    # The page comes first, a second or so after the start (qa.ui.early).
+    early = serve_at_once(build, host=host, port=port, say=_say)
+    if isinstance(early.failure, QAError):
+        raise fail(early.failure) from early.failure
+    if early.failure is not None:
+        raise early.failure
 
 
 @app.command()

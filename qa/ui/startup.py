@@ -27,6 +27,8 @@ PROMPT_TOKENS_PER_S = {"portable": 40, "avx512": 90}
 for the first start's estimate of how long computing the prompt prefix takes."""
 CHARS_PER_TOKEN = 4
 SYSTEM_TOKENS = 400  # the instructions before the passages
+STARTING = "Starting…"
+"""The status before the warm-up has begun."""
 
 
 class Startup:
@@ -36,7 +38,7 @@ class Startup:
     def __init__(self, assistant: Assistant, *, index: bool = True) -> None:
         self.assistant = assistant
         self.index = index
-        self.status = "Starting…"
+        self.status = STARTING
         self.error = ""
         self._done = threading.Event()
 
