@@ -37,8 +37,8 @@ def build_server(
 ) -> FastAPI:
     """The API app, with the browser UI mounted at ``/`` when ``ui``; the documents folder is
     indexed (unless ``index`` is off) and the models warmed up in the background (by
-    ``startup`` when given, not started yet), and then the answer decision is refitted to the
-    documents whenever they change (:mod:`qa.trust.refit`)."""
+    ``startup`` when given, not started yet), and then the documents' regression set is made
+    and asked whenever they change (:mod:`qa.trust.refit`)."""
     from qa.trust.refit import BackgroundRefit
     from qa.ui.startup import Startup
 
