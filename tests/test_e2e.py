@@ -32,8 +32,10 @@ NOT_IN_ARTICLE = [
 def test_answers_factual_questions_with_a_citation_holding_the_fact(
     real_assistant: Assistant, question: str, fact: str
 ) -> None:
+    """Asserted, or shown unconfirmed with the sentence it came from: never "not found" for a
+    fact the article holds (#33), and the fact is in the reply and in a cited passage."""
     answer = real_assistant.ask(question)
-    assert not answer.abstained, answer
+    assert answer.status in ("answered", "unconfirmed"), answer
     assert contains(answer.text, fact)
     assert any(contains(c.text, fact) for c in answer.citations)
     assert f"[{answer.citations[0].n}]" in answer.text
