@@ -162,6 +162,82 @@ def ask_and_judge(asker, item, decisions) -> list[dict]:
     return rows
 
 
+def record_answers(assistant) -> dict:
+    """Every answer ``assistant`` gives to a question asked without history, by question,
+    until ``del assistant.ask``: the generated items' answers, round trips included, as the
+    calibration saw them."""
+    asked: dict = {}
+    ask = assistant.ask
+
+    def recording(question, history=None, **kwargs):
+        answer = ask(question, history=history, **kwargs)
+        if not history:
+            asked[question] = answer
+        return answer
+
+    assistant.ask = recording
+    return asked
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def judge_generated(records: list[dict], asked: dict, decisions) -> list[dict]:
+    """One row per generated item whose answer was recorded, judged like the real rows, with
+    its kind and how it was made (``corpus swap`` for a set from before #33 item 6). The
+    fitted decision's P here is in sample (it was fitted on these rows): read its out-of-fold
+    AUC from ``fits``."""
+    from qa.evaluation.gold import parse_gold_item
+
+    rows = []
+    for raw in records:
+        answer = asked.get(raw["question"])
+        if answer is None:
+            continue
+        turn = parse_gold_item(raw, raw["id"]).turns[0]
+        meta = raw.get("generated", {})
+        how = meta.get("how") or ("corpus swap" if meta.get("swapped") else meta.get("kind"))
+        row = {"id": raw["id"], "kind": meta.get("kind"), "how": how}
+        row["answerable"] = not turn.unanswerable
+        for key, decision, threshold in decisions:
+            shown, p, supported, right = judge(answer, turn, decision, threshold)
+            row |= {f"shown_{key}": shown, f"p_{key}": p}
+        rows.append(row | {"supported": supported, "right": right, "shape": answer.shape})
+    return rows
+
+
+def removed_set(gold: Path, made) -> Path | None:
+    """The evidence-removal set next to ``gold`` (written now when ``made`` has one; an
+    earlier run's otherwise), or None (a generator from before #33 item 6 makes none)."""
+    try:
+        from qa.evaluation.generate import removed_path, write_removed
+    except ImportError:
+        return None
+    if made is not None and getattr(made, "removed", None):
+        return write_removed(made.removed, gold)
+    path = removed_path(gold)
+    return path if path.exists() else None
+
+
+def ask_removed(assistant, path: Path, decisions, tmp: Path) -> list[dict]:
+    """Ask each evidence-removal item of an index of only its own document (its passage
+    without the answer's sentence), as ``qa eval --per-document`` does; judged like the
+    real rows."""
+    from qa.evaluation.evaluate import per_document
+    from qa.evaluation.gold import load_gold
+
+    alone = tmp / "removed"
+    alone.mkdir()
+    ask_with = per_document(assistant.for_documents, path.parent / "docs", alone)
+    rows = []
+    items = load_gold(path)
+    for i, item in enumerate(items, 1):
+        rows += ask_and_judge(ask_with(item), item, decisions)
+        _progress(i, len(items))
+    return rows
+
+
 def run(corpus: Corpus, count: int, seed: int, tag: str = "") -> dict:
     from qa import Assistant, Settings
     from qa.evaluation.evaluate import per_document
@@ -185,10 +261,12 @@ def run(corpus: Corpus, count: int, seed: int, tag: str = "") -> dict:
         assistant.index()
         index_s = time.perf_counter() - t0
         t0 = time.perf_counter()
+        asked = record_answers(assistant)
         # Generated now (and the round trips' answers reused) unless a first run left it.
         cal = assistant.calibrate_synthetic(
             gold, count=count, seed=seed, write=False, ratings=False, progress=_progress
         )
+        del assistant.ask  # the class's own again
         seconds = time.perf_counter() - t0
         rejected = dict(cal.made.rejected) if cal.made else {}
         decisions = (
@@ -214,16 +292,30 @@ def run(corpus: Corpus, count: int, seed: int, tag: str = "") -> dict:
             sets[path.stem] = {key: metrics(rows, key) for key, _, _ in decisions}
             sets[path.stem]["rows"] = rows
         real_s = time.perf_counter() - t2
+        generated_rows = judge_generated(_lines(gold), asked, decisions)
+        removed_path = removed_set(gold, cal.made)
+        removed_rows, t3 = [], time.perf_counter()
+        if removed_path is not None:
+            removed_rows = ask_removed(assistant, removed_path, decisions, Path(tmp))
+        removed_s = time.perf_counter() - t3
     return {
         "corpus": corpus.name + tag,
         "docs": [p.name for p in corpus.docs],
         "asked": "each item over its own sources" if corpus.per_document else "over the corpus",
         "count": count,
         "seed": seed,
-        "generated": [json.loads(x) for x in gold.read_text().splitlines() if x.strip()],
+        "generated": _lines(gold),
+        "generated_rows": generated_rows,
+        "removed": _lines(removed_path) if removed_path else [],
+        "removed_rows": removed_rows,
         "rejected": rejected,
         "generated_now": cal.generated,
-        "seconds": {"index": index_s, "generate_and_calibrate": seconds, "real": real_s},
+        "seconds": {
+            "index": index_s,
+            "generate_and_calibrate": seconds,
+            "real": real_s,
+            "removed": removed_s,
+        },
         "thresholds": {key: t for key, _, t in decisions},
         "fits": [vars(f) for f in cal.fitted.fits],
         "generated_curve": {
