@@ -142,13 +142,16 @@ ANTONYMS = dict(
     for pair in ((a, b), (b, a))
 )
 """Common antonym pairs, every inflection listed (a closed list: no rule knows any document)."""
-_NEGATED = re.compile(r"\b(?:not|never|no|neither|nor|without)\b|n[’']t\b", re.IGNORECASE)
-_AUX_NEGATION = re.compile(
-    r"\b(is|was|were|are|did|does|do|has|have|had|can|could|will|would|should)"
-    r"(n[’']t|\s+not\b|\s+never\b)?(?=\s)",
+_NEGATED = re.compile(
+    r"\b(?:not|never|no|none|nobody|nothing|neither|nor|without)\b|n[’']t\b", re.IGNORECASE
+)
+_AUXILIARY_VERB = re.compile(
+    r"\b(?:is|was|were|are|did|does|do|has|have|had|can|could|will|would|should)(?=\s)",
     re.IGNORECASE,
 )
+_NEGATION = re.compile(r"\s+(?:not|never)\b|\b(?P<aux>[A-Za-z]+)n[’']t\b")
 _CONTRACTED = {"will": "won't", "can": "can't"}
+_UNCONTRACTED = {"wo": "will", "ca": "can", "sha": "shall"}
 _PRONOUN = re.compile(r"\b(he|she|his|her|him|they|them|their)\b", re.IGNORECASE)
 COPIED_RUN = 7
 """A question sharing this many consecutive words with its sentence copies it."""
@@ -429,21 +432,22 @@ def _near_values(span: Span, rng: random.Random) -> list[str]:
 
 def negate(question: str, corpus: _Corpus) -> Change | None:
     """The question with "not" put in at its first auxiliary verb ("When did" -> "When
-    didn't"), or its "not"/"never" taken out; None if it has no auxiliary or some sentence on
-    its words is negated (it might answer the negated question)."""
-    m = _AUX_NEGATION.search(question)
-    if not m:
-        return None
-    aux, negation = m.group(1), m.group(2)
-    if negation:
-        new = aux
+    didn't"), or, when it has one, its "not", "never" or "n't" taken out; None if it has
+    neither or some sentence on its words is negated (it might answer the changed question)."""
+    if m := _NEGATION.search(question):
+        old = m.group()
+        new = m.group("aux") or ""
+        new = _UNCONTRACTED.get(new.lower(), new)
+    elif m := _AUXILIARY_VERB.search(question):
+        old = m.group()
+        new = _CONTRACTED.get(old.lower(), old.lower() + "n't")
+        new = new[0].upper() + new[1:] if old[0].isupper() else new
     else:
-        new = _CONTRACTED.get(aux.lower(), aux.lower() + "n't")
-        new = new[0].upper() + new[1:] if aux[0].isupper() else new
+        return None
     changed = question[: m.start()] + new + question[m.end() :]
     if corpus.negated_near(changed):
         return None
-    return changed, m.group(), new
+    return changed, old.strip(), new
 
 
 def antonym(question: str, corpus: _Corpus, rng: random.Random) -> Change | None:
