@@ -15,19 +15,14 @@ from qa import Assistant
 from qa.documents.ingest import split_text
 from qa.evaluation.evaluate import per_document, run_eval
 from qa.evaluation.generate import (
-    ANTONYMS,
     HOW_SHARES,
     OVERSHOOT,
-    _Corpus,
-    antonym,
     generate_gold,
-    negate,
     removed_path,
-    swap,
-    without_evidence,
     write_removed,
 )
 from qa.evaluation.gold import load_gold
+from qa.evaluation.lookalikes import ANTONYMS, Corpus, antonym, negate, swap, without_evidence
 from qa.evaluation.runs import EvalPaths, find_gold_sets
 from qa.text import contains, split_sentences
 from tests.test_synthetic import DOCS, scripted_assistant
@@ -46,13 +41,13 @@ FERRY = (
 
 
 @pytest.fixture
-def corpus() -> _Corpus:
+def corpus() -> Corpus:
     chunks = split_text(HARBOR, source="harbor.txt", chunk_size=200, chunk_overlap=0)
     chunks += split_text(FERRY, source="ferry.txt", chunk_size=200, chunk_overlap=0)
-    return _Corpus(chunks, DeterministicFakeEmbedding(size=32).embed_documents)
+    return Corpus(chunks, DeterministicFakeEmbedding(size=32).embed_documents)
 
 
-def _where(corpus: _Corpus, text: str) -> tuple[str, list]:
+def _where(corpus: Corpus, text: str) -> tuple[str, list]:
     """The sentence holding ``text`` and its passage."""
     for chunk in corpus.chunks:
         for sentence in split_sentences(chunk.text):
@@ -62,7 +57,7 @@ def _where(corpus: _Corpus, text: str) -> tuple[str, list]:
 
 
 def test_a_swap_brings_in_a_name_of_the_same_passage_never_one_from_elsewhere(
-    corpus: _Corpus,
+    corpus: Corpus,
 ) -> None:
     sentence, passage = _where(corpus, "schooner Aurora")
     question = "From whom did the museum buy the schooner Aurora?"
@@ -76,7 +71,7 @@ def test_a_swap_brings_in_a_name_of_the_same_passage_never_one_from_elsewhere(
         assert not contains(FERRY, new)
 
 
-def test_a_swap_an_indexed_sentence_may_answer_is_refused(corpus: _Corpus) -> None:
+def test_a_swap_an_indexed_sentence_may_answer_is_refused(corpus: Corpus) -> None:
     sentence, passage = _where(corpus, "Jonas Berg")
     # "Who collected sea maps of the coast in Porto?": a sentence holds Porto with the maps.
     question = "Where did Jonas Berg collect sea maps of the coast?"
@@ -86,7 +81,7 @@ def test_a_swap_an_indexed_sentence_may_answer_is_refused(corpus: _Corpus) -> No
     assert corpus.speaks_of("Porto", "Where were the maps moved to after the fire in Porto?")
 
 
-def test_a_number_swap_takes_a_number_of_the_passage_or_a_near_value(corpus: _Corpus) -> None:
+def test_a_number_swap_takes_a_number_of_the_passage_or_a_near_value(corpus: Corpus) -> None:
     sentence, passage = _where(corpus, "4,000 escudos")
     question = "From whom did the museum buy a schooner in 1931?"
     made = swap(
@@ -99,7 +94,7 @@ def test_a_number_swap_takes_a_number_of_the_passage_or_a_near_value(corpus: _Co
     assert not contains(sentence, made[2])
 
 
-def test_negation_goes_in_at_the_auxiliary_or_comes_out(corpus: _Corpus) -> None:
+def test_negation_goes_in_at_the_auxiliary_or_comes_out(corpus: Corpus) -> None:
     assert negate("When did the museum buy the schooner?", corpus) == (
         "When didn't the museum buy the schooner?",
         "did",
@@ -117,7 +112,7 @@ def test_negation_goes_in_at_the_auxiliary_or_comes_out(corpus: _Corpus) -> None
 
 
 def test_an_antonym_comes_from_the_closed_list_and_only_where_no_sentence_says_it(
-    corpus: _Corpus,
+    corpus: Corpus,
 ) -> None:
     assert ANTONYMS["first"] == "last" and ANTONYMS["last"] == "first"
     made = antonym("Who was the first director of the museum?", corpus, random.Random(0))
@@ -129,7 +124,7 @@ def test_an_antonym_comes_from_the_closed_list_and_only_where_no_sentence_says_i
     assert antonym("Who steered a crossing?", corpus, random.Random(0)) is None
 
 
-def test_evidence_removal_takes_out_every_sentence_with_the_answer(corpus: _Corpus) -> None:
+def test_evidence_removal_takes_out_every_sentence_with_the_answer(corpus: Corpus) -> None:
     _, passage = _where(corpus, "schooner Aurora")
     text = without_evidence(passage, "Ilse Brandt", "From whom did the museum buy the schooner?")
     assert text is not None and "Museum" in text and not contains(text, "Ilse Brandt")

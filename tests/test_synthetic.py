@@ -177,7 +177,7 @@ def test_generated_items_are_gold_of_every_kind_and_each_kind_is_checked(
 
 
 def test_a_swap_never_puts_a_form_of_the_same_name() -> None:
-    from qa.evaluation.generate import _related
+    from qa.evaluation.lookalikes import _related
 
     for a, b in [("parliament", "parliamentary"), ("china", "chinese"), ("tran", "trần")]:
         assert _related([a], [b])
