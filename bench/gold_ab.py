@@ -16,6 +16,13 @@ the shipped decision: ``fit/results/decision-splits.json``):
    against right/wrong). The learned decision judges short answers only: a yes/no, open or
    list answer is shown as the chain showed it under both.
 
+The gap (#33 item 6): every answer the generated set got is recorded too, so each generated
+row is judged like a real one (``generated_rows``, by how its look-alike was made); the
+evidence-removal set written beside the generated one (``qa.evaluation.generate.write_removed``)
+is asked item by item of its own document (``removed_rows``); ``--report`` then sets the
+decision's AUC on the generated rows (out of fold, from the calibration's ``fits``) beside its
+AUC on the real questions. A generated set is only as good as that gap is small.
+
 Corpora: ``--article <Title>`` (a held-out SQuAD 2.0 article of ``../shared/datasets/squad2``),
 or ``--corpus`` one of ``CORPORA`` (``seed``, ``multirc``, ``boolq``).
 
@@ -411,6 +418,83 @@ def best_at(rows: list[dict], key: str, floor: float = 0.80) -> dict | None:
     return best
 
 
+def _auc_of(rows: list[dict], key: str) -> float | None:
+    from qa.trust.adapt import auc
+
+    judged = [r for r in rows if r.get(f"p_{key}") is not None]
+    return auc([r[f"p_{key}"] for r in judged], [r["right"] for r in judged])
+
+
+def _gap(generated: float | None, real: float | None) -> str:
+    return "–" if generated is None or real is None else f"{generated - real:+.2f}"
+
+
+def gap_table(results: list[dict]) -> str:
+    """The gap (#33 item 6): the decision's AUC on the generated rows against its AUC on the
+    corpus's real questions, per result, and how hard each way of making a look-alike was."""
+    lines = [
+        "| corpus | generated look-alikes (how: n) | AUC generated, shipped | "
+        "AUC generated, fitted (out of fold) | AUC real, shipped | AUC real, fitted | "
+        "gap, shipped | gap, fitted | AUC generated + evidence removed, shipped |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        fit = next((f for f in r["fits"] if f["rows"]), {})
+        real = next(iter(_sets(r).values()))
+        hows: dict[str, int] = {}
+        for g in r["generated"]:
+            meta = g.get("generated", {})
+            if meta.get("kind") in ("unanswerable", "no"):
+                how = meta.get("how") or "corpus swap"
+                hows[how] = hows.get(how, 0) + 1
+        removed = r.get("removed_rows", [])
+        if removed:
+            hows["evidence removed (own set)"] = len(removed)
+        gen = {k: fit.get(f"{k}_auc") for k in ("shipped", "fitted")}
+        rea = {k: real[k]["auc"] for k in ("shipped", "fitted")}
+
+        both = r.get("generated_rows", []) + removed
+        cells = [
+            r.get("corpus", r.get("article")),
+            ", ".join(f"{h}: {n}" for h, n in sorted(hows.items(), key=lambda x: -x[1])),
+            _cell(gen["shipped"]),
+            _cell(gen["fitted"]),
+            _cell(rea["shipped"]),
+            _cell(rea["fitted"]),
+            _gap(gen["shipped"], rea["shipped"]),
+            _gap(gen["fitted"], rea["fitted"]),
+            _cell(_auc_of(both, "shipped")) if removed else "–",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| corpus | how | look-alikes | answered (supported) | wrong claims under the shipped "
+        "decision | mean P(right), shipped |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        rows = r.get("generated_rows", [])
+        groups: dict[str, list[dict]] = {}
+        for row in rows:
+            if not row["answerable"] or row["kind"] == "no":
+                groups.setdefault(row["how"] or "corpus swap", []).append(row)
+        if r.get("removed_rows"):
+            groups["evidence removed"] = r["removed_rows"]
+        for how, group in sorted(groups.items()):
+            ps = [x["p_shipped"] for x in group if x.get("p_shipped") is not None]
+            claims = sum(x["shown_shipped"] and not x["right"] for x in group)
+            cells = [
+                r.get("corpus", r.get("article")),
+                how,
+                str(len(group)),
+                f"{sum(x['supported'] for x in group)}",
+                f"{claims} ({claims / len(group):.2f})",
+                _cell(sum(ps) / len(ps) if ps else None),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def report() -> None:
     """The tables of every ``bench/results/gold_ab-*.json``."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("gold_ab-*.json"))]
@@ -426,6 +510,10 @@ def report() -> None:
                 b = best_at(s["rows"], key)
                 cell = "none" if b is None else f"{b['abstention']:.2f} ({b['threshold']:.2f})"
                 print(f"| {r.get('corpus', r.get('article'))} | {name} | {key} | {cell} |")
+    gapped = [r for r in results if "generated_rows" in r]
+    if gapped:
+        print()
+        print(gap_table(gapped))
 
 
 def main() -> None:
