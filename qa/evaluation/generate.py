@@ -27,8 +27,8 @@ Three kinds, in the spirit of SQuAD 2.0 and round-trip consistency (Alberti et a
   Each is kept only if no indexed sentence holds the new part (the name, number or word) with
   half the question's other content words (by stem), so no passage says it in the question's
   context; a negation only if no sentence on the question's words is itself negated
-  (:mod:`qa.evaluation.lookalikes`). The kinds are aimed at SQuAD2-CR's shares (``HOW_SHARES``): the one
-  furthest below its share is tried first on each question.
+  (:mod:`qa.evaluation.lookalikes`). The kinds are aimed at SQuAD2-CR's shares
+  (``HOW_SHARES``): the one furthest below its share is tried first on each question.
 * **yes/no**: the model turns a sentence into a yes/no question that keeps a name or number;
   half of them keep it (yes), half change it by a same-passage swap, a number or an antonym
   (no: the passage says it of another), so "no" is as common as "yes".
