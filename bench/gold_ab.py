@@ -16,6 +16,13 @@ the shipped decision: ``fit/results/decision-splits.json``):
    against right/wrong). The learned decision judges short answers only: a yes/no, open or
    list answer is shown as the chain showed it under both.
 
+The gap (#33 item 6): every answer the generated set got is recorded too, so each generated
+row is judged like a real one (``generated_rows``, by how its look-alike was made); the
+evidence-removal set written beside the generated one (``qa.evaluation.generate.write_removed``)
+is asked item by item of its own document (``removed_rows``); ``--report`` then sets the
+decision's AUC on the generated rows (out of fold, from the calibration's ``fits``) beside its
+AUC on the real questions. A generated set is only as good as that gap is small.
+
 Corpora: ``--article <Title>`` (a held-out SQuAD 2.0 article of ``../shared/datasets/squad2``),
 or ``--corpus`` one of ``CORPORA`` (``seed``, ``multirc``, ``boolq``).
 
@@ -162,6 +169,82 @@ def ask_and_judge(asker, item, decisions) -> list[dict]:
     return rows
 
 
+def record_answers(assistant) -> dict:
+    """Every answer ``assistant`` gives to a question asked without history, by question,
+    until ``del assistant.ask``: the generated items' answers, round trips included, as the
+    calibration saw them."""
+    asked: dict = {}
+    ask = assistant.ask
+
+    def recording(question, history=None, **kwargs):
+        answer = ask(question, history=history, **kwargs)
+        if not history:
+            asked[question] = answer
+        return answer
+
+    assistant.ask = recording
+    return asked
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def judge_generated(records: list[dict], asked: dict, decisions) -> list[dict]:
+    """One row per generated item whose answer was recorded, judged like the real rows, with
+    its kind and how it was made (``corpus swap`` for a set from before #33 item 6). The
+    fitted decision's P here is in sample (it was fitted on these rows): read its out-of-fold
+    AUC from ``fits``."""
+    from qa.evaluation.gold import parse_gold_item
+
+    rows = []
+    for raw in records:
+        answer = asked.get(raw["question"])
+        if answer is None:
+            continue
+        turn = parse_gold_item(raw, raw["id"]).turns[0]
+        meta = raw.get("generated", {})
+        how = meta.get("how") or ("corpus swap" if meta.get("swapped") else meta.get("kind"))
+        row = {"id": raw["id"], "kind": meta.get("kind"), "how": how}
+        row["answerable"] = not turn.unanswerable
+        for key, decision, threshold in decisions:
+            shown, p, supported, right = judge(answer, turn, decision, threshold)
+            row |= {f"shown_{key}": shown, f"p_{key}": p}
+        rows.append(row | {"supported": supported, "right": right, "shape": answer.shape})
+    return rows
+
+
+def removed_set(gold: Path, made) -> Path | None:
+    """The evidence-removal set next to ``gold`` (written now when ``made`` has one; an
+    earlier run's otherwise), or None (a generator from before #33 item 6 makes none)."""
+    try:
+        from qa.evaluation.generate import removed_path, write_removed
+    except ImportError:
+        return None
+    if made is not None and getattr(made, "removed", None):
+        return write_removed(made.removed, gold)
+    path = removed_path(gold)
+    return path if path.exists() else None
+
+
+def ask_removed(assistant, path: Path, decisions, tmp: Path) -> list[dict]:
+    """Ask each evidence-removal item of an index of only its own document (its passage
+    without the answer's sentence), as ``qa eval --per-document`` does; judged like the
+    real rows."""
+    from qa.evaluation.evaluate import per_document
+    from qa.evaluation.gold import load_gold
+
+    alone = tmp / "removed"
+    alone.mkdir()
+    ask_with = per_document(assistant.for_documents, path.parent / "docs", alone)
+    rows = []
+    items = load_gold(path)
+    for i, item in enumerate(items, 1):
+        rows += ask_and_judge(ask_with(item), item, decisions)
+        _progress(i, len(items))
+    return rows
+
+
 def run(corpus: Corpus, count: int, seed: int, tag: str = "") -> dict:
     from qa import Assistant, Settings
     from qa.evaluation.evaluate import per_document
@@ -185,10 +268,12 @@ def run(corpus: Corpus, count: int, seed: int, tag: str = "") -> dict:
         assistant.index()
         index_s = time.perf_counter() - t0
         t0 = time.perf_counter()
+        asked = record_answers(assistant)
         # Generated now (and the round trips' answers reused) unless a first run left it.
         cal = assistant.calibrate_synthetic(
             gold, count=count, seed=seed, write=False, ratings=False, progress=_progress
         )
+        del assistant.ask  # the class's own again
         seconds = time.perf_counter() - t0
         rejected = dict(cal.made.rejected) if cal.made else {}
         decisions = (
@@ -214,16 +299,30 @@ def run(corpus: Corpus, count: int, seed: int, tag: str = "") -> dict:
             sets[path.stem] = {key: metrics(rows, key) for key, _, _ in decisions}
             sets[path.stem]["rows"] = rows
         real_s = time.perf_counter() - t2
+        generated_rows = judge_generated(_lines(gold), asked, decisions)
+        removed_path = removed_set(gold, cal.made)
+        removed_rows, t3 = [], time.perf_counter()
+        if removed_path is not None:
+            removed_rows = ask_removed(assistant, removed_path, decisions, Path(tmp))
+        removed_s = time.perf_counter() - t3
     return {
         "corpus": corpus.name + tag,
         "docs": [p.name for p in corpus.docs],
         "asked": "each item over its own sources" if corpus.per_document else "over the corpus",
         "count": count,
         "seed": seed,
-        "generated": [json.loads(x) for x in gold.read_text().splitlines() if x.strip()],
+        "generated": _lines(gold),
+        "generated_rows": generated_rows,
+        "removed": _lines(removed_path) if removed_path else [],
+        "removed_rows": removed_rows,
         "rejected": rejected,
         "generated_now": cal.generated,
-        "seconds": {"index": index_s, "generate_and_calibrate": seconds, "real": real_s},
+        "seconds": {
+            "index": index_s,
+            "generate_and_calibrate": seconds,
+            "real": real_s,
+            "removed": removed_s,
+        },
         "thresholds": {key: t for key, _, t in decisions},
         "fits": [vars(f) for f in cal.fitted.fits],
         "generated_curve": {
@@ -319,6 +418,83 @@ def best_at(rows: list[dict], key: str, floor: float = 0.80) -> dict | None:
     return best
 
 
+def _auc_of(rows: list[dict], key: str) -> float | None:
+    from qa.trust.adapt import auc
+
+    judged = [r for r in rows if r.get(f"p_{key}") is not None]
+    return auc([r[f"p_{key}"] for r in judged], [r["right"] for r in judged])
+
+
+def _gap(generated: float | None, real: float | None) -> str:
+    return "–" if generated is None or real is None else f"{generated - real:+.2f}"
+
+
+def gap_table(results: list[dict]) -> str:
+    """The gap (#33 item 6): the decision's AUC on the generated rows against its AUC on the
+    corpus's real questions, per result, and how hard each way of making a look-alike was."""
+    lines = [
+        "| corpus | generated look-alikes (how: n) | AUC generated, shipped | "
+        "AUC generated, fitted (out of fold) | AUC real, shipped | AUC real, fitted | "
+        "gap, shipped | gap, fitted | AUC generated + evidence removed, shipped |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        fit = next((f for f in r["fits"] if f["rows"]), {})
+        real = next(iter(_sets(r).values()))
+        hows: dict[str, int] = {}
+        for g in r["generated"]:
+            meta = g.get("generated", {})
+            if meta.get("kind") in ("unanswerable", "no"):
+                how = meta.get("how") or "corpus swap"
+                hows[how] = hows.get(how, 0) + 1
+        removed = r.get("removed_rows", [])
+        if removed:
+            hows["evidence removed (own set)"] = len(removed)
+        gen = {k: fit.get(f"{k}_auc") for k in ("shipped", "fitted")}
+        rea = {k: real[k]["auc"] for k in ("shipped", "fitted")}
+
+        both = r.get("generated_rows", []) + removed
+        cells = [
+            r.get("corpus", r.get("article")),
+            ", ".join(f"{h}: {n}" for h, n in sorted(hows.items(), key=lambda x: -x[1])),
+            _cell(gen["shipped"]),
+            _cell(gen["fitted"]),
+            _cell(rea["shipped"]),
+            _cell(rea["fitted"]),
+            _gap(gen["shipped"], rea["shipped"]),
+            _gap(gen["fitted"], rea["fitted"]),
+            _cell(_auc_of(both, "shipped")) if removed else "–",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| corpus | how | look-alikes | answered (supported) | wrong claims under the shipped "
+        "decision | mean P(right), shipped |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        rows = r.get("generated_rows", [])
+        groups: dict[str, list[dict]] = {}
+        for row in rows:
+            if not row["answerable"] or row["kind"] == "no":
+                groups.setdefault(row["how"] or "corpus swap", []).append(row)
+        if r.get("removed_rows"):
+            groups["evidence removed"] = r["removed_rows"]
+        for how, group in sorted(groups.items()):
+            ps = [x["p_shipped"] for x in group if x.get("p_shipped") is not None]
+            claims = sum(x["shown_shipped"] and not x["right"] for x in group)
+            cells = [
+                r.get("corpus", r.get("article")),
+                how,
+                str(len(group)),
+                f"{sum(x['supported'] for x in group)}",
+                f"{claims} ({claims / len(group):.2f})",
+                _cell(sum(ps) / len(ps) if ps else None),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def report() -> None:
     """The tables of every ``bench/results/gold_ab-*.json``."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("gold_ab-*.json"))]
@@ -334,6 +510,10 @@ def report() -> None:
                 b = best_at(s["rows"], key)
                 cell = "none" if b is None else f"{b['abstention']:.2f} ({b['threshold']:.2f})"
                 print(f"| {r.get('corpus', r.get('article'))} | {name} | {key} | {cell} |")
+    gapped = [r for r in results if "generated_rows" in r]
+    if gapped:
+        print()
+        print(gap_table(gapped))
 
 
 def main() -> None:

@@ -12,14 +12,31 @@ Three kinds, in the spirit of SQuAD 2.0 and round-trip consistency (Alberti et a
   number), the model writes a question for it that neither names it nor copies the sentence,
   and the item is kept only if asking it through the real chain gives the span back (shown or
   withheld by the decision: the decision is what these items will judge).
-* **unanswerable, made to look answerable**: a generated question with one of its names or
-  numbers swapped for another of the same kind from the corpus (the most similar by embedding,
-  so "Ming" replaces "Yuan", not "Paris"). Kept only if the answer is nowhere in the corpus:
-  no chunk holds the swapped-in name together with half or more of the question's other
-  content words (by stem), so no passage speaks of it in the question's context.
+* **unanswerable, made to look answerable**, the way SQuAD 2.0's crowd made them (Rajpurkar et
+  al., 2018; kinds and shares after SQuAD2-CR, Lee et al., 2020): a generated question edited
+  so that it still reads like one its passage answers, ``how`` recorded per item:
+
+  - *same-passage swap*: one of its names (or years) replaced by another of the same kind from
+    the same passage (its chunk and the chunks either side), not from its own sentence ("When
+    did Rollo sign the treaty?" -> "When did Charles sign the treaty?");
+  - *number*: a number or year replaced by another of the passage's, else by a near value;
+  - *negation*: "not" put in at the auxiliary verb ("When didn't ...?"), or taken out;
+  - *antonym*: one word of a closed list of common pairs swapped (first/last, before/after,
+    largest/smallest, increase/decrease, ...).
+
+  Each is kept only if no indexed sentence holds the new part (the name, number or word) with
+  half the question's other content words (by stem), so no passage says it in the question's
+  context; a negation only if no sentence on the question's words is itself negated
+  (:mod:`qa.evaluation.lookalikes`). The kinds are aimed at SQuAD2-CR's shares
+  (``HOW_SHARES``): the one furthest below its share is tried first on each question.
 * **yes/no**: the model turns a sentence into a yes/no question that keeps a name or number;
-  half of them keep it (yes), half swap it as above (no: the corpus says it of another), so
-  "no" is as common as "yes".
+  half of them keep it (yes), half change it by a same-passage swap, a number or an antonym
+  (no: the passage says it of another), so "no" is as common as "yes".
+* **evidence removed** (FaithEval, Ming et al., 2024): an answerable item's question asked over
+  its passage with every sentence holding the answer taken out. Written apart from the set
+  (:func:`write_removed`): ``<set>-removed/<set>-removed.jsonl`` and one document per item in
+  its ``docs/``, asked with ``qa eval --docs <that>/docs --per-document``, since over the whole
+  index the answer is still there.
 
 Everything is seeded: the same corpus, seed and model give the same file.
 """
@@ -27,10 +44,8 @@ Everything is seeded: the same corpus, seed and model give the same file.
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +53,14 @@ from pathlib import Path
 from typing import Any
 
 from qa.errors import IndexNotFoundError
+from qa.evaluation.lookalikes import (
+    Change,
+    Corpus,
+    antonym,
+    negate,
+    swap,
+    without_evidence,
+)
 from qa.passages import Chunk
 from qa.spans import Span, spans
 from qa.text import contains, normalize, split_sentences, strip_citations
@@ -72,11 +95,16 @@ YESNO_SHARE = 0.2
 UNANSWERABLE_SHARE = 0.35
 """How a count is split: yes/no questions (half of them "no"), look-alike unanswerables, the
 rest answerable."""
+HOW_SHARES = {"same-passage swap": 40, "antonym": 20, "negation": 15, "number": 10}
+"""How look-alike unanswerables are made, in SQuAD2-CR's proportions (entity swap 36-44 %,
+antonym ~20 %, negation ~15 %, number swap ~10 %); a "no" is made by any but negation."""
+OVERSHOOT = 1.5
+"""A kind already at this multiple of its share is not tried again (so one that fits every
+question, negation, cannot crowd out the rest)."""
+REMOVED_SHARE = 0.15
+"""Evidence-removal items made, as a share of the count (on top of it; from the answerable)."""
 COPIED_RUN = 7
 """A question sharing this many consecutive words with its sentence copies it."""
-CONTEXT_SHARE = 0.5
-"""A chunk holding a swapped-in name and this share of the question's other content words
-might answer the swapped question: the item is dropped."""
 ATTEMPTS = 3
 """Candidate sentences tried per item wanted, at most."""
 
@@ -86,17 +114,23 @@ class GeneratedGold:
     """What :func:`generate_gold` wrote: the gold records, how many candidates it tried, why
     the others were dropped, whether it was cancelled before the count was reached, and the
     chain's answers of the round trips by item id (a calibration in the same run reuses them
-    rather than asking again)."""
+    rather than asking again). ``removed`` are the evidence-removal items, a set of their own
+    (:func:`write_removed`), each with its document's text under ``generated.document``."""
 
     items: list[dict[str, Any]]
     attempts: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     cancelled: bool = False
     answers: dict[str, Any] = field(default_factory=dict, repr=False)
+    removed: list[dict[str, Any]] = field(default_factory=list)
 
     def kinds(self) -> Counter[str]:
         """Items by kind (``answerable``, ``unanswerable``, ``yes``, ``no``)."""
         return Counter(it["generated"]["kind"] for it in self.items)
+
+    def hows(self) -> Counter[str]:
+        """Look-alikes (``unanswerable`` and ``no``) by how they were made."""
+        return Counter(it["generated"]["how"] for it in self.items if "how" in it["generated"])
 
 
 @dataclass(frozen=True)
@@ -104,83 +138,6 @@ class _Candidate:
     chunk: Chunk
     sentence: str
     span: Span
-
-
-class _Corpus:
-    """The chunks, their stemmed words, and every name and number in them by kind."""
-
-    def __init__(self, chunks: list[Chunk], embed: Callable[[list[str]], list[list[float]]]):
-        self.chunks = [c for c in chunks if not c.flags]
-        self.words = [{stem(w) for w in content_words(c.text)} for c in self.chunks]
-        self.inventory: dict[str, dict[str, str]] = {"name": {}, "year": {}, "number": {}}
-        for c in self.chunks:
-            for s in spans(c.text):
-                self.inventory[s.kind].setdefault(normalize(s.text), s.text)
-        self._embed = embed
-        self._vectors: dict[str, list[float]] = {}
-
-    def partners(self, span: Span, avoid: str) -> list[str]:
-        """Other names (most similar first) or numbers (nearest first) of the corpus, of the
-        span's kind, sharing no word stem with it and absent from ``avoid``; names of as many
-        words as the span's come first ("Holland" for "Saarland", not "Protestant Europe")."""
-        own = normalize(span.text).split()
-        pool = [
-            text
-            for key, text in self.inventory[span.kind].items()
-            if not _related(own, key.split()) and not contains(avoid, text)
-        ]
-        if span.kind != "name":
-            value = _value(span.text)
-            return sorted(pool, key=lambda t: abs(math.log1p(_value(t)) - math.log1p(value)))
-        missing = [t for t in [span.text, *pool] if t not in self._vectors]
-        if missing:
-            self._vectors |= dict(zip(missing, self._embed(missing), strict=True))
-        a, size = self._vectors[span.text], len(span.text.split())
-        return sorted(pool, key=lambda t: (len(t.split()) != size, -_cosine(a, self._vectors[t])))
-
-    def speaks_of(self, name: str, question: str) -> bool:
-        """Whether some chunk holds ``name`` with ``CONTEXT_SHARE`` of the question's other
-        content words (by stem): the swapped question might be answered there."""
-        other = {stem(w) for w in content_words(question) - ASKING - content_words(name)}
-        for chunk, words in zip(self.chunks, self.words, strict=True):
-            if contains(chunk.text, name) and len(other & words) >= CONTEXT_SHARE * len(other):
-                return True
-        return False
-
-
-def _related(a: list[str], b: list[str]) -> bool:
-    """Whether two names share a word: by stem, accents aside, or by a common start of 4+
-    letters that is all but the shorter word's last letter or 5 letters ("Parliament" and
-    "Parliamentary", "China" and "Chinese", "Tran" and "Trần" are one name for a swap)."""
-
-    def same(x: str, y: str) -> bool:
-        x, y = _fold(x), _fold(y)
-        if stem(x) == stem(y):
-            return True
-        if x.isdigit() or y.isdigit():
-            return False
-        need = max(4, min(5, min(len(x), len(y)) - 1))
-        return len(x) >= need and len(y) >= need and x[:need] == y[:need]
-
-    return any(same(x, y) for x in a for y in b)
-
-
-def _fold(word: str) -> str:
-    """``word`` without its accents ("trần" -> "tran")."""
-    decomposed = unicodedata.normalize("NFKD", word)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-def _value(text: str) -> float:
-    try:
-        return abs(float(normalize(text).replace(" ", "").rstrip("s") or 0))
-    except ValueError:
-        return 0.0
-
-
-def _cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    return dot / (math.sqrt(sum(x * x for x in a) * sum(y * y for y in b)) or 1.0)
 
 
 def candidates(chunks: list[Chunk], rng: random.Random) -> Iterator[_Candidate]:
@@ -251,20 +208,6 @@ def usable_question(question: str, sentence: str, answer: str) -> str | None:
     return None
 
 
-def swap(question: str, sentence: str, corpus: _Corpus, rng: random.Random, answer: str = ""):
-    """The question with one of its names or numbers (one its sentence holds, not the answer)
-    replaced by a similar one from the corpus that no chunk speaks of in the question's
-    context; None if there is none. Returns (question, old, new)."""
-    keys = [s for s in spans(question) if contains(sentence, s.text) and s.text != answer]
-    rng.shuffle(keys)
-    for key in keys:
-        for new in corpus.partners(key, f"{sentence} {question}")[:5]:
-            swapped = question[: key.start] + new + question[key.end :]
-            if not corpus.speaks_of(new, swapped):
-                return swapped, key.text, new
-    return None
-
-
 def generate_gold(
     assistant: Any,
     *,
@@ -294,7 +237,7 @@ class _Generator:
         self.assistant = assistant
         self.count, self.seed, self.progress = count, seed, progress
         self.rng = random.Random(seed)
-        self.corpus = _Corpus(assistant.store.all_chunks(), assistant.embeddings.embed_documents)
+        self.corpus = Corpus(assistant.store.all_chunks(), assistant.embeddings.embed_documents)
         self.write = assistant.llm.bind(max_tokens=48, stop=["\n"])
         yesno = 2 * round(count * YESNO_SHARE / 2)
         self.want = Counter(
@@ -302,6 +245,8 @@ class _Generator:
         )
         self.want["answerable"] = count - sum(self.want.values())
         self.made: Counter[str] = Counter()
+        self.made_how: Counter[tuple[str, str]] = Counter()
+        self.sources: dict[str, _Candidate] = {}  # answerable item id -> where it was made
         self.out = GeneratedGold([])
 
     def needs(self, *kinds: str) -> bool:
@@ -322,6 +267,8 @@ class _Generator:
                 self.yesno(cand)
             else:
                 self.short(cand)
+        if not out.cancelled:
+            self.remove_evidence()
         return out
 
     def keep(self, kind: str, question: str, cand: _Candidate, expect: dict, **meta: Any) -> None:
@@ -344,8 +291,37 @@ class _Generator:
     def ask_model(self, prompt: str) -> str:
         return question_line(self.write.invoke(prompt).content)
 
+    def look_alike(
+        self, kind: str, question: str, cand: _Candidate, answer: str = ""
+    ) -> tuple[str, Change] | None:
+        """``question`` changed into a look-alike for an item of ``kind`` (``unanswerable`` or
+        ``no``), trying first the way furthest below its share (``HOW_SHARES``; a "no" is never
+        a negation: "Wasn't it ...?" still asks for a yes), and the way it was made."""
+        shares = {h: w for h, w in HOW_SHARES.items() if kind != "no" or h != "negation"}
+        total = sum(shares.values())
+        wanted = {h: max(self.want[kind] * w / total, 0.5) for h, w in shares.items()}
+        ways = [h for h in shares if self.made_how[kind, h] < OVERSHOOT * wanted[h]]
+        self.rng.shuffle(ways)
+        ways.sort(key=lambda h: self.made_how[kind, h] / wanted[h])
+        passage = self.corpus.passage(cand.chunk)
+        for how in ways:
+            if how == "negation":
+                change = negate(question, self.corpus)
+            elif how == "antonym":
+                change = antonym(question, self.corpus, self.rng)
+            else:
+                kinds = ("name",) if how == "same-passage swap" else ("year", "number")
+                change = swap(
+                    question, cand.sentence, self.corpus, self.rng, answer,
+                    passage=passage, kinds=kinds,
+                )  # fmt: skip
+            if change:
+                self.made_how[kind, how] += 1
+                return how, change
+        return None
+
     def short(self, cand: _Candidate) -> None:
-        """An answerable item (round trip) and its look-alike twin (a swap), as needed."""
+        """An answerable item (round trip) and its look-alike twin, as needed."""
         question = self.ask_model(
             QUESTION_PROMPT.format(sentence=cand.sentence, answer=cand.span.text)
         )
@@ -353,13 +329,13 @@ class _Generator:
             self.out.rejected[why] += 1
             return
         if self.needs("unanswerable"):
-            swapped = swap(question, cand.sentence, self.corpus, self.rng, cand.span.text)
-            if swapped:
-                new_q, old, new = swapped
-                meta = {"swapped": [old, new], "original": question}
+            made = self.look_alike("unanswerable", question, cand, cand.span.text)
+            if made:
+                how, (new_q, old, new) = made
+                meta = {"how": how, "swapped": [old, new], "original": question}
                 self.keep("unanswerable", new_q, cand, {"unanswerable": True}, **meta)
             else:
-                self.out.rejected["no swap absent from the corpus"] += 1
+                self.out.rejected["no look-alike the corpus leaves unanswered"] += 1
         if self.needs("answerable"):
             answer = self.assistant.ask(question)
             shown = answer.withheld if answer.abstained else answer.text
@@ -368,11 +344,12 @@ class _Generator:
                 expect = {"answers": [cand.span.text]}
                 self.keep("answerable", question, cand, expect, round_trip=reply)
                 self.out.answers[self.out.items[-1]["id"]] = answer
+                self.sources[self.out.items[-1]["id"]] = cand
             else:
                 self.out.rejected["round trip missed the span"] += 1
 
     def yesno(self, cand: _Candidate) -> None:
-        """A yes/no question on a sentence: as written (yes) or with its span swapped (no)."""
+        """A yes/no question on a sentence: as written (yes) or changed to a look-alike (no)."""
         question = self.ask_model(YESNO_PROMPT.format(sentence=cand.sentence, keep=cand.span.text))
         asked = {stem(w) for w in content_words(question) - ASKING}
         words = {stem(w) for w in content_words(cand.sentence)}
@@ -385,17 +362,41 @@ class _Generator:
             self.out.rejected["not a yes/no question on its sentence"] += 1
             return
         if self.needs("no") and (self.made["no"] <= self.made["yes"] or not self.needs("yes")):
-            key = next((s for s in spans(question) if s.text == cand.span.text), None)
-            avoid = f"{cand.sentence} {question}"
-            for new in self.corpus.partners(key, avoid)[:5] if key else []:
-                swapped = question[: key.start] + new + question[key.end :]
-                if not self.corpus.speaks_of(new, swapped):
-                    meta = {"swapped": [cand.span.text, new], "original": question}
-                    self.keep("no", swapped, cand, {"yes": False}, **meta)
-                    return
-            self.out.rejected["no swap absent from the corpus"] += 1
+            made = self.look_alike("no", question, cand)
+            if made:
+                how, (new_q, old, new) = made
+                meta = {"how": how, "swapped": [old, new], "original": question}
+                self.keep("no", new_q, cand, {"yes": False}, **meta)
+            else:
+                self.out.rejected["no look-alike the corpus leaves unanswered"] += 1
         elif self.needs("yes"):
             self.keep("yes", question, cand, {"yes": True})
+
+    def remove_evidence(self) -> None:
+        """Evidence-removal items (``REMOVED_SHARE`` of the count) from answerable ones, in a
+        seeded order: the same question over its passage without the answer's sentences."""
+        kept = [it for it in self.out.items if it["id"] in self.sources]
+        self.rng.shuffle(kept)
+        for item in kept:
+            if len(self.out.removed) >= round(self.count * REMOVED_SHARE):
+                break
+            cand = self.sources[item["id"]]
+            passage = self.corpus.passage(cand.chunk)
+            text = without_evidence(passage, cand.span.text, item["question"])
+            if text is None:
+                self.out.rejected["evidence removal left no look-alike passage"] += 1
+                continue
+            name = f"{item['id']}-removed"
+            record = {"id": name, "question": item["question"], "unanswerable": True}
+            record["sources"] = [f"{name}.txt"]
+            record["generated"] = item["generated"] | {
+                "kind": "removed",
+                "how": "evidence removed",
+                "from": item["id"],
+                "source": cand.chunk.source,
+                "document": text,
+            }
+            self.out.removed.append(record)
 
 
 def write_gold(items: list[dict[str, Any]], path: Path) -> Path:
@@ -406,3 +407,29 @@ def write_gold(items: list[dict[str, Any]], path: Path) -> Path:
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def removed_path(gold: Path) -> Path:
+    """Where the evidence-removal set of the set at ``gold`` is kept:
+    ``<set>-removed/<set>-removed.jsonl``, its documents in ``docs/`` beside it (a folder of
+    its own, so the set is never asked over the assistant's documents, where the answers are)."""
+    name = f"{gold.stem}-removed"
+    return gold.parent / name / f"{name}.jsonl"
+
+
+def write_removed(removed: list[dict[str, Any]], gold: Path) -> Path:
+    """Write evidence-removal items (:attr:`GeneratedGold.removed`) as the gold set beside the
+    set at ``gold`` (:func:`removed_path`), each item's document in its ``docs/`` (an earlier
+    run's documents are replaced). Run it with ``qa eval --gold <it> --docs <its docs>
+    --per-document``: each item is asked of an index of its own document only."""
+    path = removed_path(gold)
+    docs = path.parent / "docs"
+    docs.mkdir(parents=True, exist_ok=True)
+    for old in docs.glob("*.txt"):
+        old.unlink()
+    items = []
+    for record in removed:
+        meta = dict(record["generated"])
+        (docs / record["sources"][0]).write_text(meta.pop("document") + "\n", encoding="utf-8")
+        items.append(record | {"generated": meta})
+    return write_gold(items, path)
