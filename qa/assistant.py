@@ -388,11 +388,13 @@ class Assistant:
         (:mod:`qa.evaluation.generate`: round-tripped answerable questions, look-alike
         unanswerable ones, yes/no half "no"); seeded. ``progress(kept, count)``; ``cancel()``
         True stops early."""
-        from qa.evaluation.generate import generate_gold, write_gold
+        from qa.evaluation.generate import generate_gold, write_gold, write_removed
 
         generated = generate_gold(self, count=count, seed=seed, progress=progress, cancel=cancel)
         if out is not None:
             write_gold(generated.items, out)
+            if generated.removed:  # a set of its own: each asked over its passage, answer cut
+                write_removed(generated.removed, out)
         return generated
 
     def calibrate_synthetic(
