@@ -118,6 +118,7 @@ def test_ratings_of_real_answers_run_as_regression_items(real_assistant: Assista
 def test_calibrate_fits_the_threshold_to_real_model_ratings(
     real_assistant: Assistant, tmp_path, monkeypatch
 ) -> None:
+    from qa.evaluation.feedback import FeedbackError
     from qa.evaluation.gold import load_gold
     from qa.evaluation.scoring import reply_right
 
@@ -125,21 +126,26 @@ def test_calibrate_fits_the_threshold_to_real_model_ratings(
     settings = real_assistant.settings.model_copy(update={"feedback_path": tmp_path / "fb.jsonl"})
     rater = Assistant(settings, embeddings=real_assistant.embeddings, llm=real_assistant.llm)
     items = [it for it in load_gold(SEED_GOLD) if len(it.turns) == 1]
-    for n, item in enumerate(items, 1):
+    rated = 0
+    for item in items:
         turn = item.turns[0]
         answer = rater.ask(turn.question)
         right = not answer.abstained and reply_right(turn, answer.text)
-        if right or (answer.abstained and turn.unanswerable):
-            rater.feedback(answer, "up")
-        elif turn.unanswerable:
-            rater.feedback(answer, "down", unanswerable=True)
-        else:
-            rater.feedback(answer, "down", correction=" ".join(g[0] for g in turn.facts))
-        if n == 6:  # a handful of ratings cannot place a threshold: nothing changes
+        try:
+            if right or (answer.abstained and turn.unanswerable):
+                rater.feedback(answer, "up")
+            elif turn.unanswerable:
+                rater.feedback(answer, "down", unanswerable=True)
+            else:
+                rater.feedback(answer, "down", correction=" ".join(g[0] for g in turn.facts))
+        except FeedbackError:  # a correction of only a number word ("four"): refused, as in the UI
+            continue
+        rated += 1
+        if rated == 6:  # a handful of ratings cannot place a threshold: nothing changes
             few = rater.calibrate()
             assert few.missing > 0 and few.chosen is None and not Path("qa.toml").exists()
     result = rater.calibrate()
-    assert result.missing == 0 and result.questions == len(items)
+    assert result.missing == 0 and result.questions == rated > len(items) / 2
     assert result.chosen is not None and Path("qa.toml").read_text().count("answer_threshold") == 2
     assert rater.answer_threshold == result.chosen  # the live assistant uses it at once
     chosen = next(p for p in result.curve if p.threshold == result.chosen)
