@@ -210,7 +210,8 @@ def judge_generated(records: list[dict], asked: dict, decisions) -> list[dict]:
         for key, decision, threshold in decisions:
             shown, p, supported, right = judge(answer, turn, decision, threshold)
             row |= {f"shown_{key}": shown, f"p_{key}": p}
-        rows.append(row | {"supported": supported, "right": right, "shape": answer.shape})
+        row |= {"supported": supported, "right": right, "shape": answer.shape}
+        rows.append(row | {"features": answer.features})
     return rows
 
 
@@ -245,7 +246,7 @@ def ask_removed(assistant, path: Path, decisions, tmp: Path) -> list[dict]:
     return rows
 
 
-def run(corpus: Corpus, count: int, seed: int, tag: str = "") -> dict:
+def run(corpus: Corpus, count: int, seed: int, tag: str = "", samples: int = 0) -> dict:
     from qa import Assistant, Settings
     from qa.evaluation.evaluate import per_document
     from qa.evaluation.gold import load_gold, stratified_sample
@@ -262,7 +263,13 @@ def run(corpus: Corpus, count: int, seed: int, tag: str = "") -> dict:
         docs.mkdir()
         for path in corpus.docs:
             shutil.copy(path, docs / path.name)
-        settings = Settings(seeds_dir=docs, index_dir=Path(tmp) / "index")
+        # Sampled answers are recorded (features["agreement"]), never used to withhold.
+        settings = Settings(
+            seeds_dir=docs,
+            index_dir=Path(tmp) / "index",
+            agreement_samples=samples,
+            agreement_threshold=0.0,
+        )
         assistant = Assistant(settings)
         t0 = time.perf_counter()
         assistant.index()
@@ -495,6 +502,59 @@ def gap_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+AGREEMENT_LINES = (0.34, 0.5, 0.67, 1.0)
+
+
+def agreement_table(results: list[dict]) -> str:
+    """Self-agreement as a signal (#33 item 3), for results run with ``--samples``: its AUC
+    alone and beside the shipped decision's P(right), on the real questions and on the
+    generated ones, and what requiring each share of agreeing samples does to the answers
+    the shipped decision asserts on the real questions."""
+    from qa.trust.adapt import auc
+
+    def aucs(rows: list[dict]) -> list[str]:
+        judged = [
+            r
+            for r in rows
+            if "agreement" in (r.get("features") or {}) and r["p_shipped"] is not None
+        ]
+        labels = [r["right"] for r in judged]
+        agree = [r["features"]["agreement"] for r in judged]
+        p = [r["p_shipped"] for r in judged]
+        both = [a + b for a, b in zip(agree, p, strict=True)]
+        return [str(len(judged))] + [_cell(auc(xs, labels)) for xs in (agree, p, both)]
+
+    lines = [
+        "| corpus | rows | AUC agreement | AUC P(right) | AUC agreement + P(right) | "
+        "generated rows | AUC agreement | AUC P(right) | AUC agreement + P(right) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rules = [
+        "| corpus | agreement required | asserted | asserted right | asserted wrong | precision |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        real = [row for s in _sets(r).values() for row in s["rows"]]
+        if not any("agreement" in (row.get("features") or {}) for row in real):
+            continue
+        name = r.get("corpus", r.get("article"))
+        lines.append(
+            "| " + " | ".join([name, *aucs(real), *aucs(r.get("generated_rows", []))]) + " |"
+        )
+        for line in (0.0, *AGREEMENT_LINES):
+            shown = [
+                row
+                for row in real
+                if row["shown_shipped"]
+                and (row.get("features") or {}).get("agreement", 1.0) >= line
+            ]
+            right = sum(row["right"] for row in shown)
+            cells = [name, f"{line:.2f}", str(len(shown)), str(right), str(len(shown) - right)]
+            cells.append(_cell(right / len(shown)) if shown else "–")
+            rules.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""] + rules)
+
+
 def report() -> None:
     """The tables of every ``bench/results/gold_ab-*.json``."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("gold_ab-*.json"))]
@@ -514,6 +574,10 @@ def report() -> None:
     if gapped:
         print()
         print(gap_table(gapped))
+    agreed = agreement_table(results)
+    if agreed.count("\n") > 4:
+        print()
+        print(agreed)
 
 
 def main() -> None:
@@ -529,6 +593,12 @@ def main() -> None:
     parser.add_argument("--real", type=int, default=30, help="Real questions per SQuAD article.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        help="Answers sampled per short answer to record its self-agreement (#33 item 3).",
+    )
+    parser.add_argument(
         "--tag", default="", help="Suffix of the result's name, to keep a second run of a corpus."
     )
     args = parser.parse_args()
@@ -539,7 +609,7 @@ def main() -> None:
     corpora += [CORPORA[name] for name in args.corpus]
     results = []
     for corpus in corpora:
-        result = run(corpus, args.count, args.seed, args.tag)
+        result = run(corpus, args.count, args.seed, args.tag, args.samples)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / f"gold_ab-{corpus.name}{args.tag}.json"
         if not corpus.redistributable:  # the whole result stays in the (ignored) cache

@@ -68,6 +68,9 @@ class Timings:
     prompt_eval_ms: float = 0.0
     generated_tokens: int = 0
     generation_ms: float = 0.0
+    decide_ms: float = 0.0
+    """After the answering pass: the checks and any extra pass (a forced candidate, sampled
+    answers, a yes/no re-read)."""
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,8 @@ class Assistant:
             learned,
             s.answer_threshold,
             s.open_support_threshold,
+            s.agreement_samples,
+            s.agreement_threshold,
         )
         shapes = s.answer_shapes == "auto"
         layers = set(s.guard.split(","))

@@ -94,6 +94,22 @@ class Settings(BaseSettings):
         "has the curve). Unset: the shipped line of the decision the backend allows "
         "(fit/precision_line.py). `qa calibrate` fits it to your ratings.",
     )
+    agreement_samples: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="Short answers the local LLM samples from the same (cached) prompt to "
+        "check that it says the same again; an asserted answer fewer than "
+        "`agreement_threshold` of them agree with is shown unconfirmed. 0 (the default) "
+        "skips it: measured no help on held-out questions (docs/benchmarks.md, #33).",
+    )
+    agreement_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="With `agreement_samples`, the share of sampled answers that must name "
+        "an asserted short answer for it to stay asserted.",
+    )
     auto_calibrate: bool = Field(
         True,
         description="When the documents change, `qa chat`/`qa api` generate questions from them "

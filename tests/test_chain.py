@@ -341,3 +341,37 @@ def test_only_retrieved_passages_are_focused(settings, fake_embeddings) -> None:
     off = many.model_copy(update={"passages": "whole"})
     plain = Assistant(off, embeddings=fake_embeddings, llm=FakeListChatModel(responses=[]))
     assert not any(h.focused for h in plain.retrieve("bakery"))
+
+
+class SamplingFake(ProbabilityReportingFake):
+    """Greedy: ``responses[0]``; sampling (a temperature bound): ``responses[1]``."""
+
+    temperatures: list[float] = []
+
+    def _call(self, messages, stop=None, run_manager=None, **kwargs) -> str:
+        self.temperatures.append(kwargs.get("temperature", 0.0))
+        return self.responses[1] if kwargs.get("temperature") else self.responses[0]
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        text = self._call(messages, stop, run_manager, **kwargs)
+        meta = {"first_token_probs": self.first_token_probs}
+        yield ChatGenerationChunk(message=AIMessageChunk(content=text, response_metadata=meta))
+
+
+@pytest.mark.parametrize(("sampled", "status"), [(" 1998", "answered"), (" 2001", "unconfirmed")])
+def test_an_answer_the_model_does_not_say_again_is_not_asserted(
+    settings, fake_embeddings, sampled: str, status: str
+) -> None:
+    settings = settings.model_copy(
+        update={"top_k": 10, "answerability": "off", "agreement_samples": 3}
+    )
+    llm = SamplingFake(
+        responses=[" 1998\nQuote: The bakery opened in 1998.", sampled],
+        first_token_probs={" 1998": 0.9},
+        temperatures=[],
+    )
+    answer = _indexed(settings, fake_embeddings, llm).ask("When did the bakery open?")
+    assert sorted(llm.temperatures) == [0.0, 0.7, 0.7, 0.7]
+    assert answer.features["agreement"] == (1.0 if status == "answered" else 0.0)
+    assert answer.status == status
+    assert "1998" in answer.text and answer.citations

@@ -148,3 +148,16 @@ def test_a_banned_word_is_never_generated_and_its_odds_are_still_reported() -> N
     assert forced["text"].split()[0] not in ("", said["text"].split()[0])
     assert forced["meta"]["first_token_probs"][top] == pytest.approx(probs[top], rel=1e-3)
     assert forced["meta"]["usage"]["prompt_eval_tokens"] <= 2  # the prompt was cached
+
+
+def test_answers_sampled_from_a_prompt_just_read_pay_only_their_decoding() -> None:
+    """The self-agreement check (#33 item 3): a few sampled answers from the answering
+    prompt, which is cached, so each reads at most a token or two of it again."""
+    llm = model()
+    messages = chat("Who founded the bakery?")
+    said = collect(llm.submit(messages, ["\n"], **OPTIONS))
+    samples = [collect(llm.submit(messages, ["\n"], **OPTIONS, temperature=0.7)) for _ in range(3)]
+    assert said["text"].strip()
+    for sample in samples:
+        assert sample["text"].strip()
+        assert sample["meta"]["usage"]["prompt_eval_tokens"] <= 2

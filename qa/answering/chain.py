@@ -31,6 +31,7 @@ from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
 from qa.answer import ABSTAIN_TEXT, Answer, Sentence, Shape, Signals, Timings
 from qa.answering.decisions import (
+    Decision,
     Thresholds,
     decide_shaped,
     decide_short,
@@ -40,6 +41,7 @@ from qa.answering.decisions import (
 )
 from qa.answering.prompts import (
     PREFILL,
+    SAMPLING,
     SHAPE_BINDS,
     SYSTEM,
     answer_line,
@@ -51,6 +53,7 @@ from qa.answering.shapes import INSTRUCTIONS, overview_topic, route
 from qa.answering.yesno import Reader, build_reader
 from qa.passages import Hit
 from qa.text import normalize, strip_citations
+from qa.trust.agreement import agreement
 from qa.trust.spotlight import neutral_hit, unmark
 from qa.trust.verify import (
     NONE_WORDS,
@@ -91,6 +94,8 @@ class _Models:
     read: Reader | None = None
     forced: Runnable | None = None
     """The short answer's generator with "none" banned (backends that can ban tokens)."""
+    sampled: Runnable | None = None
+    """The short answer's generator, sampling (``Thresholds.samples`` > 0)."""
 
 
 def build_chain(
@@ -126,6 +131,9 @@ def build_chain(
         read=build_reader(llm, guard.datamark) if yesno_reading else None,
         forced=prompt | llm.bind(**(binds | SHAPE_BINDS["short"] | {"ban": ["none"]}))
         if getattr(llm, "bans_tokens", False)
+        else None,
+        sampled=prompt | llm.bind(**(binds | SHAPE_BINDS["short"] | SAMPLING))
+        if thresholds.samples
         else None,
     )
 
@@ -214,6 +222,7 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
         generated = unmark(generated)
     signals = reading.signals()
     probs = signals.first_token_probs
+    decide_t0 = time.perf_counter()
     if shape == "short":
         decision = decide_short(
             x["standalone"], generated, hits, signals, thresholds, models.checker
@@ -227,6 +236,8 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
                 x["standalone"], text, hits, forced.signals(), thresholds, models.checker
             )
             decision.features["forced"] = 1.0
+        if models.sampled is not None and decision.supported:
+            decision = self_checked(decision, models.sampled, prompt, thresholds)
     elif shape == "yesno":
         read = partial(models.read, passages) if models.read else None
         decision = decide_yesno(x["standalone"], generated, hits, signals, thresholds, read)
@@ -234,6 +245,7 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
         decision = decide_shaped(
             x["standalone"], shape, generated, hits, signals, models.checker, thresholds
         )
+    timings.decide_ms = (time.perf_counter() - decide_t0) * 1000
     timings.total_ms = (time.perf_counter() - t0) * 1000
     if not timings.first_token_ms:
         timings.first_token_ms = timings.total_ms
@@ -280,6 +292,22 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
         dropped=decision.dropped,
         status=status,
     )
+
+
+def self_checked(
+    decision: Decision, sampled: Runnable, prompt: dict, thresholds: Thresholds
+) -> Decision:
+    """``decision`` with the share of sampled answers that agree with its candidate
+    (``features["agreement"]``); an asserted answer too few agree with is only unconfirmed.
+    The samples continue the prompt just read, so only their few tokens are decoded."""
+    assert decision.supported is not None
+    replies = sampled.batch([prompt] * thresholds.samples)
+    samples = [answer_line(str(r.content)) for r in replies]
+    share = agreement(decision.supported.answer, samples)
+    features = decision.features | {"agreement": share}
+    if decision.shown and share < thresholds.agreement:
+        return replace(decision, shown=False, features=features, decided_by="agreement")
+    return replace(decision, features=features)
 
 
 class _Reading:

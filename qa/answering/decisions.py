@@ -42,6 +42,8 @@ class Thresholds:
     answerability: Answerability | None = None  # the learned decision; None switches it off
     answer: float | None = None  # its P(right) below which qa abstains; None: the shipped one
     open_support: float = 0.0  # the checker's P(yes) below which an open answer is withdrawn
+    samples: int = 0  # short answers sampled to check self-agreement; 0 skips the check
+    agreement: float = 0.0  # the share of samples that must agree for an answer to stay asserted
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,9 @@ sentence ::= [^\n.!?]{8,300} [.!?]
 # A yes/no answer is one word; its first-token odds (and the hidden state there) are the verdict.
 YESNO_GRAMMAR = r"""root ::= " " ("Yes" | "No" | "none")
 """
+SAMPLING = {"temperature": 0.7, "hidden_state": False}
+"""How the self-agreement check samples short answers (``qa.trust.agreement``)."""
+
 SHAPE_BINDS: dict[Shape, dict] = {
     # Every shape reports the hidden state at its first answer token (one output row): the
     # learned decision and the yes/no verdict read it.

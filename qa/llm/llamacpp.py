@@ -188,7 +188,7 @@ class LlamaCppChat(BaseChatModel):
             grammar=options.get("grammar"),
             hidden=bool(options.get("hidden_state")),
             stop=tuple(stop or ()),
-            temperature=self.temperature,
+            temperature=options.get("temperature", self.temperature),
             ban=self._token_ids(tuple(options.get("ban") or ())),
         )
         return self.engine.submit(job)
