@@ -101,7 +101,7 @@ class Settings(BaseSettings):
         description="Short answers the local LLM samples from the same (cached) prompt to "
         "check that it says the same again; an asserted answer fewer than "
         "`agreement_threshold` of them agree with is shown unconfirmed. 0 (the default) "
-        "skips it: measured no help on held-out questions (docs/benchmarks.md, #33).",
+        "skips it (docs/benchmarks.md has what it measured).",
     )
     agreement_threshold: float = Field(
         0.5,
