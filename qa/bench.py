@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from qa.answer import Answer
 from qa.assistant import Assistant
 from qa.config import Settings
 
@@ -38,7 +39,8 @@ def answer_latency(assistant: Assistant, questions: list[str]) -> dict[str, floa
     """Ask each question once (after one warm-up question that is not counted) and summarize
     first-token and total latency and the LLM's prompt/generation throughput."""
     assistant.ask(questions[0])  # loads the models and fills the prompt cache, as a server would
-    runs = [assistant.ask(q).timings for q in questions]
+    answers = [assistant.ask(q) for q in questions]
+    runs = [a.timings for a in answers]
     evaluated = sum(t.prompt_eval_tokens for t in runs)
     generated = sum(t.generated_tokens for t in runs)
     eval_s = sum(t.prompt_eval_ms for t in runs) / 1000
@@ -57,7 +59,35 @@ def answer_latency(assistant: Assistant, questions: list[str]) -> dict[str, floa
         "generated_tokens_mean": generated / len(runs),
         "prompt_tok_per_s": evaluated / eval_s if eval_s else 0.0,
         "generation_tok_per_s": generated / gen_s if gen_s else 0.0,
+        "stages": stages(answers),
     }
+
+
+STAGES = (
+    "retrieve_ms",
+    "prompt_tokens",
+    "prompt_eval_tokens",
+    "prompt_eval_ms",
+    "first_token_ms",
+    "generation_ms",
+    "decide_ms",
+    "total_ms",
+)
+"""Where an answer's time goes, in order (``qa.answer.Timings``): retrieval (with routing),
+the prompt read (tokens in it, tokens computed and their time), the first token, the rest of
+the generation, the decision after it (checks and any extra pass) and the whole answer."""
+
+
+def stages(answers: list[Answer]) -> list[dict[str, Any]]:
+    """The median of each of ``STAGES`` per answer shape (and how many answers had it)."""
+    shapes: dict[str, list[Answer]] = {}
+    for a in answers:
+        shapes.setdefault(a.shape or "short", []).append(a)
+    return [
+        {"shape": shape, "answers": len(group)}
+        | {k: statistics.median(getattr(a.timings, k) for a in group) for k in STAGES}
+        for shape, group in sorted(shapes.items())
+    ]
 
 
 def index_build(assistant: Assistant, docs: Path) -> dict[str, float]:
@@ -161,7 +191,8 @@ def run(
 
 def markdown(result: dict[str, Any]) -> str:
     """The benchmark as markdown tables."""
-    a = result["answers"]
+    a = dict(result["answers"])
+    by_shape = a.pop("stages", [])
     lines = [
         "| metric | value |",
         "|---|---|",
@@ -170,6 +201,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"| index_build (seed docs) | {result['index_build']['chunks']} chunks in "
         f"{result['index_build']['seconds']:.2f} s |",
     ]
+    if by_shape:
+        keys = ["shape", "answers", *STAGES]
+        lines += ["", "Median per answer shape (ms, tokens):", ""]
+        lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        lines += ["| " + " | ".join(_fmt(r[k]) for k in keys) + " |" for r in by_shape]
     if result["scaling"]:
         keys = list(result["scaling"][0])
         lines += ["", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]

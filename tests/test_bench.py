@@ -33,6 +33,13 @@ def test_bench_run_reports_every_section(settings, docs, fake_embeddings, monkey
     assert row["chunks"] >= 60 and row["query_ms_p50"] > 0
     assert result["serving_peak_rss_mib"] > 0
     assert "| first_token_ms_p50 |" in bench.markdown(result)
+    # Where the time went, per answer shape (#35 item 2): "When?" and "How many loaves?" are
+    # both short answers here.
+    (short,) = result["answers"]["stages"]
+    assert short["shape"] == "short" and short["answers"] == 2
+    assert short["total_ms"] >= short["first_token_ms"] > 0
+    assert short["total_ms"] >= short["decide_ms"] > 0
+    assert "| shape | answers | retrieve_ms |" in bench.markdown(result)
 
 
 def test_percentile_uses_nearest_rank() -> None:
