@@ -1,41 +1,34 @@
 """Browser chat UI (Gradio): streamed, cited answers, sources, 👍/👎 ratings, documents, past
 chats.
 
-This module is the wiring; rendering (and all escaping) is in :mod:`qa.ui.render`, the side panels'
-callbacks in :mod:`qa.ui.panels`. Only formatting and :class:`~qa.Assistant` calls live here;
-retrieval and prompting stay in the chain.
+This module is the wiring; rendering (and all escaping) is in :mod:`qa.ui.render`, the chat's
+callbacks in :mod:`qa.ui.chat`, the side panels' in :mod:`qa.ui.panels`. Only formatting and
+:class:`~qa.Assistant` calls live here; retrieval and prompting stay in the chain.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, replace
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from qa.assistant import Assistant
 from qa.documents.ingest import SUPPORTED_SUFFIXES
-from qa.errors import QAError, UnsupportedFileError
+from qa.errors import UnsupportedFileError
 from qa.evaluation.runs import EvalPaths
-from qa.llm.queue import ChatFirst, ModelQueue, Place
+from qa.llm.queue import ChatFirst, ModelQueue
 from qa.ui import panels
+from qa.ui.chat import new_chat, respond, wait_for, wait_in_line
 from qa.ui.evaluate import build_evaluate_tab
 from qa.ui.render import (
     CITE_JS,
     CSS,  # noqa: F401 - re-exported by qa.ui
     EMPTY_SOURCES,
-    Message,
     Turn,
-    chat_messages,
     md_escape,
-    model_history,
-    render_answer,
-    render_error,
-    render_sources,
-    sources_panel,
 )
 from qa.ui.startup import Startup, notes_pending, startup_note
 
@@ -49,8 +42,6 @@ DEFAULT_EXAMPLES = [
     "Who are the main people mentioned?",
     "When and where did the main event take place?",
 ]
-GENERIC_ERROR = "Something went wrong while answering. Please try again; details are in the log."
-CURSOR = " ▍"
 CORRECTION_LABEL = "What should it have said? (the short answer: a name, a number)"
 _FORMATS = (".txt", ".md", ".pdf", ".html", ".docx")  # the label's order; .htm = .html
 UPLOAD_LABEL = (
@@ -58,91 +49,6 @@ UPLOAD_LABEL = (
     + " ".join([*_FORMATS, *sorted(SUPPORTED_SUFFIXES - {*_FORMATS, ".htm"})])
     + ")"
 )
-
-# --- callbacks (plain functions, testable without a server) -----------------------------------
-
-
-def respond(
-    assistant: Assistant, question: str, turns: list[Turn] | None
-) -> Iterator[tuple[str, list[Message], list[Turn], str]]:
-    """Answer ``question`` as a follow-up of ``turns``, yielding
-    (textbox, chatbot, turns, sources) as the answer streams in; the textbox is cleared
-    once, then left as the user types."""
-    turns = list(turns or [])
-    history = model_history(turns)
-    # Lone surrogates (invalid unicode) cannot be sent to the browser as UTF-8.
-    question = str(question or "").encode("utf-8", "replace").decode("utf-8")
-    turn: Turn = {
-        "question": question.strip(),
-        "text": "",
-        "message": CURSOR,
-        "sources": "",
-        "ok": False,
-    }
-    turns.append(turn)
-    yield "", chat_messages(turns), turns, sources_panel(turns)
-    # The box is cleared once, above: what the user types next while this answer streams in
-    # must not be wiped by every token (their next question would vanish).
-    keep = gr.update()
-    try:
-        stream = assistant.stream(question, history)
-        text = ""
-        for token in stream:
-            text += token
-            turn["message"] = md_escape(text) + CURSOR
-            yield keep, chat_messages(turns), turns, sources_panel(turns)
-        answer = stream.answer
-        if answer is None:
-            raise RuntimeError("the answer stream ended without an answer")
-        turn.update(
-            text=answer.text,
-            message=render_answer(answer, turn=len(turns) - 1),
-            sources=render_sources(answer),
-            ok=True,
-            # For ratings; without the passages searched and the raw model signals, which a
-            # rating does not need and which would make every stored chat turn as large as the
-            # whole context (or thousands of floats).
-            answer=asdict(replace(answer, retrieved=[], signals=None)),
-        )
-    except QAError as err:
-        turn["message"] = render_error(str(err))
-    except Exception:
-        log.exception("answering %r failed", question[:200])
-        turn["message"] = render_error(GENERIC_ERROR)
-    yield keep, chat_messages(turns), turns, sources_panel(turns)
-
-
-def wait_for(
-    startup: Startup | None, question: str, turns: list[Turn]
-) -> Iterator[tuple[str, list[Message], list[Turn], str]]:
-    """While the assistant gets ready, show ``question`` with what it is waiting for; the
-    answer follows once the warm-up is over (:func:`respond`)."""
-    if startup is None or startup.ready:
-        return
-    shown: list[Turn] = [*turns, {"question": str(question or "").strip(), "message": ""}]
-    while not startup.wait(1.0):
-        shown[-1]["message"] = md_escape(f"Your question is next. {startup.status}")
-        yield "", chat_messages(shown), turns, sources_panel(turns)
-
-
-def wait_in_line(
-    place: Place, question: str, turns: list[Turn]
-) -> Iterator[tuple[str, list[Message], list[Turn], str]]:
-    """While others' questions (from this page or the HTTP API) hold the model, show
-    ``question`` with how many are ahead; returns once it is this one's turn (or the place
-    was given up)."""
-    shown: list[Turn] = [*turns, {"question": str(question or "").strip(), "message": ""}]
-    while not place.wait(1.0) and not place.cancelled:
-        ahead = place.position()
-        note = f"{ahead} question{'s' if ahead > 1 else ''} ahead of yours." if ahead else ""
-        shown[-1]["message"] = md_escape(f"Waiting for the model. {note}".strip())
-        yield "", chat_messages(shown), turns, sources_panel(turns)
-
-
-def new_chat() -> tuple[str, list[Message], list[Turn], str]:
-    """Forget the conversation of this browser session."""
-    return "", [], [], EMPTY_SOURCES
-
 
 # --- the app ----------------------------------------------------------------------------------
 
