@@ -165,15 +165,18 @@ def build_api(
     keys: KeyFile | None = None,
     startup: Startup | None = None,
     refit: BackgroundRefit | None = None,
+    workspaces: Workspaces | None = None,
 ) -> FastAPI:
     """The API over ``assistant``: questions wait in ``line`` (default: a line of its own),
     callers are checked against ``keys`` (default: ``settings.api_keys_file``), and answers
-    wait for ``startup`` when given; ``/health`` says what ``refit`` is doing."""
+    wait for ``startup`` when given; ``/health`` says what ``refit`` is doing. The ``model`` of
+    a request picks its Assistant from ``workspaces`` (default: one over ``assistant``; give the
+    browser UI's, so both share them)."""
     s = assistant.settings
     line = line or ModelQueue(s.parallel, s.api_max_queue)
     keys = keys or KeyFile(s.api_keys_file, s.admins)
     replies = Replies()
-    workspaces = Workspaces(assistant)
+    workspaces = workspaces or Workspaces(assistant)
     chat = ChatService(assistant, line, replies, startup.wait if startup else None, workspaces)
     app = FastAPI(
         title="qa",

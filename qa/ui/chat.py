@@ -114,6 +114,21 @@ def wait_in_line(
         yield "", chat_messages(shown), turns, sources_panel(turns)
 
 
+def refuse(
+    question: str, turns: list[Turn], message: str
+) -> Iterator[tuple[str, list[Message], list[Turn], str]]:
+    """Show ``question`` with ``message`` instead of an answer (nothing was asked)."""
+    turn: Turn = {
+        "question": str(question or "").strip(),
+        "text": "",
+        "message": render_error(message),
+        "sources": "",
+        "ok": False,
+    }
+    turns = [*(turns or []), turn]
+    yield "", chat_messages(turns), turns, sources_panel(turns)
+
+
 def new_chat() -> tuple[str, list[Message], list[Turn], str]:
     """Forget the conversation of this browser session."""
     return "", [], [], EMPTY_SOURCES
