@@ -249,6 +249,74 @@ def test_two_indexes_into_two_workspaces_at_once_both_land(base: Assistant, proj
         assert {d.source for d in made[name].documents()} == {f"{name}.md", "ferry.md"}
 
 
+class GatedLLM(RecordingLLM):
+    """Holds every prompt that mentions ``hold`` until ``gate`` is set (``held`` tells when one
+    is held): a question still being answered."""
+
+    hold: str = "How often does the ferry cross"
+    gate: threading.Event = threading.Event()
+    held: threading.Event = threading.Event()
+
+    def _call(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> str:
+        if any(self.hold in str(m.content) for m in messages):
+            self.held.set()
+            assert self.gate.wait(30), "the test never let the held question go on"
+        return super()._call(messages, *args, **kwargs)
+
+
+def test_removing_a_workspace_while_it_is_asked_loses_nothing_elsewhere(project: Path) -> None:
+    from qa.errors import QAError
+
+    llm = GatedLLM(prompts=[], gate=threading.Event(), held=threading.Event())
+    root = Assistant(Settings(**SMALL), embeddings=DeterministicFakeEmbedding(size=32), llm=llm)
+    root.index()
+    ferry_workspace("a")
+    piers = Workspace.create("b")
+    (piers.docs_dir / "pier.md").write_text("# Pier\n\nThe pier opened in 1911 at Quillon.\n")
+    append(piers.config_file, "chunk_size = 120\nchunk_overlap = 0\ntop_k = 20\n")
+    shelf = Workspaces(root)
+    a, b = shelf.get("a"), shelf.get("b")
+    a.index()
+    b.index()
+    outcome: list[object] = []
+
+    def ask_a() -> None:
+        try:
+            outcome.append(a.ask("How often does the ferry cross?"))
+        except Exception as err:  # judged below: only a QAError may end it
+            outcome.append(err)
+
+    asking = threading.Thread(target=ask_a)
+    asking.start()
+    try:
+        assert llm.held.wait(30), "the question in a never reached the model"
+        Workspace.open("a", base=root.settings).remove()
+        assert not (project / "workspaces/a").exists()
+        # b and the root answer from their own chunks while a's question is still open.
+        llm.prompts.clear()
+        b.ask("When did the pier open?")
+        assert any("1911" in p for p in llm.prompts)
+        assert not any("1961" in p for p in llm.prompts)
+        llm.prompts.clear()
+        root.ask("When was the lighthouse first lit?")
+        assert any("Vantongeren" in p for p in llm.prompts)
+    finally:
+        llm.gate.set()
+        asking.join(30)
+    assert not asking.is_alive()
+    [result] = outcome
+    assert not isinstance(result, Exception) or isinstance(result, QAError), repr(result)
+    if isinstance(result, QAError):
+        assert "\n" not in str(result)
+    # Nothing of b or the root was lost; a is gone for good.
+    assert [d.source for d in b.documents()] == ["pier.md"]
+    assert [d.source for d in root.documents()] == ["light.md"]
+    assert (project / "workspaces/b/docs/pier.md").exists()
+    assert shelf.names() == ["qa", "b"]
+    with pytest.raises(WorkspaceNotFoundError):
+        shelf.get("a")
+
+
 def test_workspaces_made_on_demand_share_the_models(base: Assistant, project: Path) -> None:
     ferry_workspace()
     shelf = Workspaces(base)
