@@ -295,7 +295,8 @@ def workspaces(base: Settings | None = None) -> list[Workspace]:
 class Workspaces:
     """The Assistants of every workspace one process serves, made on first use from ``base``
     (the default workspace's Assistant) and sharing its models: what the HTTP API picks by a
-    request's ``model``."""
+    request's ``model`` and the page by its workspace picker (one instance for both when they
+    are served together, :func:`qa.api.serve.build_server`)."""
 
     def __init__(self, base: Assistant) -> None:
         self.base = base

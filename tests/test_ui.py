@@ -292,7 +292,7 @@ def test_build_app_exposes_the_chat_endpoint(settings, fake_embeddings):
 
 
 def test_startup_indexes_and_warms_up_behind_the_page(settings, fake_embeddings) -> None:
-    from qa.ui.app import wait_for
+    from qa.ui.chat import wait_for
     from qa.ui.startup import Startup, startup_note
 
     assistant = Assistant(

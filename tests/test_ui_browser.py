@@ -309,3 +309,46 @@ def test_a_question_typed_while_an_answer_streams_in_is_kept_and_answered(
         page.press(INPUT, "Enter")
         expect(page.locator(BOT).nth(1)).to_contain_text("about 400 loaves", timeout=TIMEOUT_MS)
         expect(page.locator(BOT).first).to_contain_text("in 1998", timeout=TIMEOUT_MS)
+
+
+def test_the_workspace_picker_makes_fills_switches_and_reopens_a_workspace(
+    page, tmp_path: Path, fake_llm: RoutedFakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import expect
+
+    # A workspace made from the page reads its settings from QA_* and its own qa.toml.
+    for name, value in {"chunk_size": 120, "chunk_overlap": 0, "support_threshold": 0}.items():
+        monkeypatch.setenv(f"QA_{name.upper()}", str(value))
+    assistant = _bakery(tmp_path, fake_llm, workspaces_dir=tmp_path / "workspaces")
+    assistant.index()
+    doc = tmp_path / "lighthouse.txt"
+    doc.write_text("The lighthouse keeper is Ada Quint.\n")
+    picked = page.locator("#qa-workspace input")
+    sources = page.locator("#qa-sources")
+    for url in serve_ui(assistant):
+        _open(page, url)
+        page.get_by_text("New workspace", exact=True).click()
+        page.fill("#qa-ws-name textarea, #qa-ws-name input", "harbour")
+        page.click("#qa-ws-create")
+        expect(page.locator("#qa-ws-note")).to_contain_text("made and picked")
+        expect(picked).to_have_value("harbour")
+        page.get_by_role("button", name="Documents").click()
+        expect(page.locator("#qa-documents")).not_to_contain_text("bakery.txt")
+        page.locator("#qa-upload input[type=file]").set_input_files(str(doc))
+        expect(page.locator("#qa-report")).to_contain_text("chunks added")
+        assert "Ada Quint" in _ask(page, "Who is the lighthouse keeper?", 1)
+        assert "lighthouse.txt" in sources.inner_text()
+        # Back to the project root's workspace: a new chat, answered from its documents only.
+        picked.click()
+        page.get_by_role("option", name="qa", exact=True).click()
+        page.wait_for_function(f"document.querySelectorAll('{BOT}').length === 0")
+        assert "in 1998 [" in _ask(page, "When did the bakery open?", 1)
+        assert "bakery.txt" in sources.inner_text()
+        _ask(page, "Who is the lighthouse keeper?", 2)
+        assert "lighthouse.txt" not in sources.inner_text()
+        # The harbour chat, reopened, is answered in harbour again.
+        page.locator("#qa-chats label", has_text="[harbour]").click()
+        expect(picked).to_have_value("harbour")
+        expect(page.locator(BOT).first).to_contain_text("Ada Quint")
+        assert "Ada Quint" in _ask(page, "Who is the lighthouse keeper?", 2)
+        assert "lighthouse.txt" in sources.inner_text()

@@ -20,7 +20,7 @@ from qa.evaluation.runs import GoldSet
 from qa.llm.queue import ChatFirst
 from qa.ui import eval_panels as ep
 from qa.ui import eval_views as views
-from qa.ui.app import respond
+from qa.ui.chat import respond
 from qa.ui.eval_jobs import EvalJobs, JobState, may_administer
 
 from .eval_workspace import fake_assistant, in_thread, make_workspace

@@ -249,6 +249,74 @@ def test_two_indexes_into_two_workspaces_at_once_both_land(base: Assistant, proj
         assert {d.source for d in made[name].documents()} == {f"{name}.md", "ferry.md"}
 
 
+class GatedLLM(RecordingLLM):
+    """Holds every prompt that mentions ``hold`` until ``gate`` is set (``held`` tells when one
+    is held): a question still being answered."""
+
+    hold: str = "How often does the ferry cross"
+    gate: threading.Event = threading.Event()
+    held: threading.Event = threading.Event()
+
+    def _call(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> str:
+        if any(self.hold in str(m.content) for m in messages):
+            self.held.set()
+            assert self.gate.wait(30), "the test never let the held question go on"
+        return super()._call(messages, *args, **kwargs)
+
+
+def test_removing_a_workspace_while_it_is_asked_loses_nothing_elsewhere(project: Path) -> None:
+    from qa.errors import QAError
+
+    llm = GatedLLM(prompts=[], gate=threading.Event(), held=threading.Event())
+    root = Assistant(Settings(**SMALL), embeddings=DeterministicFakeEmbedding(size=32), llm=llm)
+    root.index()
+    ferry_workspace("a")
+    piers = Workspace.create("b")
+    (piers.docs_dir / "pier.md").write_text("# Pier\n\nThe pier opened in 1911 at Quillon.\n")
+    append(piers.config_file, "chunk_size = 120\nchunk_overlap = 0\ntop_k = 20\n")
+    shelf = Workspaces(root)
+    a, b = shelf.get("a"), shelf.get("b")
+    a.index()
+    b.index()
+    outcome: list[object] = []
+
+    def ask_a() -> None:
+        try:
+            outcome.append(a.ask("How often does the ferry cross?"))
+        except Exception as err:  # judged below: only a QAError may end it
+            outcome.append(err)
+
+    asking = threading.Thread(target=ask_a)
+    asking.start()
+    try:
+        assert llm.held.wait(30), "the question in a never reached the model"
+        Workspace.open("a", base=root.settings).remove()
+        assert not (project / "workspaces/a").exists()
+        # b and the root answer from their own chunks while a's question is still open.
+        llm.prompts.clear()
+        b.ask("When did the pier open?")
+        assert any("1911" in p for p in llm.prompts)
+        assert not any("1961" in p for p in llm.prompts)
+        llm.prompts.clear()
+        root.ask("When was the lighthouse first lit?")
+        assert any("Vantongeren" in p for p in llm.prompts)
+    finally:
+        llm.gate.set()
+        asking.join(30)
+    assert not asking.is_alive()
+    [result] = outcome
+    assert not isinstance(result, Exception) or isinstance(result, QAError), repr(result)
+    if isinstance(result, QAError):
+        assert "\n" not in str(result)
+    # Nothing of b or the root was lost; a is gone for good.
+    assert [d.source for d in b.documents()] == ["pier.md"]
+    assert [d.source for d in root.documents()] == ["light.md"]
+    assert (project / "workspaces/b/docs/pier.md").exists()
+    assert shelf.names() == ["qa", "b"]
+    with pytest.raises(WorkspaceNotFoundError):
+        shelf.get("a")
+
+
 def test_workspaces_made_on_demand_share_the_models(base: Assistant, project: Path) -> None:
     ferry_workspace()
     shelf = Workspaces(base)
@@ -344,6 +412,80 @@ def test_the_api_picks_the_workspace_by_model(base: Assistant, project: Path) ->
         error = missing.json()["error"]
         assert error["code"] == "model_not_found" and "'qa', 'ferries'" in error["message"]
     assert api.get("/v1/documents?workspace=nope").status_code == 404
+
+
+def test_keys_limited_to_workspaces_with_a_role_in_each(
+    base: Assistant, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from qa.api.app import build_api
+    from qa.api.keys import KeyFile
+    from qa.cli import app
+
+    ferry_workspace().assistant(base).index()
+    ferry_workspace("piers")
+    keys = KeyFile(project / "keys.json")
+    every = keys.add("ann", "user")  # no map: every workspace, as keys made before workspaces
+    cat = keys.add("cat", "user", {"ferries": "admin", "Default": ""})
+    stored = {k["name"]: k for k in json.loads(keys.path.read_text())["keys"]}
+    assert "workspaces" not in stored["ann"]
+    assert stored["cat"]["workspaces"] == {"ferries": "admin", "qa": "user"}
+    api = TestClient(build_api(base, keys=keys))
+
+    def call(method: str, path: str, key: str, **kw: Any) -> Any:
+        return api.request(method, path, headers={"Authorization": f"Bearer {key}"}, **kw)
+
+    def models(key: str) -> list[str]:
+        return [m["id"] for m in call("GET", "/v1/models", key).json()["data"]]
+
+    assert models(every) == ["qa", "ferries", "piers"]
+    assert models(cat) == ["qa", "ferries"]
+    ask = {"messages": [{"role": "user", "content": "How often does the ferry cross?"}]}
+    asked = call("POST", "/v1/chat/completions", cat, json=ask | {"model": "ferries"})
+    assert asked.status_code == 200
+    rating = {"id": asked.json()["id"], "verdict": "up"}
+    assert call("POST", "/v1/feedback", cat, json=rating).status_code == 201
+    doc = {"file": ("pier.md", b"# Pier\n\nThe pier opened in 1911.\n")}
+    assert call("POST", "/v1/documents?workspace=ferries", cat, files=doc).status_code == 201
+    refused = [
+        call("POST", "/v1/chat/completions", cat, json=ask | {"model": "piers"}),
+        call("GET", "/v1/models/piers", cat),
+        call("GET", "/v1/documents?workspace=piers", cat),
+        call("DELETE", "/v1/documents/ferry.md?workspace=piers", cat),
+    ]
+    for r in refused:
+        error = r.json()["error"]
+        assert r.status_code == 403 and error["type"] == "permission_error", r.text
+        assert error["code"] == "workspace_forbidden" and "'piers'" in error["message"]
+        assert "\n" not in error["message"]
+    user_only = call("POST", "/v1/documents?workspace=qa", cat, files=doc)
+    assert user_only.status_code == 403 and user_only.json()["error"]["code"] == "admin_required"
+    missing = call("POST", "/v1/chat/completions", cat, json=ask | {"model": "nope"})
+    assert missing.status_code == 404
+    assert "'ferries'" in missing.json()["error"]["message"]
+    assert "piers" not in missing.json()["error"]["message"]  # names only what it may use
+    assert call("GET", "/v1/documents?workspace=piers", every).status_code == 200
+    # Named in QA_ADMINS: an admin wherever the key reaches, and nowhere else.
+    boss = TestClient(build_api(base, keys=KeyFile(keys.path, admins=["cat"])))
+    headers = {"Authorization": f"Bearer {cat}"}
+    assert boss.post("/v1/documents?workspace=qa", files=doc, headers=headers).status_code == 201
+    assert boss.get("/v1/documents?workspace=piers", headers=headers).status_code == 403
+
+    monkeypatch.setenv("QA_API_KEYS_FILE", str(keys.path))
+    run = CliRunner().invoke
+    limits = ["--workspace", "piers=admin", "--workspace", "qa"]
+    made = run(app, ["api", "keys", "add", "dan", *limits])
+    assert made.exit_code == 0, made.output
+    assert "piers (admin), qa (user)" in made.output
+    listed = run(app, ["api", "keys", "list"], terminal_width=200).output
+    assert "dan  piers=admin qa=user" in listed and "ann  user" in listed
+    for bad in ("piers=boss", "../x"):
+        refused_cli = run(app, ["api", "keys", "add", "eve", "--workspace", bad])
+        assert refused_cli.exit_code == 1 and len(refused_cli.output.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -142,20 +142,9 @@ def caller(
     return found
 
 
-def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
-    """A caller who may change documents."""
-    if not who.admin:
-        raise ApiError(
-            403,
-            f"{who.name} may read and ask but not change documents: that takes an admin "
-            "key (role admin, or a user named in QA_ADMINS)",
-            code="admin_required",
-        )
-    return who
-
-
 Anyone = Annotated[Caller, Depends(caller)]
-Admin = Annotated[Caller, Depends(admin)]
+"""Any caller with a key (or on this machine without keys); which workspaces they may use and
+change is checked per request (:func:`qa.api.chat.pick`)."""
 
 
 def build_api(
@@ -165,15 +154,18 @@ def build_api(
     keys: KeyFile | None = None,
     startup: Startup | None = None,
     refit: BackgroundRefit | None = None,
+    workspaces: Workspaces | None = None,
 ) -> FastAPI:
     """The API over ``assistant``: questions wait in ``line`` (default: a line of its own),
     callers are checked against ``keys`` (default: ``settings.api_keys_file``), and answers
-    wait for ``startup`` when given; ``/health`` says what ``refit`` is doing."""
+    wait for ``startup`` when given; ``/health`` says what ``refit`` is doing. The ``model`` of
+    a request picks its Assistant from ``workspaces`` (default: one over ``assistant``; give the
+    browser UI's, so both share them)."""
     s = assistant.settings
     line = line or ModelQueue(s.parallel, s.api_max_queue)
     keys = keys or KeyFile(s.api_keys_file, s.admins)
     replies = Replies()
-    workspaces = Workspaces(assistant)
+    workspaces = workspaces or Workspaces(assistant)
     chat = ChatService(assistant, line, replies, startup.wait if startup else None, workspaces)
     app = FastAPI(
         title="qa",
@@ -198,13 +190,15 @@ def build_api(
         return state
 
     @app.get("/v1/models", response_model=ModelList, responses=ERRORS, tags=["chat"])
-    def models(_: Anyone) -> ModelList:
-        """The workspaces, each a model: `qa` (the one the server was started with) first."""
-        return ModelList(data=[ModelCard(id=name) for name in workspaces.names()])
+    def models(who: Anyone) -> ModelList:
+        """The workspaces the key may use, each a model: `qa` (the one the server was started
+        with) first."""
+        names = [name for name in workspaces.names() if who.may_use(name)]
+        return ModelList(data=[ModelCard(id=name) for name in names])
 
     @app.get("/v1/models/{model}", response_model=ModelCard, responses=ERRORS, tags=["chat"])
-    def model(model: str, _: Anyone) -> ModelCard:
-        pick(workspaces, model)
+    def model(model: str, who: Anyone) -> ModelCard:
+        pick(workspaces, model, who)
         return ModelCard(id=model)
 
     @app.post(
@@ -234,7 +228,7 @@ def build_api(
         return reply if reply is not None else JSONResponse({}, status_code=499)
 
     @app.get("/v1/documents", response_model=DocumentList, responses=ERRORS, tags=["documents"])
-    def documents(_: Anyone, workspace: Workspace = MODEL_ID) -> DocumentList:
+    def documents(who: Anyone, workspace: Workspace = MODEL_ID) -> DocumentList:
         """Every indexed document (of the workspace named, default `qa`)."""
         return DocumentList(
             data=[
@@ -246,7 +240,7 @@ def build_api(
                     indexed_at=d.indexed_at,
                     flagged=d.flagged,
                 )
-                for d in pick(workspaces, workspace).documents()
+                for d in pick(workspaces, workspace, who, param="workspace").documents()
             ]
         )
 
@@ -259,13 +253,14 @@ def build_api(
     )
     async def upload(
         file: Annotated[list[UploadFile], File(description="One or more documents.")],
-        _: Admin,
+        who: Anyone,
         workspace: Workspace = MODEL_ID,
     ) -> UploadResult:
         """Add documents (multipart field `file`, repeatable) to the workspace named (default
         `qa`) with the browser's checks: type, size, empty or binary files are refused; a
-        different file of the same name is kept and the upload renamed."""
-        target = pick(workspaces, workspace)
+        different file of the same name is kept and the upload renamed. Takes a key that is
+        admin in that workspace."""
+        target = pick(workspaces, workspace, who, change=True, param="workspace")
         with tempfile.TemporaryDirectory(prefix="qa-upload-") as tmp:
             paths = []
             for i, part in enumerate(file):
@@ -292,11 +287,11 @@ def build_api(
         "/v1/documents/{name:path}", response_model=Removed, responses=ERRORS, tags=["documents"]
     )
     def remove(
-        name: str, _: Admin, delete_file: bool = False, workspace: Workspace = MODEL_ID
+        name: str, who: Anyone, delete_file: bool = False, workspace: Workspace = MODEL_ID
     ) -> Removed:
         """Take a document out of the workspace's index (its file stays unless
-        `delete_file=true`)."""
-        target = pick(workspaces, workspace)
+        `delete_file=true`); takes a key that is admin in that workspace."""
+        target = pick(workspaces, workspace, who, change=True, param="workspace")
         report = target.remove(name, delete_file=delete_file, on_wait=log.warning)
         return Removed(name=name, chunks_removed=report.removed)
 
@@ -319,7 +314,7 @@ def build_api(
                 code="reply_not_found",
                 param="id",
             )
-        item = pick(workspaces, reply.workspace).feedback(
+        item = pick(workspaces, reply.workspace, who).feedback(
             reply.answer,
             body.verdict,
             body.correction or None,

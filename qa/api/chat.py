@@ -201,19 +201,49 @@ class Answering:
             self._put("error", err)
 
 
-def pick(workspaces: Workspaces, model: str) -> Assistant:
-    """The Assistant of the workspace a request's ``model`` names; 404 if none has it."""
+def pick(
+    workspaces: Workspaces,
+    model: str,
+    who: Caller | None = None,
+    *,
+    change: bool = False,
+    param: str = "model",
+) -> Assistant:
+    """The Assistant of the workspace ``model`` names, for caller ``who`` (None: anyone).
+
+    Raises:
+        ApiError: 404 if no workspace has that name (the message lists the ones ``who`` may
+            use); 403 if ``who``'s key may not use it, or, with ``change``, may not change
+            its documents.
+    """
     try:
-        return workspaces.get(model)
+        found = workspaces.get(model)
     except WorkspaceError as err:
-        names = ", ".join(repr(n) for n in workspaces.names())
+        names = ", ".join(repr(n) for n in workspaces.names() if who is None or who.may_use(n))
         raise ApiError(
             404,
             f"The model {model!r} does not exist here: the models are the workspaces "
             f"({names}; GET /v1/models, `qa workspace create` makes one)",
             code="model_not_found",
-            param="model",
+            param=param,
         ) from err
+    if who is not None and not who.may_use(model):
+        raise ApiError(
+            403,
+            f"The key of {who.name} may not use the workspace {model!r} (GET /v1/models lists "
+            "the ones it may); an admin can make a key for it with `qa api keys add "
+            f"{who.name} --workspace {model}`",
+            code="workspace_forbidden",
+            param=param,
+        )
+    if change and who is not None and not who.may_change(model):
+        raise ApiError(
+            403,
+            f"{who.name} may read and ask in {model!r} but not change its documents: that "
+            "takes an admin key for it (role admin, or a user named in QA_ADMINS)",
+            code="admin_required",
+        )
+    return found
 
 
 def _error(err: BaseException) -> ApiError:
@@ -242,8 +272,9 @@ class ChatService:
         self.replies = replies
         self.ready = ready
 
-    def begin(self, body: ChatRequest) -> Answering:
-        """Check the request, take a place in line and start answering.
+    def begin(self, body: ChatRequest, caller: Caller) -> Answering:
+        """Check the request (and that ``caller`` may use its workspace), take a place in line
+        and start answering.
 
         Raises:
             ApiError, InvalidQuestionError: refused before queuing.
@@ -252,7 +283,7 @@ class ChatService:
         from qa.text import clean_question
 
         check(body)
-        assistant = pick(self.workspaces, body.model)
+        assistant = pick(self.workspaces, body.model, caller)
         question, history = conversation(body.messages)
         question = clean_question(question, assistant.settings.max_question_chars)
         place = self.line.enter()
@@ -276,7 +307,7 @@ class ChatService:
 
     async def complete(self, request: Request, body: ChatRequest, caller: Caller) -> Any:
         """A whole reply (``stream: false``)."""
-        work = self.begin(body)
+        work = self.begin(body, caller)
         try:
             while True:
                 try:
@@ -300,7 +331,7 @@ class ChatService:
         """Server-sent events in OpenAI's chunk format (``stream: true``); see the module
         docstring for when the content comes. ``begin`` errors are raised before the first
         event, so they still get their HTTP status."""
-        work = self.begin(body)
+        work = self.begin(body, caller)
         return self._events(work, body, caller)
 
     async def _events(self, work: Answering, body: ChatRequest, caller: Caller):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from qa.api.app import build_api, is_loopback
 from qa.api.keys import KeyFile
 from qa.llm.queue import ModelQueue
+from qa.workspaces import Workspaces
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -50,14 +51,18 @@ def build_server(
     refit.start()
     startup.start()
     keys = KeyFile(s.api_keys_file, s.admins)
-    app = build_api(assistant, line=line, keys=keys, startup=startup, refit=refit)
+    # One Assistant per workspace for the API and the page alike (shared models and indexes).
+    shelf = Workspaces(assistant)
+    app = build_api(assistant, line=line, keys=keys, startup=startup, refit=refit, workspaces=shelf)
     if ui:
         import gradio as gr
 
         from qa.ui.app import auth_from_env, build_app
         from qa.ui.render import CSS
 
-        demo = build_app(assistant, startup=startup, model_queue=line, refit=refit)
+        demo = build_app(
+            assistant, startup=startup, model_queue=line, refit=refit, workspaces=shelf
+        )
         gr.mount_gradio_app(
             app,
             demo,

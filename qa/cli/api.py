@@ -57,23 +57,35 @@ def keys_add(
     role: Annotated[
         str, typer.Option(help="admin (may change documents) or user (reads, asks, rates).")
     ] = "user",
+    workspace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--workspace",
+            help="Limit the key to this workspace (`qa` is the project root's), as NAME or "
+            "NAME=ROLE (default role: --role); repeat for more. Without it the key may use "
+            "every workspace.",
+        ),
+    ] = None,
 ) -> None:
     """Make a key for NAME and print it once (only its hash is stored)."""
     keys, settings = _keys()
+    limited = dict(w.partition("=")[::2] for w in workspace) if workspace else None
     try:
-        key = keys.add(name, role)  # type: ignore[arg-type]
+        key = keys.add(name, role, limited)  # type: ignore[arg-type]
     except QAError as err:
         raise fail(err) from err
+    where = ", ".join(f"{w} ({r or role})" for w, r in limited.items()) if limited else ""
     err_console.print(
-        f"Key for {escape(name)} ({role}) stored in {settings.api_keys_file}; it is shown "
-        "this once:"
+        f"Key for {escape(name)} ({escape(where or role)}) stored in {settings.api_keys_file}; "
+        "it is shown this once:"
     )
     console.print(key, soft_wrap=True)
 
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """The stored keys: id, user, role, when made (never the keys themselves)."""
+    """The stored keys: id, user, role (or the workspaces it may use, with a role in each), when
+    made (never the keys themselves)."""
     keys, _ = _keys()
     try:
         entries = keys.entries()
@@ -82,8 +94,12 @@ def keys_list() -> None:
     if not entries:
         err_console.print("No API keys; `qa api keys add NAME` makes one.")
     for e in entries:
-        admin = e.role == "admin" or e.name in keys.admins
-        console.print(f"qa-{e.id}  {escape(e.name)}  {'admin' if admin else 'user'}  {e.created}")
+        caller = keys.caller(e)
+        roles = caller.workspaces
+        role = "admin" if caller.admin else "user"
+        if roles is not None:
+            role = " ".join(f"{w}={r}" for w, r in roles.items())
+        console.print(f"qa-{e.id}  {escape(e.name)}  {escape(role)}  {e.created}")
 
 
 @keys_app.command("remove")

@@ -1,8 +1,8 @@
 """The browser app (Gradio): the chat, its side panels, the Evaluate tab and their rendering.
 
-``app`` wires the page, ``panels`` holds the side panels' callbacks as plain functions,
-``render`` all HTML/Markdown (and all escaping), ``evaluate`` and its ``eval_*`` modules the
-Evaluate tab. Past chats live in :mod:`qa.history`, which the Assistant owns.
+``app`` wires the page, ``chat`` and ``panels`` hold the chat's and the side panels' callbacks
+as plain functions, ``render`` all HTML/Markdown (and all escaping), ``evaluate`` and its
+``eval_*`` modules the Evaluate tab. Past chats live in :mod:`qa.history`, which the Assistant owns.
 
 The names below load :mod:`qa.ui.app` (and gradio, slow to import) on first use only: the CLI
 must not pay for gradio.
@@ -25,8 +25,16 @@ __all__ = [
 ]
 
 
+_MODULES = {
+    "add_documents": "panels",
+    "GENERIC_ERROR": "chat",
+    "new_chat": "chat",
+    "respond": "chat",
+}
+
+
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        module = "qa.ui.panels" if name == "add_documents" else "qa.ui.app"
+        module = f"qa.ui.{_MODULES.get(name, 'app')}"
         return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'qa.ui' has no attribute {name!r}")

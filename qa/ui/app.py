@@ -1,17 +1,16 @@
 """Browser chat UI (Gradio): streamed, cited answers, sources, 👍/👎 ratings, documents, past
 chats.
 
-This module is the wiring; rendering (and all escaping) is in :mod:`qa.ui.render`, the side panels'
-callbacks in :mod:`qa.ui.panels`. Only formatting and :class:`~qa.Assistant` calls live here;
-retrieval and prompting stay in the chain.
+This module is the wiring; rendering (and all escaping) is in :mod:`qa.ui.render`, the chat's
+callbacks in :mod:`qa.ui.chat`, the side panels' in :mod:`qa.ui.panels`. Only formatting and
+:class:`~qa.Assistant` calls live here; retrieval and prompting stay in the chain.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, replace
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -20,24 +19,22 @@ from qa.assistant import Assistant
 from qa.documents.ingest import SUPPORTED_SUFFIXES
 from qa.errors import QAError, UnsupportedFileError
 from qa.evaluation.runs import EvalPaths
-from qa.llm.queue import ChatFirst, ModelQueue, Place
+from qa.llm.queue import ChatFirst, ModelQueue
 from qa.ui import panels
+from qa.ui import workspace_picker as picker
+from qa.ui.chat import new_chat, refuse, respond, wait_for, wait_in_line
+from qa.ui.eval_jobs import may_administer, refusal
 from qa.ui.evaluate import build_evaluate_tab
 from qa.ui.render import (
     CITE_JS,
     CSS,  # noqa: F401 - re-exported by qa.ui
     EMPTY_SOURCES,
-    Message,
     Turn,
-    chat_messages,
     md_escape,
-    model_history,
-    render_answer,
-    render_error,
-    render_sources,
-    sources_panel,
 )
 from qa.ui.startup import Startup, notes_pending, startup_note
+from qa.ui.workspace_picker import PageWorkspaces
+from qa.workspaces import DEFAULT, Workspaces
 
 if TYPE_CHECKING:
     from qa.trust.refit import BackgroundRefit
@@ -49,8 +46,6 @@ DEFAULT_EXAMPLES = [
     "Who are the main people mentioned?",
     "When and where did the main event take place?",
 ]
-GENERIC_ERROR = "Something went wrong while answering. Please try again; details are in the log."
-CURSOR = " ▍"
 CORRECTION_LABEL = "What should it have said? (the short answer: a name, a number)"
 _FORMATS = (".txt", ".md", ".pdf", ".html", ".docx")  # the label's order; .htm = .html
 UPLOAD_LABEL = (
@@ -58,91 +53,6 @@ UPLOAD_LABEL = (
     + " ".join([*_FORMATS, *sorted(SUPPORTED_SUFFIXES - {*_FORMATS, ".htm"})])
     + ")"
 )
-
-# --- callbacks (plain functions, testable without a server) -----------------------------------
-
-
-def respond(
-    assistant: Assistant, question: str, turns: list[Turn] | None
-) -> Iterator[tuple[str, list[Message], list[Turn], str]]:
-    """Answer ``question`` as a follow-up of ``turns``, yielding
-    (textbox, chatbot, turns, sources) as the answer streams in; the textbox is cleared
-    once, then left as the user types."""
-    turns = list(turns or [])
-    history = model_history(turns)
-    # Lone surrogates (invalid unicode) cannot be sent to the browser as UTF-8.
-    question = str(question or "").encode("utf-8", "replace").decode("utf-8")
-    turn: Turn = {
-        "question": question.strip(),
-        "text": "",
-        "message": CURSOR,
-        "sources": "",
-        "ok": False,
-    }
-    turns.append(turn)
-    yield "", chat_messages(turns), turns, sources_panel(turns)
-    # The box is cleared once, above: what the user types next while this answer streams in
-    # must not be wiped by every token (their next question would vanish).
-    keep = gr.update()
-    try:
-        stream = assistant.stream(question, history)
-        text = ""
-        for token in stream:
-            text += token
-            turn["message"] = md_escape(text) + CURSOR
-            yield keep, chat_messages(turns), turns, sources_panel(turns)
-        answer = stream.answer
-        if answer is None:
-            raise RuntimeError("the answer stream ended without an answer")
-        turn.update(
-            text=answer.text,
-            message=render_answer(answer, turn=len(turns) - 1),
-            sources=render_sources(answer),
-            ok=True,
-            # For ratings; without the passages searched and the raw model signals, which a
-            # rating does not need and which would make every stored chat turn as large as the
-            # whole context (or thousands of floats).
-            answer=asdict(replace(answer, retrieved=[], signals=None)),
-        )
-    except QAError as err:
-        turn["message"] = render_error(str(err))
-    except Exception:
-        log.exception("answering %r failed", question[:200])
-        turn["message"] = render_error(GENERIC_ERROR)
-    yield keep, chat_messages(turns), turns, sources_panel(turns)
-
-
-def wait_for(
-    startup: Startup | None, question: str, turns: list[Turn]
-) -> Iterator[tuple[str, list[Message], list[Turn], str]]:
-    """While the assistant gets ready, show ``question`` with what it is waiting for; the
-    answer follows once the warm-up is over (:func:`respond`)."""
-    if startup is None or startup.ready:
-        return
-    shown: list[Turn] = [*turns, {"question": str(question or "").strip(), "message": ""}]
-    while not startup.wait(1.0):
-        shown[-1]["message"] = md_escape(f"Your question is next. {startup.status}")
-        yield "", chat_messages(shown), turns, sources_panel(turns)
-
-
-def wait_in_line(
-    place: Place, question: str, turns: list[Turn]
-) -> Iterator[tuple[str, list[Message], list[Turn], str]]:
-    """While others' questions (from this page or the HTTP API) hold the model, show
-    ``question`` with how many are ahead; returns once it is this one's turn (or the place
-    was given up)."""
-    shown: list[Turn] = [*turns, {"question": str(question or "").strip(), "message": ""}]
-    while not place.wait(1.0) and not place.cancelled:
-        ahead = place.position()
-        note = f"{ahead} question{'s' if ahead > 1 else ''} ahead of yours." if ahead else ""
-        shown[-1]["message"] = md_escape(f"Waiting for the model. {note}".strip())
-        yield "", chat_messages(shown), turns, sources_panel(turns)
-
-
-def new_chat() -> tuple[str, list[Message], list[Turn], str]:
-    """Forget the conversation of this browser session."""
-    return "", [], [], EMPTY_SOURCES
-
 
 # --- the app ----------------------------------------------------------------------------------
 
@@ -161,6 +71,7 @@ def build_app(
     startup: Startup | None = None,
     model_queue: ModelQueue | None = None,
     refit: BackgroundRefit | None = None,
+    workspaces: Workspaces | None = None,
 ) -> gr.Blocks:
     """The Gradio app over ``assistant`` (not served: :func:`qa.api.serve.serve` mounts it
     beside the HTTP API): the chat, and the Evaluate tab over the gold sets and reports in
@@ -168,94 +79,146 @@ def build_app(
     :mod:`qa.ui.eval_jobs`). With ``startup`` the page shows what is still loading, and
     questions wait for it. With ``model_queue`` (shared with the HTTP API, :mod:`qa.llm.queue`)
     questions wait in that line, first come first served with the API's callers, and its
-    ``chat_first`` is the one used. With ``refit`` the page shows its progress."""
+    ``chat_first`` is the one used. With ``refit`` the page shows its progress. The page's
+    workspace picker (:mod:`qa.ui.workspace_picker`) takes each workspace's Assistant from
+    ``workspaces`` (give the HTTP API's, so both share them; default: one over ``assistant``)."""
     examples = list(examples or DEFAULT_EXAMPLES)
     first = model_queue.chat_first if model_queue else chat_first or ChatFirst()
-    seeds = assistant.settings.seeds_dir.name
+    pages = PageWorkspaces(workspaces or Workspaces(assistant), first, evals)
     private: dict[str, Any] = {"api_visibility": "private"}
     models: dict[str, Any] = {"concurrency_limit": 1, "concurrency_id": "models", **private}
 
-    def chat_fn(question: str, turns: list[Turn]):
+    def on(ws: str | None) -> Assistant:
+        """The picked workspace's Assistant; a one-line message on the page if it is gone."""
+        try:
+            return pages.get(ws).assistant
+        except QAError as err:
+            raise gr.Error(str(err), print_exception=False) from err
+
+    def chat_fn(question: str, turns: list[Turn], ws: str | None):
+        try:
+            asked = pages.get(ws).assistant
+        except QAError as err:
+            yield from refuse(question, turns, str(err))
+            return
         yield from wait_for(startup, question, turns)
         if model_queue is None:
             with first.chat():
-                yield from respond(assistant, question, turns)
+                yield from respond(asked, question, turns)
             return
         place = model_queue.enter(limit=False)  # a browser user is never turned away
         try:
             yield from wait_in_line(place, question, turns)
             with place, first.chat():
-                yield from respond(assistant, question, turns)
+                yield from respond(asked, question, turns)
         finally:
             place.cancel()  # a closed page leaves the line
 
     def bar(progress: gr.Progress) -> Callable[[int, int], None]:
         return lambda done, total: progress((done, total), desc="Embedding chunks", unit="chunks")
 
-    def panel() -> tuple[str, str, Any]:
-        p = panels.documents_panel(assistant)
-        return p.status, p.table, gr.update(choices=p.names, value=None)
+    def panel(ws: str | None) -> tuple[Any, ...]:
+        shown = on(ws)
+        p = panels.documents_panel(shown)
+        label = f"Delete its file from {shown.settings.seeds_dir.name}/ too"
+        return p.status, p.table, gr.update(choices=p.names, value=None), gr.update(label=label)
 
-    def upload_fn(files, progress=gr.Progress()):  # noqa: B008 - Gradio's injection idiom
+    def upload_fn(files, ws: str | None, progress=gr.Progress()):  # noqa: B008 - Gradio's idiom
         try:
-            report = panels.add_documents(assistant, files, progress=bar(progress))[0]
+            report = panels.add_documents(on(ws), files, progress=bar(progress))[0]
         except UnsupportedFileError as err:
             report = f"**Refused:** {md_escape(str(err))}"
+        except gr.Error:
+            raise
         except Exception:
             log.exception("upload failed")
             report = "**Upload failed** (see the server log)."
-        return report, *panel()
+        return report, *panel(ws)
 
-    def reindex_fn(progress=gr.Progress()):  # noqa: B008
-        return panels.reindex(assistant, bar(progress)), *panel()
+    def reindex_fn(ws: str | None, progress=gr.Progress()):  # noqa: B008
+        return panels.reindex(on(ws), bar(progress)), *panel(ws)
 
-    def ask_remove_fn(name: str | None, delete_file: bool):
-        question = panels.confirm_removal(assistant, name, delete_file)
+    def ask_remove_fn(name: str | None, delete_file: bool, ws: str | None):
+        question = panels.confirm_removal(on(ws), name, delete_file)
         note = "" if question else "Pick a document to remove."
         return question, gr.update(visible=bool(question)), note
 
-    def remove_fn(name: str | None, delete_file: bool):
+    def remove_fn(name: str | None, delete_file: bool, ws: str | None):
         return (
-            panels.remove_document(assistant, name, delete_file),
+            panels.remove_document(on(ws), name, delete_file),
             gr.update(visible=False),
-            *panel(),
+            *panel(ws),
         )
 
-    def like_fn(turns: list[Turn], data: gr.LikeData, request: gr.Request):
-        note, pending = panels.rate(assistant, turns, data.index, data.liked, _user(request))
+    def like_fn(turns: list[Turn], ws: str | None, data: gr.LikeData, request: gr.Request):
+        note, pending = panels.rate(on(ws), turns, data.index, data.liked, _user(request))
         return note, gr.update(visible=pending is not None), pending
 
-    def correction_fn(turns, pending, correction: str, dont_say: bool, request: gr.Request):
+    def correction_fn(turns, pending, correction, dont_say, ws, request: gr.Request):
         note, still_open = panels.save_correction(
-            assistant, turns, pending, correction, dont_say, _user(request)
+            on(ws), turns, pending, correction, dont_say, _user(request)
         )
         if still_open:
             return note, gr.update(visible=True), pending, correction, dont_say
         return note, gr.update(visible=False), None, "", False
 
-    def chats_update(user: str, chat_id: str | None) -> Any:
-        return gr.update(choices=panels.chat_choices(assistant, user), value=chat_id or None)
+    # A chat's value (the chat_id state, the past chats' values) names its workspace too.
+    def chats_update(user: str, chat: str | None) -> Any:
+        return gr.update(choices=picker.chat_choices(pages, user), value=chat or None)
 
-    def save_fn(turns: list[Turn], chat_id: str | None, request: gr.Request):
+    def save_fn(turns: list[Turn], chat: str | None, ws: str | None, request: gr.Request):
         user = _user(request)
-        chat_id = panels.save_chat(assistant, user, chat_id, turns)
-        return chat_id, chats_update(user, chat_id)
+        chat_id = panels.save_chat(on(ws), user, picker.split_chat(chat)[1], turns)
+        chat = picker.chat_value(ws or DEFAULT, chat_id) if chat_id else ""
+        return chat, chats_update(user, chat)
 
-    def open_fn(chat_id: str | None, request: gr.Request):
-        return panels.open_chat(assistant, _user(request), chat_id)
+    def open_fn(chat: str | None, request: gr.Request):
+        ws, chat_id = picker.split_chat(chat)
+        shown, opened, sources, chat_id, note = panels.open_chat(on(ws), _user(request), chat_id)
+        chat = picker.chat_value(ws, chat_id) if chat_id else ""
+        return shown, opened, sources, chat, note, gr.update(value=ws) if chat_id else gr.update()
 
-    def delete_chat_fn(chat_id: str | None, request: gr.Request):
-        note = panels.delete_chat(assistant, _user(request), chat_id)
+    def delete_chat_fn(chat: str | None, request: gr.Request):
+        ws, chat_id = picker.split_chat(chat)
+        note = panels.delete_chat(on(ws or None), _user(request), chat_id)
         return *new_chat(), "", chats_update(_user(request), None), note
 
+    def switch_fn(ws: str | None, chat: str | None, request: gr.Request):
+        """Another workspace picked: its documents, and a new chat unless the chat on screen
+        is one of its own (a past chat reopened picks its workspace)."""
+        docs = panel(ws)
+        if picker.split_chat(chat)[0] == ws:
+            return *[gr.update()] * 7, *docs
+        return *new_chat(), "", chats_update(_user(request), None), "", *docs
+
+    def create_fn(name: str, request: gr.Request):
+        user = _user(request)
+        may = may_administer(demo.auth is not None, user, assistant.settings.admins)
+        note, made = picker.create_note(pages, name, may, refusal(user))
+        if not made:
+            return note, gr.update(), gr.update()
+        return note, gr.update(choices=pages.names(), value=made), ""
+
     def load_fn(request: gr.Request):
-        return *panel(), chats_update(_user(request), None)
+        names = gr.update(choices=pages.names())
+        return names, *panel(DEFAULT), chats_update(_user(request), None)
 
     with gr.Blocks(title="qa: ask your documents") as demo:
         turns = gr.State([])
         chat_id = gr.State("")
         pending = gr.State(None)
         with gr.Sidebar(open=True, width=280):
+            ws_pick = gr.Dropdown(
+                choices=pages.names(), value=DEFAULT, label=picker.LABEL, elem_id="qa-workspace"
+            )
+            with gr.Accordion("New workspace", open=False, elem_id="qa-new-workspace"):
+                ws_name = gr.Textbox(
+                    show_label=False,
+                    placeholder="its name, e.g. manuals",
+                    elem_id="qa-ws-name",
+                )
+                ws_create = gr.Button("Create", size="sm", elem_id="qa-ws-create")
+                ws_note = gr.Markdown(elem_id="qa-ws-note")
             gr.Markdown("### Chats")
             clear = gr.Button("New chat", size="sm", elem_id="qa-new-chat")
             chats = gr.Radio(choices=[], label="Past chats", elem_id="qa-chats", show_label=False)
@@ -315,7 +278,7 @@ def build_app(
                             documents = gr.Markdown(elem_id="qa-documents")
                             pick = gr.Dropdown(choices=[], label="Document", elem_id="qa-doc-pick")
                             delete_file = gr.Checkbox(
-                                label=f"Delete its file from {seeds}/ too",
+                                label="Delete its file too",
                                 elem_id="qa-delete-file",
                             )
                             with gr.Row():
@@ -341,14 +304,12 @@ def build_app(
                             )
                             report = gr.Markdown(elem_id="qa-report")
             with gr.Tab("Evaluate", elem_id="qa-tab-evaluate"):
-                build_evaluate_tab(
-                    demo, assistant, evals or EvalPaths(assistant.settings.evals_dir), first
-                )
+                build_evaluate_tab(demo, pages, ws_pick)
 
-        doc_panel = [status, documents, pick]
+        doc_panel = [status, documents, pick, delete_file]
         chat_io: dict[str, Any] = {
             "fn": chat_fn,
-            "inputs": [question, turns],
+            "inputs": [question, turns, ws_pick],
             "outputs": [question, chatbot, turns, sources],
             # The LLM decodes up to `parallel` answers together (qa.llm.engine); with a line
             # shared with the API, questions wait in that line instead of Gradio's.
@@ -361,7 +322,7 @@ def build_app(
         }
         save_io: dict[str, Any] = {
             "fn": save_fn,
-            "inputs": [turns, chat_id],
+            "inputs": [turns, chat_id, ws_pick],
             "outputs": [chat_id, chats],
             **private,
         }
@@ -384,7 +345,7 @@ def build_app(
         # The chatbot's own trash button must forget the session too.
         chatbot.clear(**reset).then(**close_form)
         chats.input(
-            open_fn, [chats], [chatbot, turns, sources, chat_id, feedback_note], **private
+            open_fn, [chats], [chatbot, turns, sources, chat_id, feedback_note, ws_pick], **private
         ).then(**close_form)
         delete_chat_btn.click(
             delete_chat_fn,
@@ -392,22 +353,33 @@ def build_app(
             [question, chatbot, turns, sources, chat_id, chats, feedback_note],
             **private,
         ).then(**close_form)
-        chatbot.like(like_fn, [turns], [feedback_note, correction_form, pending], **private)
+        chatbot.like(
+            like_fn, [turns, ws_pick], [feedback_note, correction_form, pending], **private
+        )
         save_feedback.click(
             correction_fn,
-            [turns, pending, correction, dont_say],
+            [turns, pending, correction, dont_say, ws_pick],
             [feedback_note, correction_form, pending, correction, dont_say],
             **private,
         )
-        uploaded = upload.upload(upload_fn, [upload], [report, *doc_panel], **models)
+        uploaded = upload.upload(upload_fn, [upload, ws_pick], [report, *doc_panel], **models)
         uploaded.then(lambda: None, None, [upload], **private)
-        reindexed = reindex.click(reindex_fn, None, [report, *doc_panel], **models)
-        remove.click(ask_remove_fn, [pick, delete_file], [confirm_text, confirm, report], **private)
+        reindexed = reindex.click(reindex_fn, [ws_pick], [report, *doc_panel], **models)
+        remove.click(
+            ask_remove_fn, [pick, delete_file, ws_pick], [confirm_text, confirm, report], **private
+        )
         confirm_no.click(lambda: gr.update(visible=False), None, [confirm], **private)
         removed = confirm_yes.click(
-            remove_fn, [pick, delete_file], [report, confirm, *doc_panel], **models
+            remove_fn, [pick, delete_file, ws_pick], [report, confirm, *doc_panel], **models
         )
-        demo.load(load_fn, None, [*doc_panel, chats], **private)
+        ws_pick.change(
+            switch_fn,
+            [ws_pick, chat_id],
+            [question, chatbot, turns, sources, chat_id, chats, feedback_note, *doc_panel],
+            **private,
+        ).then(**close_form)
+        ws_create.click(create_fn, [ws_name], [ws_note, ws_pick, ws_name], **private)
+        demo.load(load_fn, None, [ws_pick, *doc_panel, chats], **private)
         if startup is not None or refit is not None:
             timer = gr.Timer(1.0, active=notes_pending(startup, refit))
             timer.tick(

@@ -3,7 +3,9 @@ point, follow a set over time and turn ratings into gold.
 
 This module is the wiring; the callbacks' work is in :mod:`qa.ui.eval_panels`, the layout of
 tables and plots in :mod:`qa.ui.eval_views`, runs in the background in :mod:`qa.ui.eval_jobs`.
-Every callback that changes something (run, cancel, apply, correct, promote, discard) checks
+The tab follows the page's workspace picker (:mod:`qa.ui.workspace_picker`): every callback
+is given the picked workspace and works on its gold sets, reports, ratings and runs. Every
+callback that changes something (run, cancel, apply, correct, promote, discard) checks
 the caller itself and raises ``gr.Error`` for a user QA_ADMINS does not name, so the server
 refuses the call however it was made; the disabled buttons are only a courtesy.
 """
@@ -16,14 +18,13 @@ from typing import Any
 
 import gradio as gr
 
-from qa.assistant import Assistant
 from qa.errors import QAError
 from qa.evaluation.reports import list_runs
-from qa.evaluation.runs import EvalPaths
-from qa.llm.queue import ChatFirst
 from qa.ui import eval_panels as ep
 from qa.ui import eval_views as views
-from qa.ui.eval_jobs import EvalJobs, may_administer, refusal
+from qa.ui.eval_jobs import may_administer, refusal
+from qa.ui.workspace_picker import PageWorkspaces, Scope
+from qa.workspaces import DEFAULT
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 FOLLOW_POLL_S = 1.0
@@ -34,31 +35,40 @@ def _user(request: gr.Request | None) -> str:
     return str(getattr(request, "username", None) or "")
 
 
-def build_evaluate_tab(
-    demo: gr.Blocks, assistant: Assistant, paths: EvalPaths, turns: ChatFirst
-) -> None:
-    """Lay out the tab's components (inside an open ``gr.Tab``) and wire their events."""
-    jobs = EvalJobs(assistant, paths, turns)
+def build_evaluate_tab(demo: gr.Blocks, pages: PageWorkspaces, picker: gr.Dropdown) -> None:
+    """Lay out the tab's components (inside an open ``gr.Tab``) and wire their events; the
+    workspace is the one ``picker`` names."""
+    first = pages.get(None)
+    admins = first.assistant.settings.admins  # the install's, shared by every workspace
+
+    def scope(ws: str | None) -> Scope:
+        try:
+            return pages.get(ws)
+        except QAError as err:
+            raise gr.Error(str(err), print_exception=False) from err
 
     def allowed(request: gr.Request | None) -> bool:
-        return may_administer(demo.auth is not None, _user(request), assistant.settings.admins)
+        return may_administer(demo.auth is not None, _user(request), admins)
 
     def require_admin(request: gr.Request | None) -> None:
         if not allowed(request):
             raise gr.Error(refusal(_user(request)))
 
     access = gr.Markdown(elem_id="qa-eval-access")
+    # The picked workspace for the one endpoint callable by API (/eval_run): its callers send
+    # (set, sample, per document) and run in the default workspace, as before workspaces.
+    picked = gr.State(DEFAULT)
     with gr.Tabs():
         with gr.Tab("Run", elem_id="qa-eval-tab-run"):
             gr.Markdown(
                 "Ask every question of a gold set and score the answers, as `qa eval` does. "
-                "The chat goes first while a run goes; the run is saved under "
-                f"`{paths.reports}/`."
+                "The chat goes first while a run goes; the run is saved under the "
+                "workspace's `evals/reports/`."
             )
             with gr.Row():
                 # Listed now as well as on load: an API call is checked against these choices.
                 gold = gr.Dropdown(
-                    choices=ep.gold_set_choices(ep.gold_sets(assistant, paths)),
+                    choices=ep.gold_set_choices(ep.gold_sets(first.assistant, first.paths)),
                     label="Gold set",
                     elem_id="qa-eval-set",
                     scale=3,
@@ -135,7 +145,7 @@ def build_evaluate_tab(
                 0,
                 1,
                 step=0.01,
-                value=assistant.answer_threshold or 0.0,
+                value=first.assistant.answer_threshold or 0.0,
                 label="answer_threshold",
                 elem_id="qa-eval-threshold",
             )
@@ -192,9 +202,9 @@ def build_evaluate_tab(
 
     # --- lists ---------------------------------------------------------------------------------
 
-    def refresh_runs() -> tuple[Any, ...]:
+    def refresh_runs(ws: str | None) -> tuple[Any, ...]:
         """Every run list, showing the newest run (a comparison: it and the one before)."""
-        runs = list_runs(paths.reports)
+        runs = list_runs(scope(ws).paths.reports)
         choices = ep.run_choices(runs)
         value = choices[0][1] if choices else None
         names = sorted({r.gold_name for r in runs})
@@ -208,7 +218,8 @@ def build_evaluate_tab(
 
     run_lists = [run_pick, run_a, op_run, trend_set]
 
-    def ratings_lists(keep: str | None = None) -> tuple[Any, ...]:
+    def ratings_lists(ws: str | None, keep: str | None = None) -> tuple[Any, ...]:
+        assistant, paths = scope(ws).assistant, scope(ws).paths
         sets = ep.gold_sets(assistant, paths)
         found = assistant.feedback_store.items()
         promoted = ep.promoted(sets, assistant.settings.feedback_path)
@@ -223,126 +234,137 @@ def build_evaluate_tab(
 
     rating_lists = [ratings, rating, target]
 
-    def load_fn(request: gr.Request):
+    def load_fn(ws: str | None, request: gr.Request):
         may = allowed(request)
         note = (
             ""
             if may
             else refusal(_user(request)) + " Results, comparisons and trends are open to all."
         )
-        sets = ep.gold_set_choices(ep.gold_sets(assistant, paths))
+        sets = ep.gold_set_choices(ep.gold_sets(scope(ws).assistant, scope(ws).paths))
         buttons = [gr.update(interactive=may) for _ in admin_buttons]
         return (
             note,
             gr.update(choices=sets, value=sets[0][1] if sets else None),
             *buttons,
-            *refresh_runs(),
-            *ratings_lists(),
+            *refresh_runs(ws),
+            *ratings_lists(ws),
         )
 
     load_outputs = [access, gold, *admin_buttons, *run_lists, *rating_lists]
 
     # --- run -----------------------------------------------------------------------------------
 
-    def sample_fn(value: str | None) -> int:
+    def sample_fn(ws: str | None, value: str | None) -> int:
         try:
-            return ep.sample_for(paths, ep.find_set(ep.gold_sets(assistant, paths), value))
+            at = pages.get(ws)
+            return ep.sample_for(at.paths, ep.find_set(ep.gold_sets(at.assistant, at.paths), value))
         except QAError:
             return 0
 
-    def start_fn(value: str | None, n: float | None, one_doc: bool, request: gr.Request) -> str:
+    def start_fn(value: str | None, n: float | None, one_doc: bool, ws, request: gr.Request) -> str:
         require_admin(request)
+        at = scope(ws)
         try:
-            gold_set = ep.find_set(ep.gold_sets(assistant, paths), value)
-            jobs.start(gold_set, int(n) if n else None, _user(request), per_document=one_doc)
+            gold_set = ep.find_set(ep.gold_sets(at.assistant, at.paths), value)
+            at.jobs.start(gold_set, int(n) if n else None, _user(request), per_document=one_doc)
         except QAError as err:
             raise gr.Error(str(err)) from err
         return ""  # the progress bar takes the box until the run ends
 
-    async def follow_fn(progress=gr.Progress()):  # noqa: B008 - Gradio's injection idiom
+    async def follow_fn(ws: str | None, progress=gr.Progress()):  # noqa: B008 - Gradio's idiom
         # Async: every open tab follows a run, and none may hold a worker thread meanwhile.
-        state = jobs.state
+        at = scope(ws)
+        state = at.jobs.state
         while state is not None and not state.finished:
             progress((state.done, state.total), desc=ep.progress_line(state), unit="items")
             await asyncio.sleep(FOLLOW_POLL_S)
-            state = jobs.state
-        return ep.job_status(state, paths)
+            state = at.jobs.state
+        return ep.job_status(state, at.paths)
 
-    def cancel_fn(request: gr.Request) -> str:
+    def cancel_fn(ws: str | None, request: gr.Request) -> str:
         require_admin(request)
-        if not jobs.cancel():
+        at = scope(ws)
+        if not at.jobs.cancel():
             return "No run is going."
-        return ep.job_status(jobs.state, paths)
+        return ep.job_status(at.jobs.state, at.paths)
 
-    follow: dict[str, Any] = {"fn": follow_fn, "outputs": [status], "concurrency_limit": None}
-    gold.change(sample_fn, [gold], [sample], **PRIVATE)
+    follow: dict[str, Any] = {
+        "fn": follow_fn,
+        "inputs": [picker],
+        "outputs": [status],
+        "concurrency_limit": None,
+    }
+    gold.change(sample_fn, [picker, gold], [sample], **PRIVATE)
     run_btn.click(
         start_fn,
-        [gold, sample, per_doc],
+        [gold, sample, per_doc, picked],
         [status],
         api_name="eval_run",
         api_visibility="undocumented",
-    ).success(**follow, **PRIVATE).then(refresh_runs, None, run_lists, **PRIVATE)
-    cancel_btn.click(cancel_fn, None, [status], **PRIVATE)
+    ).success(**follow, **PRIVATE).then(refresh_runs, [picker], run_lists, **PRIVATE)
+    cancel_btn.click(cancel_fn, [picker], [status], **PRIVATE)
 
-    def generate_fn(request: gr.Request) -> str:
+    def generate_fn(ws: str | None, request: gr.Request) -> str:
         require_admin(request)
         try:
-            jobs.generate(_user(request))
+            scope(ws).jobs.generate(_user(request))
         except QAError as err:
             raise gr.Error(str(err)) from err
         return ""
 
-    def sets_fn(value: str | None):
-        sets = ep.gold_set_choices(ep.gold_sets(assistant, paths))
+    def sets_fn(ws: str | None, value: str | None):
+        sets = ep.gold_set_choices(ep.gold_sets(scope(ws).assistant, scope(ws).paths))
         return gr.update(choices=sets, value=value)
 
-    gen_btn.click(generate_fn, None, [status], **PRIVATE).success(**follow, **PRIVATE).then(
-        sets_fn, [gold], [gold], **PRIVATE
+    gen_btn.click(generate_fn, [picker], [status], **PRIVATE).success(**follow, **PRIVATE).then(
+        sets_fn, [picker, gold], [gold], **PRIVATE
     )
 
     # --- results and comparison ----------------------------------------------------------------
 
-    def results_fn(value: str | None, which: views.Show):
-        view = ep.show_run(paths, value, which)
+    def results_fn(ws: str | None, value: str | None, which: views.Show):
+        view = ep.show_run(scope(ws).paths, value, which)
         return view.headline, view.metrics, view.items
 
-    def other_runs_fn(value: str | None):
-        choices, default = ep.same_set_runs(paths, value)
+    def other_runs_fn(ws: str | None, value: str | None):
+        choices, default = ep.same_set_runs(scope(ws).paths, value)
         return gr.update(choices=choices, value=default)
 
-    run_pick.change(results_fn, [run_pick, show], [head, metrics, items], **PRIVATE)
-    show.change(lambda v, w: results_fn(v, w)[2], [run_pick, show], [items], **PRIVATE)
+    run_pick.change(results_fn, [picker, run_pick, show], [head, metrics, items], **PRIVATE)
+    show.change(
+        lambda ws, v, w: results_fn(ws, v, w)[2], [picker, run_pick, show], [items], **PRIVATE
+    )
     compare: dict[str, Any] = {
-        "fn": lambda a, b: ep.compare(paths, a, b),
-        "inputs": [run_a, run_b],
+        "fn": lambda ws, a, b: ep.compare(scope(ws).paths, a, b),
+        "inputs": [picker, run_a, run_b],
         "outputs": [deltas, flips],
         **PRIVATE,
     }
-    run_a.change(other_runs_fn, [run_a], [run_b], **PRIVATE).then(**compare)
+    run_a.change(other_runs_fn, [picker, run_a], [run_b], **PRIVATE).then(**compare)
     run_b.input(**compare)
 
     # --- operating point -----------------------------------------------------------------------
 
-    def current() -> float:
+    def current(ws: str | None) -> float:
         """The threshold answers are shown at now (the decision off shows all: 0)."""
-        return assistant.answer_threshold or 0.0
+        return scope(ws).assistant.answer_threshold or 0.0
 
-    def plots(loaded: ep.Curve, chosen: float) -> tuple[Any, Any, str]:
-        frame, note = ep.curve_view(loaded, current(), chosen)
-        return frame, views.outcomes_frame(ep.curve_points(loaded), current()), note
+    def plots(ws: str | None, loaded: ep.Curve, chosen: float) -> tuple[Any, Any, str]:
+        frame, note = ep.curve_view(loaded, current(ws), chosen)
+        return frame, views.outcomes_frame(ep.curve_points(loaded), current(ws)), note
 
-    def curve_fn(value: str | None, chosen: float):
+    def curve_fn(ws: str | None, value: str | None, chosen: float):
         try:
-            loaded = ep.load_curve(paths, value, current())
+            loaded = ep.load_curve(scope(ws).paths, value, current(ws))
         except QAError as err:
             return None, None, None, f"⚠️ {err}", ""
-        return loaded, *plots(loaded, chosen), ""
+        return loaded, *plots(ws, loaded, chosen), ""
 
-    def move_fn(loaded: ep.Curve | None, chosen: float):
+    def move_fn(ws: str | None, loaded: ep.Curve | None, chosen: float):
         if loaded is None:
             return gr.update(), "Pick a run first."
-        return ep.curve_view(loaded, current(), chosen)
+        return ep.curve_view(loaded, current(ws), chosen)
 
     def suggest_fn(loaded: ep.Curve | None, chosen: float):
         if loaded is None:
@@ -350,38 +372,43 @@ def build_evaluate_tab(
         value, note = ep.suggest(loaded)
         return (chosen if value is None else value), note
 
-    def apply_fn(loaded: ep.Curve | None, value: str | None, chosen: float, request: gr.Request):
+    def apply_fn(ws, loaded: ep.Curve | None, value, chosen: float, request: gr.Request):
         require_admin(request)
+        at = scope(ws)
         if loaded is None:
             return "Pick a run first.", gr.update(), gr.update()
-        if jobs.running:
+        if at.jobs.running:
             return "A run is going; apply the threshold when it has finished.", *[gr.update()] * 2
         source = f"{loaded.gold_name} (run {Path(value or '').name})"
-        note = ep.apply_threshold(assistant, loaded, float(chosen), source)
-        frame, lines, _ = plots(loaded, chosen)
+        note = ep.apply_threshold(at.assistant, loaded, float(chosen), source)
+        frame, lines, _ = plots(ws, loaded, chosen)
         return note, frame, lines
 
     op_outputs = [curve, risk_plot, share_plot, numbers, applied]
-    op_run.change(curve_fn, [op_run, threshold], op_outputs, **PRIVATE)
+    op_run.change(curve_fn, [picker, op_run, threshold], op_outputs, **PRIVATE)
     threshold.change(
-        move_fn, [curve, threshold], [risk_plot, numbers], trigger_mode="always_last", **PRIVATE
+        move_fn,
+        [picker, curve, threshold],
+        [risk_plot, numbers],
+        trigger_mode="always_last",
+        **PRIVATE,
     )
     suggest_btn.click(suggest_fn, [curve, threshold], [threshold, applied], **PRIVATE)
     apply_btn.click(
-        apply_fn, [curve, op_run, threshold], [applied, risk_plot, share_plot], **PRIVATE
+        apply_fn, [picker, curve, op_run, threshold], [applied, risk_plot, share_plot], **PRIVATE
     )
     trend_set.change(
-        lambda name: views.trend_frame(list_runs(paths.reports), name or ""),
-        [trend_set],
+        lambda ws, name: views.trend_frame(list_runs(scope(ws).paths.reports), name or ""),
+        [picker, trend_set],
         [trend],
         **PRIVATE,
     )
 
     # --- ratings -------------------------------------------------------------------------------
 
-    def pick_fn(rating_id: str | None):
+    def pick_fn(ws: str | None, rating_id: str | None):
         try:
-            item = ep.find_rating(assistant, rating_id)
+            item = ep.find_rating(pages.get(ws).assistant, rating_id)
         except QAError:
             return views.rating_detail(None), "", False
         meta = item.meta
@@ -391,28 +418,35 @@ def build_evaluate_tab(
             bool(meta.get("unanswerable")),
         )
 
-    def save_fn(rating_id: str | None, text: str, unanswerable: bool, request: gr.Request):
+    def save_fn(ws, rating_id: str | None, text: str, unanswerable: bool, request: gr.Request):
         require_admin(request)
-        return ep.save_correction(assistant, rating_id, text, unanswerable), *ratings_lists(
-            rating_id
-        )
+        note = ep.save_correction(scope(ws).assistant, rating_id, text, unanswerable)
+        return note, *ratings_lists(ws, rating_id)
 
-    def promote_fn(rating_id: str | None, dest: str | None, request: gr.Request):
+    def promote_fn(ws, rating_id: str | None, dest: str | None, request: gr.Request):
         require_admin(request)
-        note = ep.promote(assistant, ep.gold_sets(assistant, paths), rating_id, dest)
-        return note, *ratings_lists(rating_id)
+        at = scope(ws)
+        note = ep.promote(at.assistant, ep.gold_sets(at.assistant, at.paths), rating_id, dest)
+        return note, *ratings_lists(ws, rating_id)
 
-    def discard_fn(rating_id: str | None, request: gr.Request):
+    def discard_fn(ws: str | None, rating_id: str | None, request: gr.Request):
         require_admin(request)
-        return ep.discard(assistant, rating_id), gr.update(visible=False), *ratings_lists()
+        note = ep.discard(scope(ws).assistant, rating_id)
+        return note, gr.update(visible=False), *ratings_lists(ws)
 
     # Ratings made in the chat since the page loaded show up when the panel is opened.
-    ratings_tab.select(ratings_lists, [rating], rating_lists, **PRIVATE)
-    rating.change(pick_fn, [rating], [detail, correction, dont_say], **PRIVATE)
-    save_btn.click(save_fn, [rating, correction, dont_say], [rating_note, *rating_lists], **PRIVATE)
-    promote_btn.click(promote_fn, [rating, target], [rating_note, *rating_lists], **PRIVATE)
+    ratings_tab.select(ratings_lists, [picker, rating], rating_lists, **PRIVATE)
+    rating.change(pick_fn, [picker, rating], [detail, correction, dont_say], **PRIVATE)
+    save_btn.click(
+        save_fn, [picker, rating, correction, dont_say], [rating_note, *rating_lists], **PRIVATE
+    )
+    promote_btn.click(promote_fn, [picker, rating, target], [rating_note, *rating_lists], **PRIVATE)
     discard_btn.click(lambda: gr.update(visible=True), None, [confirm], **PRIVATE)
     no_btn.click(lambda: gr.update(visible=False), None, [confirm], **PRIVATE)
-    yes_btn.click(discard_fn, [rating], [rating_note, confirm, *rating_lists], **PRIVATE)
+    yes_btn.click(discard_fn, [picker, rating], [rating_note, confirm, *rating_lists], **PRIVATE)
 
-    demo.load(load_fn, None, load_outputs, **PRIVATE).then(**follow, **PRIVATE)
+    # On load and on every switch of workspace: its sets, runs and ratings, and its run if one
+    # goes there.
+    demo.load(load_fn, [picker], load_outputs, **PRIVATE).then(**follow, **PRIVATE)
+    picker.change(lambda ws: ws, [picker], [picked], **PRIVATE)
+    picker.change(load_fn, [picker], load_outputs, **PRIVATE).then(**follow, **PRIVATE)
