@@ -142,3 +142,48 @@ def test_the_assistant_reads_narrow_only_progressively_over_retrieved_passages(
     answer = assistant.ask("When did the bakery open?")
     assert llm.shown == ([["1"]] if read == "narrow" else [["1", "2", "3"]])  # three chunks
     assert answer.timings.read == read and answer.status == "answered"
+
+
+LONG = [
+    "The Elm Street Bakery opened in 1998 in a small rented room behind the old post office. "
+    "Its founder, Marta Kovacs, learned to bake in her grandmother's kitchen in Pécs and named "
+    "the shop's dark rye loaf after her.",
+    "In 2001 the bakery moved into its own building on the corner of Elm Street and Mill Lane, "
+    "which Marta Kovacs bought with a loan from the town's savings bank.",
+    "The river ferry crosses from the market square to the north bank every 20 minutes "
+    "between six in the morning and nine at night.",
+]
+
+
+@pytest.mark.slow
+def test_the_wide_read_after_a_narrow_one_pays_only_for_what_the_narrow_one_did_not_read() -> None:
+    from qa import Settings
+    from qa.llm.llamacpp import LlamaCppChat
+    from qa.llm.models import gguf_path
+
+    llm = LlamaCppChat(model_path=str(gguf_path(Settings())), n_ctx=2048, max_tokens=40)
+    hits = [
+        Hit(Chunk(f"id{i}", t, "town.txt", i, 0, len(t), ""), 1.0 - i / 10, ranked=True)
+        for i, t in enumerate(LONG)
+    ]
+    chain = build_chain(llm, lambda q, shape: hits, Thresholds(abstain=0.5), narrow=1)
+
+    def ask(question: str) -> Answer:
+        *_, answer = chain.stream({"question": question, "history": [], "t0": time.perf_counter()})
+        assert isinstance(answer, Answer)
+        return answer
+
+    # A fresh model: the narrow read computes its whole prompt, the wide one only the rest.
+    first = ask("How often does the ferry cross the river?")
+    t = first.timings
+    assert t.read == "wide-after-narrow" and "20 minutes" in first.text
+    assert t.narrow_prompt_eval_tokens == t.narrow_prompt_tokens
+    wide, wide_eval = (
+        t.prompt_tokens - t.narrow_prompt_tokens,
+        t.prompt_eval_tokens - t.narrow_prompt_eval_tokens,
+    )
+    # Reused: the narrow prompt up to its question (instructions and the first passage).
+    assert wide - wide_eval >= t.narrow_prompt_tokens - 40 > wide // 2
+    second = ask("When did the Elm Street Bakery open?")
+    assert second.timings.read == "narrow" and second.text.startswith("1998")
+    assert second.timings.prompt_tokens < wide
