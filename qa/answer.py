@@ -10,6 +10,12 @@ Shape = Literal["short", "yesno", "list", "open", "overview"]
 and the reason), a ``list`` of cited items, ``open`` (1-5 sentences, each cited) or an
 ``overview`` of the documents (from their summaries)."""
 
+Read = Literal["wide", "narrow", "wide-after-narrow"]
+"""Which passages a short answer was read from (progressive reading, ``Settings.reading``):
+``wide`` (every retrieved passage at once), ``narrow`` (the best alone, and the decision stood
+behind that answer) or ``wide-after-narrow`` (every passage, after the best alone did not
+settle it)."""
+
 Status = Literal["answered", "unconfirmed", "not_found"]
 """What a reply is: ``answered`` (the decision stands behind it), ``unconfirmed`` (a candidate
 was found in a passage but the decision cannot stand behind it: shown marked as such, with the
@@ -63,7 +69,9 @@ class Timings:
     first_token_ms: float = 0.0
     total_ms: float = 0.0
     prompt_tokens: int = 0
-    """LLM prompt length; of those, ``prompt_eval_tokens`` were computed (the rest cached)."""
+    """LLM prompt length; of those, ``prompt_eval_tokens`` were computed (the rest cached).
+    These and the generation counters add up the answering passes: the narrow and the wide
+    one when progressive reading widened (``read``)."""
     prompt_eval_tokens: int = 0
     prompt_eval_ms: float = 0.0
     generated_tokens: int = 0
@@ -71,6 +79,15 @@ class Timings:
     decide_ms: float = 0.0
     """After the answering pass: the checks and any extra pass (a forced candidate, sampled
     answers, a yes/no re-read)."""
+    read: Read = "wide"
+    """Which passages the answer was read from."""
+    narrow_ms: float = 0.0
+    """The narrow read and its decision, when progressive reading made one (a part of
+    ``first_token_ms`` and ``total_ms``)."""
+    narrow_prompt_tokens: int = 0
+    """The narrow read's prompt length and what of it was computed (counted in
+    ``prompt_tokens`` and ``prompt_eval_tokens`` too)."""
+    narrow_prompt_eval_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,8 +108,9 @@ class Answer:
     """An answer with its evidence.
 
     ``text`` is what a user reads (short answer plus ``[n]`` markers, or ``ABSTAIN_TEXT``);
-    ``citations`` are the supporting chunks; ``retrieved`` every chunk the LLM was shown, best
-    first (for evaluation and debugging).
+    ``citations`` are the supporting chunks; ``retrieved`` every chunk retrieved for the LLM,
+    best first (for evaluation and debugging; a narrow read, ``Timings.read``, was shown only
+    the first).
     """
 
     question: str

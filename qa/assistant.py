@@ -118,6 +118,7 @@ class Assistant:
             shapes,
             guard,
             yesno_reading=s.yesno_reading == "bearing",
+            narrow=s.narrow_passages if s.reading == "progressive" else 0,
         )
 
     @cached_property

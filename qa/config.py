@@ -67,6 +67,17 @@ class Settings(BaseSettings):
         "fewer prompt tokens on SQuAD, answers mixed: docs/benchmarks.md). A corpus read whole "
         "is never trimmed.",
     )
+    reading: Literal["progressive", "wide"] = Field(
+        "wide",
+        description="Retrieval mode, short answers: 'progressive' first reads the best "
+        "`narrow_passages` alone and replies when the answer decision stands behind that "
+        "answer, else reads every passage (the local LLM pays only for the added passages "
+        "and the question: the narrow prompt is the wide one's prefix); 'wide' reads every "
+        "passage at once.",
+    )
+    narrow_passages: int = Field(
+        1, ge=1, le=19, description="With reading='progressive', the passages read first."
+    )
     full_context_chars: int = Field(
         6000,
         ge=0,

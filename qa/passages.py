@@ -81,3 +81,6 @@ class Hit:
     # Retrieval mode: the prompt may show only the sentences that bear on the question
     # (qa.answering.focus); the whole chunk stays the evidence and the citation.
     focused: bool = False
+    # Retrieval mode: the best first (not a whole corpus in document order), so a short answer
+    # may be read from the first alone (progressive reading, qa.answering.chain).
+    ranked: bool = False

@@ -17,12 +17,15 @@ What each shape must pass before it is shown is in :mod:`qa.answering.decisions`
   (:mod:`qa.answering.yesno`).
 
 Citations come from the passage that supports each sentence, not from markers the model writes.
+With ``Settings.reading="progressive"`` a short answer over retrieved passages is read from the
+best passage first, and from all of them only when the decision does not stand behind that
+answer (:mod:`qa.answering.progressive`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -39,6 +42,7 @@ from qa.answering.decisions import (
     to_supported,
     unconfirmed_reply,
 )
+from qa.answering.progressive import narrow_hits
 from qa.answering.prompts import (
     PREFILL,
     SAMPLING,
@@ -96,6 +100,9 @@ class _Models:
     """The short answer's generator with "none" banned (backends that can ban tokens)."""
     sampled: Runnable | None = None
     """The short answer's generator, sampling (``Thresholds.samples`` > 0)."""
+    narrow: int = 0
+    """Passages a short answer is read from first (:mod:`qa.answering.progressive`); 0: all
+    at once."""
 
 
 def build_chain(
@@ -106,6 +113,7 @@ def build_chain(
     shapes: bool = True,
     guard: Guard | None = None,
     yesno_reading: bool = False,
+    narrow: int = 0,
 ) -> Runnable[dict, Token | Answer]:
     """The whole LCEL pipeline. Input ``{"question", "history"}`` (optionally ``"shape"`` and
     ``"hits"`` to skip routing and retrieval); streams ``Token``s, then yields the verified
@@ -116,7 +124,9 @@ def build_chain(
     in documents are on (all but datamarking by default). With ``yesno_reading`` a yes/no
     verdict over more than a paragraph also reads the sentences that bear on the question and
     is shown only with a sentence the model's own read agrees with (:mod:`qa.answering.yesno`);
-    without it, the answering pass decides alone."""
+    without it, the answering pass decides alone. With ``narrow``, a short answer over
+    retrieved passages is read from the best ``narrow`` first, and from all of them only when
+    the decision does not stand behind that answer (:mod:`qa.answering.progressive`)."""
     # The quote line the examples show is not generated: the decision needs only the answer.
     binds = {"prefill": PREFILL, "stop": ["\n"]}
     checked = thresholds.support > 0 or thresholds.open_support > 0
@@ -135,6 +145,7 @@ def build_chain(
         sampled=prompt | llm.bind(**(binds | SHAPE_BINDS["short"] | SAMPLING))
         if thresholds.samples
         else None,
+        narrow=narrow,
     )
 
     def answer_events(inputs: Iterator[dict]) -> Iterator[Token | Answer]:
@@ -196,64 +207,115 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
     # Everything after retrieval (prompt, verification, citations) sees the neutral text.
     hits: list[Hit] = [neutral_hit(h) for h in x["hits"]] if guard.neutralize else x["hits"]
     shape: Shape = x["shape"]
-    t0 = x["t0"]
     timings = Timings(retrieve_ms=x["retrieve_ms"])
-    generated, streamed = "", 0
-    reading = _Reading()
     # An overview of one aspect ("Summarize how the war ended") is an open question.
     shape_used = "open" if shape == "overview" and overview_topic(x["standalone"]) else shape
     question = x["standalone"] + INSTRUCTIONS[shape_used]
-    passages = format_passages(hits, guard.datamark, x["standalone"])
+    generate = models.generate[shape_used]
+    # Over flagged passages nothing is streamed (the reply is checked before it is shown), and
+    # they are read as before: all at once.
+    quiet = planted and guard.withhold
+    narrow = [] if x["given_hits"] or planted else narrow_hits(hits, shape, models.narrow)
+    if narrow:
+        narrow_t0 = time.perf_counter()
+        read = yield from _read(
+            x, narrow, question, generate, timings, stream=False, datamark=guard.datamark
+        )
+        decision = _decide(x, shape, read, models, thresholds)
+        timings.narrow_ms = (time.perf_counter() - narrow_t0) * 1000
+        timings.narrow_prompt_tokens = timings.prompt_tokens
+        timings.narrow_prompt_eval_tokens = timings.prompt_eval_tokens
+        timings.read = "narrow" if decision.shown else "wide-after-narrow"
+    if timings.read == "narrow":
+        timings.first_token_ms = (time.perf_counter() - x["t0"]) * 1000
+        yield Token(answer_line(read.generated))
+    else:
+        read = yield from _read(
+            x, hits, question, generate, timings, stream=not quiet, datamark=guard.datamark
+        )
+        decide_t0 = time.perf_counter()
+        decision = _decide(x, shape, read, models, thresholds)
+        timings.decide_ms = (time.perf_counter() - decide_t0) * 1000
+    timings.total_ms = (time.perf_counter() - x["t0"]) * 1000
+    timings.first_token_ms = timings.first_token_ms or timings.total_ms
+    yield _reply(x, hits, read, decision, timings, quiet)
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One answering pass: the passages the model read, its prompt and what it said."""
+
+    hits: list[Hit]
+    passages: str
+    prompt: dict
+    generated: str
+    signals: Signals
+
+
+def _read(
+    x: dict,
+    hits: list[Hit],
+    question: str,
+    generate: Runnable,
+    timings: Timings,
+    *,
+    stream: bool,
+    datamark: bool,
+) -> Generator[Token, None, _Pass]:
+    """Generate the reply to ``question`` over ``hits`` (returned as a :class:`_Pass`), adding
+    the pass's usage to ``timings``; with ``stream``, yield the answer line as it comes."""
+    passages = format_passages(hits, datamark, x["standalone"])
     prompt = {"passages": passages, "question": question}
-    for chunk in models.generate[shape_used].stream(prompt):
+    generated, streamed = "", 0
+    reading = _Reading()
+    for chunk in generate.stream(prompt):
         meta = chunk.response_metadata
         reading.add(meta)
         for key, value in meta.get("usage", {}).items():  # reported by the local model
-            setattr(timings, key, value)
+            setattr(timings, key, getattr(timings, key) + value)
         generated += str(chunk.content)
         visible = answer_line(generated)
-        # Over flagged passages nothing is streamed: the reply is checked before it is shown.
-        if len(visible) > streamed and not (planted and guard.withhold):
+        if stream and len(visible) > streamed:
             if not timings.first_token_ms:
-                timings.first_token_ms = (time.perf_counter() - t0) * 1000
+                timings.first_token_ms = (time.perf_counter() - x["t0"]) * 1000
             yield Token(visible[streamed:])
             streamed = len(visible)
-    if guard.datamark:
-        generated = unmark(generated)
-    signals = reading.signals()
-    probs = signals.first_token_probs
-    decide_t0 = time.perf_counter()
-    if shape == "short":
-        decision = decide_short(
-            x["standalone"], generated, hits, signals, thresholds, models.checker
-        )
-        if models.forced is not None and torn(generated, probs, thresholds.abstain):
-            # The model said "none" but put most of its odds elsewhere: its best candidate
-            # that is not "none", from the same prompt (cached: only decoding is paid).
-            forced = _Reading()
-            text = "".join(str(c.content) for c in _tapped(models.forced.stream(prompt), forced))
-            decision = decide_short(
-                x["standalone"], text, hits, forced.signals(), thresholds, models.checker
-            )
-            decision.features["forced"] = 1.0
-        if models.sampled is not None and decision.supported:
-            decision = self_checked(decision, models.sampled, prompt, thresholds)
-    elif shape == "yesno":
-        read = partial(models.read, passages) if models.read else None
-        decision = decide_yesno(x["standalone"], generated, hits, signals, thresholds, read)
-    else:
-        decision = decide_shaped(
-            x["standalone"], shape, generated, hits, signals, models.checker, thresholds
-        )
-    timings.decide_ms = (time.perf_counter() - decide_t0) * 1000
-    timings.total_ms = (time.perf_counter() - t0) * 1000
-    if not timings.first_token_ms:
-        timings.first_token_ms = timings.total_ms
+    generated = unmark(generated) if datamark else generated
+    return _Pass(hits, passages, prompt, generated, reading.signals())
+
+
+def _decide(
+    x: dict, shape: Shape, read: _Pass, models: _Models, thresholds: Thresholds
+) -> Decision:
+    """What the checks of ``shape`` make of one pass's reply."""
+    question, generated, hits, signals = x["standalone"], read.generated, read.hits, read.signals
+    if shape == "yesno":
+        reader = partial(models.read, read.passages) if models.read else None
+        return decide_yesno(question, generated, hits, signals, thresholds, reader)
+    if shape != "short":
+        return decide_shaped(question, shape, generated, hits, signals, models.checker, thresholds)
+    decision = decide_short(question, generated, hits, signals, thresholds, models.checker)
+    if models.forced is not None and torn(generated, signals.first_token_probs, thresholds.abstain):
+        # The model said "none" but put most of its odds elsewhere: its best candidate that
+        # is not "none", from the same prompt (cached: only decoding is paid).
+        forced = _Reading()
+        text = "".join(str(c.content) for c in _tapped(models.forced.stream(read.prompt), forced))
+        decision = decide_short(question, text, hits, forced.signals(), thresholds, models.checker)
+        decision.features["forced"] = 1.0
+    if models.sampled is not None and decision.supported:
+        decision = self_checked(decision, models.sampled, read.prompt, thresholds)
+    return decision
+
+
+def _reply(
+    x: dict, hits: list[Hit], read: _Pass, decision: Decision, timings: Timings, quiet: bool
+) -> Answer:
+    """The answer a decision makes of a pass: asserted, unconfirmed or not found."""
     shown = decision.supported if decision.shown else None
     held = None
-    if planted and guard.withhold:
+    if quiet:
         # The raw reply too: one the checks already refused still says why it was refused.
-        reply = shown.text if shown else answer_line(generated)
+        reply = shown.text if shown else answer_line(read.generated)
         if reply:
             held = withhold(x["question"], reply, [h.chunk for h in x["hits"]], system=SYSTEM)
             shown = None if held else shown
@@ -264,12 +326,12 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
     elif shown:
         text, status = shown.text, "answered"
     elif candidate:
-        text, status = unconfirmed_reply(candidate, shape), "unconfirmed"
+        text, status = unconfirmed_reply(candidate, x["shape"]), "unconfirmed"
     else:
         text, status = ABSTAIN_TEXT, "not_found"
     cited = shown or candidate
-    p_none = none_probability(probs)
-    yield Answer(
+    p_none = none_probability(read.signals.first_token_probs)
+    return Answer(
         question=x["question"],
         text=text,
         abstained=shown is None,
@@ -286,8 +348,8 @@ def _answer(x: dict, models: _Models, thresholds: Thresholds) -> Iterator[Token 
         withheld=decision.supported.answer if decision.supported and not decision.shown else "",
         planted=held.kind if held else "",
         features=decision.features,
-        signals=signals,
-        shape=shape,
+        signals=read.signals,
+        shape=x["shape"],
         sentences=decision.sentences if shown else [],
         dropped=decision.dropped,
         status=status,

@@ -43,17 +43,19 @@ class Retriever:
         ``full_context_chars``, every chunk in document order: the prompt prefix is then the
         same for every question, so the LLM's KV cache makes answers fast, and no answer is
         lost to a retrieval miss. Scores still rank them for evaluation. Retrieved passages
-        are marked ``focused`` (``Settings.passages``): the prompt shows their sentences that
-        bear on the question.
+        are marked ``ranked`` (a short answer may be read from the best alone first,
+        ``Settings.reading``) and ``focused`` (``Settings.passages``: the prompt shows their
+        sentences that bear on the question).
         """
         chunks = self.whole_corpus()
         if chunks:
             scores = {h.chunk.id: h.score for h in self.search(question, len(chunks))}
             return [Hit(c, scores.get(c.id, 0.0)) for c in chunks]
-        hits = self.search(question, self.settings.top_k)
-        if self.settings.passages == "focused":
-            return [replace(h, focused=True) for h in hits]
-        return hits
+        focused = self.settings.passages == "focused"
+        return [
+            replace(h, focused=focused, ranked=True)
+            for h in self.search(question, self.settings.top_k)
+        ]
 
     def whole_corpus(self) -> list[Chunk] | None:
         """Every chunk in document order if all of them fit ``full_context_chars``, else None
