@@ -40,13 +40,18 @@ ROOT = Path(__file__).resolve().parents[1]
 RETRIES = 5
 
 
-def start_api(docs: Path, index: Path, port: int, max_queue: int) -> subprocess.Popen:
+def start_api(
+    docs: Path, index: Path, port: int, max_queue: int, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """`qa api` over ``docs`` and ``index`` on a loopback ``port``, with ``env`` added (e.g.
+    QA_WORKSPACES_DIR, bench/workspaces.py), once it reports ready."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "QA_SEEDS_DIR": str(docs),
         "QA_INDEX_DIR": str(index),
         "QA_API_MAX_QUEUE": str(max_queue),
+        **(env or {}),
     }
     env.pop("QA_API_KEYS_FILE", None)  # loopback, no keys
     cmd = [sys.executable, "-m", "qa", "api", "--host", "127.0.0.1", "--port", str(port)]
