@@ -23,7 +23,7 @@ from qa.evaluation.evaluate import per_document as per_document_asker
 from qa.evaluation.reports import write_reports
 
 
-class Workspace(Asker, Protocol):
+class RunTarget(Asker, Protocol):
     """What a run needs of an assistant (:class:`qa.Assistant` is one): to answer, to index its
     documents, and a copy over other documents that shares its models."""
 
@@ -144,13 +144,13 @@ class SavedRun:
 
 
 def run_gold_set(
-    assistant: Workspace,
+    assistant: RunTarget,
     gold_set: GoldSet,
     *,
     sample: int | None = None,
     per_document: bool = False,
     out: Path,
-    index: Callable[[Workspace], object] | None = None,
+    index: Callable[[RunTarget], object] | None = None,
     progress: Callable[[int, int], None] | None = None,
     proceed: Callable[[], bool] | None = None,
 ) -> SavedRun:
