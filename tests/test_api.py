@@ -95,6 +95,7 @@ def test_a_reply_is_the_cited_answer_with_qas_judgement_beside_it(assistant) -> 
     assert cite["n"] == 1 and cite["source"] == "bakery.txt"
     assert cite["quote"] == "The bakery opened in 1998."
     assert qa["timings"]["total_ms"] > 0 and qa["timings"]["queued_ms"] >= 0
+    assert qa["timings"]["read"] == "wide" and qa["timings"]["decide_ms"] > 0
 
 
 def test_an_abstention_is_a_normal_reply(assistant) -> None:

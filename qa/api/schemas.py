@@ -90,6 +90,11 @@ class TimingsOut(BaseModel):
     prompt_tokens: int
     prompt_eval_tokens: int
     generated_tokens: int
+    decide_ms: float = 0.0
+    """After the answering pass: the checks and any extra pass."""
+    read: str = "wide"
+    """Which passages a short answer was read from: 'narrow', 'wide-after-narrow' or 'wide'."""
+    narrow_ms: float = 0.0
 
 
 class QAExtra(BaseModel):
@@ -146,6 +151,9 @@ class QAExtra(BaseModel):
                 prompt_tokens=t.prompt_tokens,
                 prompt_eval_tokens=t.prompt_eval_tokens,
                 generated_tokens=t.generated_tokens,
+                decide_ms=t.decide_ms,
+                read=t.read,
+                narrow_ms=t.narrow_ms,
             ),
         )
 
