@@ -246,6 +246,16 @@ def ask_removed(assistant, path: Path, decisions, tmp: Path) -> list[dict]:
     return rows
 
 
+def copy_docs(corpus: Corpus, tmp: Path) -> Path:
+    """A ``docs`` folder under ``tmp`` holding a copy of ``corpus``'s documents (a user's whole
+    corpus, indexed alone)."""
+    docs = tmp / "docs"
+    docs.mkdir()
+    for path in corpus.docs:
+        shutil.copy(path, docs / path.name)
+    return docs
+
+
 def run(corpus: Corpus, count: int, seed: int, tag: str = "", samples: int = 0) -> dict:
     from qa import Assistant, Settings
     from qa.evaluation.evaluate import per_document
@@ -259,10 +269,7 @@ def run(corpus: Corpus, count: int, seed: int, tag: str = "", samples: int = 0) 
     cache.mkdir(parents=True, exist_ok=True)
     gold = cache / f"generated-{count}-{seed}.jsonl"
     with tempfile.TemporaryDirectory() as tmp:
-        docs = Path(tmp) / "docs"
-        docs.mkdir()
-        for path in corpus.docs:
-            shutil.copy(path, docs / path.name)
+        docs = copy_docs(corpus, Path(tmp))
         # Sampled answers are recorded (features["agreement"]), never used to withhold.
         settings = Settings(
             seeds_dir=docs,

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 from statistics import fmean
 
-from gold_ab import CORPORA, RESULTS, Corpus, squad_article
+from gold_ab import CORPORA, RESULTS, Corpus, copy_docs, squad_article
 
 from qa.bench import percentile
 
@@ -122,10 +121,7 @@ def run(corpus: Corpus, questions: int, seed: int) -> dict:
     items = sample(corpus, questions, seed)
     result: dict = {"corpus": corpus.name, "questions": questions, "seed": seed, "readings": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        docs = Path(tmp) / "docs"
-        docs.mkdir()
-        for path in corpus.docs:
-            shutil.copy(path, docs / path.name)
+        docs = copy_docs(corpus, Path(tmp))
         # Prompt states stay in RAM: saved to disk by the first reading, they would spare the
         # second one prompts it never read. Its few prompts still pinned are soon replaced.
         settings = Settings(
