@@ -18,13 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def wsbench() -> ModuleType:
+def wsbench() -> Iterator[ModuleType]:
+    sys.path.insert(0, str(ROOT / "bench"))  # as when run as a script: its towns module
     spec = importlib.util.spec_from_file_location("bench_workspaces", ROOT / "bench/workspaces.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
-    return module
+    yield module
+    sys.path.remove(str(ROOT / "bench"))
 
 
 @pytest.fixture

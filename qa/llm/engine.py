@@ -50,6 +50,9 @@ PIN_MIN_NEW = 16
 on the same passages (MultiRC asks several per paragraph) then reads only its own words."""
 
 
+CLOSED = "The local LLM was closed; make a new one to ask again."
+
+
 @dataclass
 class _Prefix:
     """A pinned sequence holding the KV cache of a prompt prefix."""
@@ -138,6 +141,7 @@ class Engine:
         self._wake = threading.Event()
         self._saved_whole = False
         self._saving: list[threading.Thread] = []
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name="qa-engine", daemon=True)
         self._thread.start()
 
@@ -148,6 +152,8 @@ class Engine:
 
     def submit(self, job: Job) -> Ticket:
         """Queue ``job``; iterate the returned ticket for its output."""
+        if self._closed:
+            raise BackendError(CLOSED)
         if len(job.tokens) + job.max_tokens > self.n_ctx:
             raise BackendError(
                 f"The prompt ({len(job.tokens)} tokens) does not fit the local LLM's context "
@@ -163,12 +169,26 @@ class Engine:
         for thread in list(self._saving):
             thread.join()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: the model is freed or about to be."""
+        return self._closed
+
+    def close(self) -> None:
+        """Stop the decoding thread and free the model and its context (once the step in
+        progress ends; requests not finished get a :class:`BackendError`). Without it the
+        thread, which holds the engine, would keep a model's memory alive for good."""
+        self._closed = True
+        self._wake.set()
+
     # --- the loop (engine thread only) ---------------------------------------------------
 
     def _loop(self) -> None:
-        while True:
+        while not self._closed:
             if not self._running and not self._waiting:
                 self._wake.wait()
+                if self._closed:
+                    break
             self._wake.clear()
             while not self._inbox.empty():
                 self._waiting.append(self._inbox.get())
@@ -187,6 +207,25 @@ class Engine:
                     ticket.put(failure)
                     ticket.finish()
                 self._waiting = []
+
+        self._release()
+
+    def _release(self) -> None:
+        """Fail what is left and free the batch, the context and the model (engine thread)."""
+        import llama_cpp
+
+        closed = BackendError(CLOSED)
+        while not self._inbox.empty():
+            self._waiting.append(self._inbox.get())
+        for seq in list(self._running):
+            self._finish(seq, error=closed)
+        for ticket in self._waiting:
+            ticket.put(closed)
+            ticket.finish()
+        self._waiting = []
+        self.wait_for_saves()
+        llama_cpp.llama_batch_free(self._batch)
+        self.llama.close()
 
     def _admit(self) -> None:
         """Start waiting jobs, oldest first, while a slot and their KV cells are free. A job

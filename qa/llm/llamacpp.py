@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,7 +18,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr
 
-from qa.llm.engine import Engine
+from qa.errors import BackendError
+from qa.llm.engine import CLOSED, Engine
 from qa.llm.jobs import Job, Ticket
 from qa.llm.kvstate import StateStore, build_identity, file_sha256
 from qa.llm.tap import TAPPED_LAYERS, LayerTap
@@ -165,6 +167,14 @@ class LlamaCppChat(BaseChatModel):
                 store=store,
             )
             self._llama = llama
+            # The engine's thread holds the model: free it when this chat model goes away.
+            weakref.finalize(self, self._engine.close)
+
+    def close(self) -> None:
+        """Free the model and its context now, not when this object is collected; asking
+        afterwards raises :class:`BackendError`."""
+        if self._engine is not None:
+            self._engine.close()
 
     def wait_for_saves(self) -> None:
         """Block until prompt states being written to ``state_dir`` are on disk."""
@@ -181,6 +191,8 @@ class LlamaCppChat(BaseChatModel):
             BackendError: the prompt does not fit the context window.
         """
         llama = self.llama  # loads the model and its chat template
+        if self.engine.closed:  # its model is freed: tokenizing would crash the process
+            raise BackendError(CLOSED)
         prompt = self._formatter(messages=messages).prompt + options.get("prefill", "")
         job = Job(
             tokens=llama.tokenize(prompt.encode(), add_bos=False, special=True),
