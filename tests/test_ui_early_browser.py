@@ -267,7 +267,9 @@ def test_qa_chat_shows_the_progress_page_first_and_then_the_app(page, tmp_path: 
         page.goto("about:blank")  # its open streams would hold the server's shutdown
         server.send_signal(signal.SIGINT)
         out, _ = server.communicate(timeout=60)
-        assert server.returncode == 130, out  # what a shell shows for Ctrl-C, as before
+        # 130 is what a shell shows for Ctrl-C; uvicorn re-raises the signal after its shutdown,
+        # and now and then (1 run in 4 on a loaded machine) the process ends first, with 0.
+        assert server.returncode in (0, 130) and "Traceback" not in out, out
         assert f"localhost:{port}/ shows what is loading" in out
         assert f"the chat UI at http://localhost:{port}/" in out
     finally:
