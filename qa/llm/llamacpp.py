@@ -167,8 +167,9 @@ class LlamaCppChat(BaseChatModel):
                 store=store,
             )
             self._llama = llama
-            # The engine's thread holds the model: free it when this chat model goes away.
-            weakref.finalize(self, self._engine.close)
+            # The engine's thread holds the model: free it when this chat model goes away,
+            # but not at exit, where the thread may be frozen mid-step (the OS frees it then).
+            weakref.finalize(self, self._engine.close).atexit = False
 
     def close(self) -> None:
         """Free the model and its context now, not when this object is collected; asking
