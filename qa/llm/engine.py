@@ -198,31 +198,28 @@ class Engine:
                     self._step()
             except Exception as err:  # never leave a caller waiting forever
                 log.exception("the decoding loop failed")
-                failure = BackendError(f"The local LLM failed: {err}")
-                for seq in list(self._running):
-                    self._finish(seq, error=failure)
                 # A waiting job may be what failed (its saved state, its grammar): retrying it
                 # would fail again and again.
-                for ticket in self._waiting:
-                    ticket.put(failure)
-                    ticket.finish()
-                self._waiting = []
+                self._fail_all(BackendError(f"The local LLM failed: {err}"))
 
         self._release()
+
+    def _fail_all(self, error: BackendError) -> None:
+        """End every running and waiting request with ``error``."""
+        for seq in list(self._running):
+            self._finish(seq, error=error)
+        for ticket in self._waiting:
+            ticket.put(error)
+            ticket.finish()
+        self._waiting = []
 
     def _release(self) -> None:
         """Fail what is left and free the batch, the context and the model (engine thread)."""
         import llama_cpp
 
-        closed = BackendError(CLOSED)
         while not self._inbox.empty():
             self._waiting.append(self._inbox.get())
-        for seq in list(self._running):
-            self._finish(seq, error=closed)
-        for ticket in self._waiting:
-            ticket.put(closed)
-            ticket.finish()
-        self._waiting = []
+        self._fail_all(BackendError(CLOSED))
         self.wait_for_saves()
         llama_cpp.llama_batch_free(self._batch)
         self.llama.close()
